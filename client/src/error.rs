@@ -1,0 +1,50 @@
+//! The client library's error type.
+
+use std::io;
+use std::path::PathBuf;
+
+use offsnap_protocol::{FrameError, RemoteError};
+
+/// Why a client operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The helper reported an error.
+    #[error(transparent)]
+    Remote(#[from] RemoteError),
+    /// The connection to the helper failed.
+    #[error(transparent)]
+    Frame(#[from] FrameError),
+    /// The helper could not be started or ended badly.
+    #[error("{0}")]
+    Transport(String),
+    /// The helper answered something the protocol does not allow here.
+    #[error("unexpected answer from the helper: {0}")]
+    Unexpected(String),
+    /// A local file operation failed.
+    #[error("{}: {source}", path.display())]
+    Io {
+        /// The file concerned.
+        path: PathBuf,
+        /// What failed.
+        source: io::Error,
+    },
+    /// The command line or its arguments are wrong.
+    #[error("{0}")]
+    Usage(String),
+    /// Received data does not match its recorded hash.
+    #[error("{0}")]
+    Corrupt(String),
+}
+
+impl Error {
+    /// A local I/O error about `path`.
+    pub fn io(path: impl Into<PathBuf>, source: io::Error) -> Error {
+        Error::Io {
+            path: path.into(),
+            source,
+        }
+    }
+}
+
+/// Shorthand.
+pub type Result<T, E = Error> = std::result::Result<T, E>;

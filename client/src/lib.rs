@@ -1,0 +1,23 @@
+//! The offsnap client: back up to dated, hard-linked snapshots on another
+//! machine (or disk), list them, restore from them.
+//!
+//! - [`dest`]: destinations and connecting to their helper;
+//! - [`transport`]: the byte streams to a helper (child process, in-process);
+//! - [`session`]: the hello exchange and framed requests;
+//! - [`scan`]: walking the sources in walk order;
+//! - [`backup`]: a backup run, pipelined;
+//! - [`restore`]: writing a snapshot back out;
+//! - [`list`]: listing snapshots;
+//! - [`manifests`]: fetching manifests.
+
+pub mod backup;
+pub mod dest;
+pub mod error;
+pub mod list;
+pub mod manifests;
+pub mod restore;
+pub mod scan;
+pub mod session;
+pub mod transport;
+
+pub use error::{Error, Result};

@@ -1,0 +1,328 @@
+//! Restoring: copy a snapshot (or some paths of it) out of the backup into
+//! a local directory, with content, mode, mtime and symlinks as they were.
+//!
+//! The manifest says what to write; file contents are requested all at
+//! once (a second thread sends the requests) and written as they arrive.
+//! Every path comes from a validated manifest and is written through
+//! directory handles that never follow symlinks, so nothing the helper
+//! says can make the restore write outside the target.
+
+use std::fs::File;
+use std::io::{Seek, SeekFrom};
+use std::path::PathBuf;
+
+use offsnap_protocol::manifest::ManifestReader;
+use offsnap_protocol::{
+    Entry, EntryKind, Hash, RelPath, Request, Response, SetName, SnapshotInfo, SnapshotName,
+};
+use offsnap_remote::cursor::DirCursor;
+use offsnap_remote::fsx;
+use offsnap_remote::tree::{Existing, TreeWriter};
+
+use crate::error::{Error, Result};
+use crate::manifests;
+use crate::session::{Receiver, Session};
+
+/// Which snapshot.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Which {
+    /// The newest.
+    Latest,
+    /// A named one.
+    Named(SnapshotName),
+}
+
+impl std::str::FromStr for Which {
+    type Err = offsnap_protocol::NameError;
+    fn from_str(s: &str) -> Result<Which, Self::Err> {
+        if s == "latest" {
+            Ok(Which::Latest)
+        } else {
+            s.parse().map(Which::Named)
+        }
+    }
+}
+
+/// What to restore, where.
+#[derive(Debug, Clone)]
+pub struct RestoreOptions {
+    /// The set.
+    pub set: SetName,
+    /// The snapshot.
+    pub snapshot: Which,
+    /// The directory to write into (created when missing).
+    pub to: PathBuf,
+    /// Paths inside the snapshot; empty for all of it.
+    pub paths: Vec<RelPath>,
+    /// Replace existing files instead of refusing.
+    pub overwrite: bool,
+}
+
+/// What a restore did.
+#[derive(Debug, Clone)]
+pub struct RestoreReport {
+    /// The snapshot restored from.
+    pub snapshot: SnapshotName,
+    /// Entries written.
+    pub entries: u64,
+    /// Bytes of file content written.
+    pub bytes: u64,
+    /// Files that could not be restored, one line each.
+    pub problems: Vec<String>,
+}
+
+/// Finds a snapshot of the set.
+pub fn find_snapshot(session: &mut Session, set: &SetName, which: Which) -> Result<SnapshotInfo> {
+    let snaps = crate::list::snapshots(session, set)?;
+    let found = match which {
+        Which::Latest => snaps.last().cloned(),
+        Which::Named(n) => snaps.iter().find(|s| s.name == n).cloned(),
+    };
+    found.ok_or_else(|| {
+        Error::Usage(match which {
+            Which::Latest => format!("set {set} has no snapshots yet"),
+            Which::Named(n) => format!("set {set} has no snapshot {n} (see `offsnap snapshots`)"),
+        })
+    })
+}
+
+fn wanted(path: &RelPath, paths: &[RelPath]) -> bool {
+    paths.is_empty()
+        || paths
+            .iter()
+            .any(|p| path.starts_with(p) || p.starts_with(path))
+}
+
+fn entries(file: &File) -> Result<ManifestReader<File>> {
+    let mut f = file.try_clone().map_err(|e| Error::io("manifest", e))?;
+    f.seek(SeekFrom::Start(0))
+        .map_err(|e| Error::io("manifest", e))?;
+    ManifestReader::new(f).map_err(|e| Error::Corrupt(format!("manifest: {e}")))
+}
+
+fn next(r: &mut ManifestReader<File>) -> Result<Option<Entry>> {
+    r.next_entry()
+        .map_err(|e| Error::Corrupt(format!("manifest: {e}")))
+}
+
+/// Restores over an open session, then closes it.
+pub fn restore(mut session: Session, opts: &RestoreOptions) -> Result<RestoreReport> {
+    let info = find_snapshot(&mut session, &opts.set, opts.snapshot)?;
+    let manifest = manifests::fetch_file(&mut session, &opts.set, &info)?;
+
+    // Every requested path must exist in the snapshot.
+    let mut found = vec![false; opts.paths.len()];
+    let mut reader = entries(&manifest)?;
+    while let Some(e) = next(&mut reader)? {
+        for (i, p) in opts.paths.iter().enumerate() {
+            found[i] |= e.path == *p;
+        }
+    }
+    if let Some(i) = found.iter().position(|f| !f) {
+        return Err(Error::Usage(format!(
+            "{} is not in snapshot {}",
+            opts.paths[i], info.name
+        )));
+    }
+
+    std::fs::create_dir_all(&opts.to).map_err(|e| Error::io(&opts.to, e))?;
+    let root = fsx::open_root(&opts.to).map_err(|e| Error::io(&opts.to, e))?;
+    if !opts.overwrite {
+        check_conflicts(&manifest, opts, &root)?;
+    }
+
+    let (mut tx, mut rx, mut transport) = session.split();
+    let set = opts.set.clone();
+    let snap = info.name;
+    let result = std::thread::scope(|scope| -> Result<RestoreReport> {
+        let requests = entries(&manifest)?;
+        let paths = &opts.paths;
+        let requester = scope.spawn(move || -> Result<()> {
+            let mut requests = requests;
+            let mut n = 0u64;
+            while let Some(e) = next(&mut requests)? {
+                if e.is_file() && wanted(&e.path, paths) {
+                    tx.send(&Request::GetFile {
+                        set: set.clone(),
+                        snapshot: snap,
+                        path: e.path,
+                    })?;
+                    n += 1;
+                    if n.is_multiple_of(64) {
+                        tx.flush()?;
+                    }
+                }
+            }
+            tx.flush()
+        });
+        let existing = if opts.overwrite {
+            Existing::Replace
+        } else {
+            Existing::KeepDirs
+        };
+        let root = root.try_clone().map_err(|e| Error::io(&opts.to, e))?;
+        let written = write_tree(
+            snap,
+            &manifest,
+            opts,
+            TreeWriter::new(root, existing),
+            &mut rx,
+        );
+        let requested = requester
+            .join()
+            .unwrap_or_else(|_| Err(Error::Unexpected("the request thread panicked".into())));
+        let report = written?;
+        requested?;
+        Ok(report)
+    });
+    match result {
+        Ok(report) => {
+            transport.finish()?;
+            Ok(report)
+        }
+        Err(e) => {
+            transport.kill();
+            Err(e)
+        }
+    }
+}
+
+fn check_conflicts(
+    manifest: &File,
+    opts: &RestoreOptions,
+    root: &std::os::fd::OwnedFd,
+) -> Result<()> {
+    let mut cursor = DirCursor::new(root.try_clone().map_err(|e| Error::io(&opts.to, e))?);
+    let mut conflicts = Vec::new();
+    let mut reader = entries(manifest)?;
+    while let Some(e) = next(&mut reader)? {
+        if !wanted(&e.path, &opts.paths) {
+            continue;
+        }
+        let Ok((dir, name)) = cursor.parent_of(&e.path) else {
+            continue;
+        };
+        let Ok(Some(st)) = fsx::lstat(dir, name) else {
+            continue;
+        };
+        let is_dir = fsx::file_type(&st) == rustix::fs::FileType::Directory;
+        if !(is_dir && e.kind == EntryKind::Dir) {
+            conflicts.push(e.path.to_string());
+            if conflicts.len() >= 10 {
+                break;
+            }
+        }
+    }
+    if conflicts.is_empty() {
+        return Ok(());
+    }
+    Err(Error::Usage(format!(
+        "refusing to overwrite what already exists in {}: {}{} (restore elsewhere, or pass --overwrite)",
+        opts.to.display(),
+        conflicts.join(", "),
+        if conflicts.len() >= 10 { ", …" } else { "" }
+    )))
+}
+
+fn write_tree(
+    snapshot: SnapshotName,
+    manifest: &File,
+    opts: &RestoreOptions,
+    mut tree: TreeWriter,
+    rx: &mut Receiver,
+) -> Result<RestoreReport> {
+    let mut report = RestoreReport {
+        snapshot,
+        entries: 0,
+        bytes: 0,
+        problems: Vec::new(),
+    };
+    let local = |p: &RelPath| opts.to.join(p.as_os_str());
+    let mut reader = entries(manifest)?;
+    while let Some(e) = next(&mut reader)? {
+        if !wanted(&e.path, &opts.paths) {
+            continue;
+        }
+        match &e.kind {
+            EntryKind::Dir => tree.dir(&e.path, &e.meta),
+            EntryKind::Symlink { target } => tree.symlink(&e.path, target, &e.meta),
+            EntryKind::File { size, hash } => {
+                match receive_file(&mut tree, rx, &e, *size, *hash)? {
+                    Ok(()) => {
+                        report.bytes += size;
+                        Ok(())
+                    }
+                    Err(problem) => {
+                        report
+                            .problems
+                            .push(format!("{}: {problem}", local(&e.path).display()));
+                        continue;
+                    }
+                }
+            }
+        }
+        .map_err(|err| Error::io(local(&e.path), err))?;
+        report.entries += 1;
+    }
+    tree.finish().map_err(|e| Error::io(&opts.to, e))?;
+    Ok(report)
+}
+
+/// Receives one file's content into the tree. The outer error ends the
+/// restore (connection trouble); the inner one is this file's problem.
+fn receive_file(
+    tree: &mut TreeWriter,
+    rx: &mut Receiver,
+    e: &Entry,
+    size: u64,
+    hash: Hash,
+) -> Result<std::result::Result<(), String>> {
+    let mut sink = Some(
+        tree.begin_file(&e.path)
+            .map_err(|err| Error::io(e.path.as_os_str(), err))?,
+    );
+    let mut failure: Option<String> = None;
+    loop {
+        match rx.recv() {
+            Ok(Response::FileData(data)) => {
+                if let Some(s) = &mut sink {
+                    if s.written() + data.len() as u64 > size {
+                        failure = Some("the stored copy is larger than recorded".into());
+                    } else if let Err(err) = s.write(&data) {
+                        return Err(Error::io(e.path.as_os_str(), err));
+                    }
+                }
+            }
+            Ok(Response::FileEnd) => break,
+            Ok(other) => return Err(Error::Unexpected(format!("{other:?}"))),
+            Err(Error::Remote(r)) => {
+                failure = Some(r.message);
+                break;
+            }
+            Err(other) => return Err(other),
+        }
+        if failure.is_some() {
+            // Keep reading this file's chunks, but stop writing them.
+            if let Some(s) = sink.take() {
+                tree.abort_file(s);
+            }
+        }
+    }
+    let Some(s) = sink else {
+        return Ok(Err(failure.unwrap_or_default()));
+    };
+    if let Some(f) = failure {
+        tree.abort_file(s);
+        return Ok(Err(f));
+    }
+    if s.written() != size || s.hash() != hash {
+        tree.abort_file(s);
+        return Ok(Err(
+            "the stored copy does not match its recorded hash (run `offsnap verify`); not restored"
+                .into(),
+        ));
+    }
+    tree.finish_file(s, &e.meta)
+        .map_err(|err| Error::io(e.path.as_os_str(), err))?;
+    Ok(Ok(()))
+}

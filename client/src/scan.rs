@@ -1,0 +1,185 @@
+//! Walking the sources in walk order: depth first, siblings sorted by name
+//! bytes, each source under its own final name at the snapshot's root. The
+//! manifest is in the same order, so the two merge as streams.
+
+use std::ffi::OsStr;
+use std::fs::Metadata;
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+
+use offsnap_protocol::{Meta, RelPath};
+
+use crate::error::{Error, Result};
+
+/// A source to back up and the name it gets in the snapshot.
+#[derive(Debug, Clone)]
+pub struct Source {
+    /// Where it is on this machine.
+    pub path: PathBuf,
+    /// Its name at the snapshot's root.
+    pub name: RelPath,
+}
+
+/// Checks the sources exist, names them, refuses two with the same name,
+/// and sorts them in walk order.
+pub fn resolve_sources(paths: &[PathBuf]) -> Result<Vec<Source>> {
+    if paths.is_empty() {
+        return Err(Error::Usage(
+            "nothing to back up: name at least one source".into(),
+        ));
+    }
+    let mut out: Vec<Source> = Vec::new();
+    for path in paths {
+        std::fs::metadata(path)
+            .map_err(|e| Error::Usage(format!("source {}: {}", path.display(), describe(&e))))?;
+        // `.` and `..` have no name of their own: use the directory's.
+        let name = match path.file_name() {
+            Some(n) => n.to_os_string(),
+            None => std::fs::canonicalize(path)
+                .ok()
+                .and_then(|p| p.file_name().map(OsStr::to_os_string))
+                .ok_or_else(|| {
+                    Error::Usage(format!(
+                        "source {} has no name to store it under; name a directory below it",
+                        path.display()
+                    ))
+                })?,
+        };
+        let name = RelPath::name(name.as_bytes().to_vec())
+            .map_err(|e| Error::Usage(format!("source {}: {e}", path.display())))?;
+        if let Some(other) = out.iter().find(|s| s.name == name) {
+            return Err(Error::Usage(format!(
+                "sources {} and {} would both be stored as {name:?}; back up their parent, or one of them alone",
+                other.path.display(),
+                path.display()
+            )));
+        }
+        out.push(Source {
+            path: path.clone(),
+            name,
+        });
+    }
+    out.sort_by(|a, b| a.name.walk_cmp(&b.name));
+    Ok(out)
+}
+
+fn describe(e: &std::io::Error) -> String {
+    match e.kind() {
+        std::io::ErrorKind::NotFound => "no such file or directory".into(),
+        std::io::ErrorKind::PermissionDenied => "permission denied".into(),
+        _ => e.to_string(),
+    }
+}
+
+/// What kind of thing a scanned entry is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ScanKind {
+    /// A directory.
+    Dir,
+    /// A regular file of this size.
+    File(u64),
+    /// A symlink with this target.
+    Symlink(Vec<u8>),
+    /// Something not backed up yet (socket, FIFO, device), with its word.
+    Other(&'static str),
+}
+
+/// One entry found by the scan.
+#[derive(Debug, Clone)]
+pub struct ScanItem {
+    /// Its path in the snapshot.
+    pub path: RelPath,
+    /// Its path on this machine.
+    pub local: PathBuf,
+    /// Its kind.
+    pub kind: ScanKind,
+    /// Its metadata as seen by the scan.
+    pub meta: Meta,
+}
+
+/// Something the scan could not read; the rest goes on.
+#[derive(Debug)]
+pub struct ScanProblem {
+    /// Where.
+    pub local: PathBuf,
+    /// What.
+    pub message: String,
+}
+
+/// Metadata in the form the protocol records.
+pub fn meta_of(md: &Metadata) -> Meta {
+    Meta {
+        mode: md.mode() & 0o7777,
+        uid: md.uid(),
+        gid: md.gid(),
+        mtime_sec: md.mtime(),
+        mtime_nsec: md.mtime_nsec().clamp(0, 999_999_999) as u32,
+    }
+}
+
+/// Walks all sources in order, yielding entries and problems.
+pub fn scan(sources: &[Source]) -> impl Iterator<Item = Result<ScanItem, ScanProblem>> + '_ {
+    sources.iter().flat_map(|src| {
+        walkdir::WalkDir::new(&src.path)
+            .follow_links(false)
+            .follow_root_links(true)
+            .sort_by(|a, b| a.file_name().as_bytes().cmp(b.file_name().as_bytes()))
+            .into_iter()
+            .map(move |res| item(src, res))
+    })
+}
+
+fn item(src: &Source, res: walkdir::Result<walkdir::DirEntry>) -> Result<ScanItem, ScanProblem> {
+    let ent = res.map_err(|e| ScanProblem {
+        local: e
+            .path()
+            .map(Path::to_path_buf)
+            .unwrap_or_else(|| src.path.clone()),
+        message: e.io_error().map(describe).unwrap_or_else(|| e.to_string()),
+    })?;
+    let local = ent.path().to_path_buf();
+    let problem = |message: String| ScanProblem {
+        local: local.clone(),
+        message,
+    };
+    let rel = ent
+        .path()
+        .strip_prefix(&src.path)
+        .map_err(|_| problem("outside its source".into()))?;
+    let mut bytes = src.name.as_bytes().to_vec();
+    if !rel.as_os_str().is_empty() {
+        bytes.push(b'/');
+        bytes.extend_from_slice(rel.as_os_str().as_bytes());
+    }
+    let path = RelPath::new(bytes).map_err(|e| problem(e.to_string()))?;
+    let md = ent
+        .metadata()
+        .map_err(|e| problem(e.io_error().map(describe).unwrap_or_else(|| e.to_string())))?;
+    let ft = md.file_type();
+    let kind = if ft.is_dir() {
+        ScanKind::Dir
+    } else if ft.is_file() {
+        ScanKind::File(md.len())
+    } else if ft.is_symlink() {
+        let target = std::fs::read_link(ent.path()).map_err(|e| problem(describe(&e)))?;
+        ScanKind::Symlink(target.as_os_str().as_bytes().to_vec())
+    } else {
+        use std::os::unix::fs::FileTypeExt;
+        ScanKind::Other(if ft.is_fifo() {
+            "FIFO"
+        } else if ft.is_socket() {
+            "socket"
+        } else if ft.is_block_device() {
+            "block device"
+        } else {
+            "character device"
+        })
+    };
+    Ok(ScanItem {
+        path,
+        local,
+        kind,
+        meta: meta_of(&md),
+    })
+}

@@ -1,0 +1,176 @@
+//! How the client reaches the helper: a pair of byte streams and a way to
+//! learn how the helper ended. Everything above this trait is the same for
+//! a local child process, an in-process thread and (later) SSH.
+
+use std::io::{Read, Write};
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::thread::JoinHandle;
+
+use crate::error::{Error, Result};
+
+/// The streams to and from a helper.
+pub struct Streams {
+    /// Bytes from the helper.
+    pub from: Box<dyn Read + Send>,
+    /// Bytes to the helper; dropping it tells the helper we are done.
+    pub to: Box<dyn Write + Send>,
+}
+
+/// A running helper.
+pub trait Transport: Send {
+    /// Takes the streams (once).
+    fn streams(&mut self) -> Result<Streams>;
+    /// Waits for the helper to end; an error describes how it failed.
+    fn finish(&mut self) -> Result<()>;
+    /// Stops the helper now (after an error on our side).
+    fn kill(&mut self);
+}
+
+/// The helper as a child process of the client, talking over its
+/// stdin/stdout; its stderr is the client's.
+pub struct ChildTransport {
+    program: String,
+    child: Child,
+}
+
+impl ChildTransport {
+    /// Starts `command` (program and leading arguments) with `args` after it.
+    pub fn spawn(command: &[String], args: &[&std::ffi::OsStr]) -> Result<ChildTransport> {
+        let Some((program, lead)) = command.split_first() else {
+            return Err(Error::Usage("the remote command is empty".into()));
+        };
+        let child = Command::new(program)
+            .args(lead)
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .map_err(|e| {
+                Error::Transport(format!(
+                    "cannot start the helper {program:?}: {e} (check --remote-cmd)"
+                ))
+            })?;
+        Ok(ChildTransport {
+            program: program.clone(),
+            child,
+        })
+    }
+}
+
+impl Transport for ChildTransport {
+    fn streams(&mut self) -> Result<Streams> {
+        let (Some(to), Some(from)) = (self.child.stdin.take(), self.child.stdout.take()) else {
+            return Err(Error::Transport("the helper's streams were taken".into()));
+        };
+        Ok(Streams {
+            from: Box::new(from),
+            to: Box::new(to),
+        })
+    }
+
+    fn finish(&mut self) -> Result<()> {
+        drop(self.child.stdin.take());
+        let status = self
+            .child
+            .wait()
+            .map_err(|e| Error::Transport(format!("waiting for the helper: {e}")))?;
+        if status.success() {
+            Ok(())
+        } else {
+            Err(Error::Transport(format!(
+                "the helper {:?} failed ({status})",
+                self.program
+            )))
+        }
+    }
+
+    fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The helper as a thread of this process, over a socket pair: fast tests
+/// and the embedded local destination without a second binary.
+pub struct InProcess {
+    streams: Option<Streams>,
+    thread: Option<JoinHandle<std::result::Result<(), String>>>,
+}
+
+impl InProcess {
+    /// Starts a helper serving `cfg`.
+    pub fn start(cfg: offsnap_remote::Config) -> Result<InProcess> {
+        let (ours, theirs) = UnixStream::pair()
+            .map_err(|e| Error::Transport(format!("cannot make a socket pair: {e}")))?;
+        let theirs_w = theirs
+            .try_clone()
+            .map_err(|e| Error::Transport(e.to_string()))?;
+        let ours_w = ours
+            .try_clone()
+            .map_err(|e| Error::Transport(e.to_string()))?;
+        let thread = std::thread::spawn(move || {
+            let res = offsnap_remote::serve(&theirs, &theirs_w, &cfg).map_err(|e| e.to_string());
+            let _ = theirs.shutdown(std::net::Shutdown::Both);
+            res
+        });
+        Ok(InProcess {
+            streams: Some(Streams {
+                from: Box::new(ours),
+                to: Box::new(HalfCloser(ours_w)),
+            }),
+            thread: Some(thread),
+        })
+    }
+
+    /// An in-process helper for `root` with the system clock and full access.
+    pub fn for_root(root: &Path) -> Result<InProcess> {
+        Self::start(offsnap_remote::Config {
+            root: PathBuf::from(root),
+            access: offsnap_remote::Access::Full,
+            clock: offsnap_remote::Clock::System,
+        })
+    }
+}
+
+/// The writing half of a socket that shuts the socket's write side down
+/// when dropped, so the peer reads end-of-stream.
+struct HalfCloser(UnixStream);
+
+impl Write for HalfCloser {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.write(buf)
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.0.flush()
+    }
+}
+
+impl Drop for HalfCloser {
+    fn drop(&mut self) {
+        let _ = self.0.shutdown(std::net::Shutdown::Write);
+    }
+}
+
+impl Transport for InProcess {
+    fn streams(&mut self) -> Result<Streams> {
+        self.streams
+            .take()
+            .ok_or_else(|| Error::Transport("the helper's streams were taken".into()))
+    }
+
+    fn finish(&mut self) -> Result<()> {
+        drop(self.streams.take());
+        match self.thread.take().map(|t| t.join()) {
+            None | Some(Ok(Ok(()))) => Ok(()),
+            Some(Ok(Err(e))) => Err(Error::Transport(format!("the helper failed: {e}"))),
+            Some(Err(_)) => Err(Error::Transport("the helper thread panicked".into())),
+        }
+    }
+
+    fn kill(&mut self) {
+        drop(self.streams.take());
+    }
+}

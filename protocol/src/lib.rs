@@ -1,0 +1,25 @@
+//! The offsnap wire contract: what the client and the helper on the backup
+//! host say to each other, and the manifest format both read.
+//!
+//! - [`path`]: validated relative paths of raw bytes, and walk order;
+//! - [`entry`]: entry kinds and metadata;
+//! - [`snapshot`]: set and snapshot names;
+//! - [`message`]: hello, requests, backup ops, responses;
+//! - [`frame`]: length-delimited frames with a size limit;
+//! - [`manifest`]: the per-snapshot list of entries.
+
+pub mod entry;
+pub mod frame;
+pub mod manifest;
+pub mod message;
+pub mod path;
+pub mod snapshot;
+
+pub use entry::{Entry, EntryKind, Hash, Meta};
+pub use frame::{FrameError, FrameReader, FrameWriter, MAX_FRAME};
+pub use message::{
+    CommitStats, DATA_CHUNK, ErrorKind, Hello, Op, PROTOCOL_VERSION, RemoteError, Request,
+    Response, SnapshotInfo,
+};
+pub use path::{PathError, RelPath, walk_order};
+pub use snapshot::{NameError, SetName, SnapshotName};

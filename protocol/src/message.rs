@@ -1,0 +1,203 @@
+//! The messages of a session, client to helper ([`Request`], [`Op`]) and
+//! helper to client ([`Response`]).
+//!
+//! A session starts with one [`Hello`] each way, then the client sends
+//! requests. Responses come back in request order, so the client can send
+//! many requests (or backup ops) without waiting for each answer.
+
+use serde::{Deserialize, Serialize};
+
+use crate::entry::{Entry, Hash, Meta};
+use crate::path::RelPath;
+use crate::snapshot::{SetName, SnapshotName};
+
+/// Eight bytes that open every session, each way.
+pub const MAGIC: [u8; 8] = *b"OFFSNAP\x01";
+
+/// The version of this wire contract. Both sides must speak the same one.
+pub const PROTOCOL_VERSION: u32 = 1;
+
+/// Largest content chunk the sender puts into one [`Op::Data`] or
+/// [`Response::FileData`] frame.
+pub const DATA_CHUNK: usize = 256 * 1024;
+
+/// The first frame each way. Its layout never changes between versions, so
+/// a mismatch is always reported as one.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Hello {
+    /// Always [`MAGIC`].
+    pub magic: [u8; 8],
+    /// The sender's [`PROTOCOL_VERSION`].
+    pub version: u32,
+    /// The sender's software and version, e.g. `offsnap 0.1.0`, for messages.
+    pub software: String,
+    /// Optional features the sender supports (none yet).
+    pub features: Vec<String>,
+}
+
+impl Hello {
+    /// Our hello, naming our software.
+    pub fn ours(software: &str) -> Hello {
+        Hello {
+            magic: MAGIC,
+            version: PROTOCOL_VERSION,
+            software: software.to_string(),
+            features: Vec::new(),
+        }
+    }
+}
+
+/// A client's request.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Request {
+    /// List the complete snapshots of a set. Answer: [`Response::Snapshots`].
+    ListSnapshots {
+        /// The set.
+        set: SetName,
+    },
+    /// Send a snapshot's manifest. Answer: [`Response::ManifestChunk`]s then
+    /// [`Response::ManifestEnd`].
+    GetManifest {
+        /// The set.
+        set: SetName,
+        /// The snapshot.
+        snapshot: SnapshotName,
+    },
+    /// Send a stored file's content. Answer: [`Response::FileData`]s then
+    /// [`Response::FileEnd`].
+    GetFile {
+        /// The set.
+        set: SetName,
+        /// The snapshot.
+        snapshot: SnapshotName,
+        /// The file inside it.
+        path: RelPath,
+    },
+    /// Start a backup of a set: take its lock and begin a new snapshot.
+    /// Answer: [`Response::BackupStarted`]. Then the client sends [`Op`]s
+    /// and finally [`Request::Commit`].
+    BeginBackup {
+        /// The set, created when missing.
+        set: SetName,
+    },
+    /// One step of the backup in progress.
+    Op(Op),
+    /// Finish the backup in progress. Answer: [`Response::Committed`].
+    Commit,
+}
+
+/// One step of a backup. Entries arrive in walk order (see
+/// [`crate::path::walk_order`]), each path strictly after the one before,
+/// and every parent before its children.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Op {
+    /// A directory or symlink, recorded as given.
+    Entry(Entry),
+    /// A file unchanged since the base snapshot: hard-link it from there.
+    Link(Entry),
+    /// A file whose content follows in [`Op::Data`] chunks, then [`Op::End`].
+    File {
+        /// Where it goes.
+        path: RelPath,
+        /// Its metadata.
+        meta: Meta,
+        /// Its length in bytes; the data must add up to exactly this.
+        size: u64,
+    },
+    /// A chunk of the current file's content.
+    Data(#[serde(with = "serde_bytes")] Vec<u8>),
+    /// The current file is complete; its BLAKE3 as the client read it.
+    End {
+        /// Hash of everything sent in the `Data` chunks.
+        hash: Hash,
+    },
+    /// Drop the current file: it changed or failed while the client read
+    /// it. Nothing is recorded for its path.
+    Cancel,
+}
+
+/// Summary of a snapshot, as listed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SnapshotInfo {
+    /// Its name.
+    pub name: SnapshotName,
+    /// Its manifest's hash (identifies the manifest for caching).
+    pub manifest_hash: Hash,
+    /// Its manifest's length in bytes.
+    pub manifest_len: u64,
+}
+
+/// Counters a backup run reports when it commits.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CommitStats {
+    /// Entries recorded in the manifest.
+    pub entries: u64,
+    /// Regular files recorded.
+    pub files: u64,
+    /// Files hard-linked from the base snapshot.
+    pub linked: u64,
+    /// Files written from data sent by the client.
+    pub written: u64,
+    /// Bytes of file content written.
+    pub bytes_written: u64,
+    /// Links that hit the filesystem's hard-link limit and were copied.
+    pub link_limit_copies: u64,
+}
+
+/// What kind of failure a [`RemoteError`] reports, for exit codes and tests.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ErrorKind {
+    /// The client broke the protocol or sent an invalid value.
+    Protocol,
+    /// Another run holds the set's lock.
+    Locked,
+    /// The set, snapshot or path does not exist.
+    NotFound,
+    /// The helper is confined and refuses this request.
+    Refused,
+    /// A file's content did not match its hash.
+    Corrupt,
+    /// The helper's filesystem failed (no space, permission denied, …).
+    Io,
+}
+
+/// An error the helper reports; the message is meant for the user.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+#[error("{message}")]
+pub struct RemoteError {
+    /// Category.
+    pub kind: ErrorKind,
+    /// Human-readable explanation.
+    pub message: String,
+}
+
+/// A helper's response.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Response {
+    /// The complete snapshots of the set, oldest first.
+    Snapshots(Vec<SnapshotInfo>),
+    /// A chunk of a manifest file.
+    ManifestChunk(#[serde(with = "serde_bytes")] Vec<u8>),
+    /// The manifest is complete.
+    ManifestEnd,
+    /// A chunk of a stored file.
+    FileData(#[serde(with = "serde_bytes")] Vec<u8>),
+    /// The stored file is complete.
+    FileEnd,
+    /// A backup has started.
+    BackupStarted {
+        /// The name the new snapshot will have.
+        snapshot: SnapshotName,
+        /// The snapshot unchanged files are linked from, if any.
+        base: Option<SnapshotInfo>,
+    },
+    /// The backup is complete and visible under its name.
+    Committed {
+        /// Its name.
+        snapshot: SnapshotName,
+        /// What it did.
+        stats: CommitStats,
+    },
+    /// The request failed. During a backup, the run is over.
+    Error(RemoteError),
+}

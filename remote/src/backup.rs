@@ -1,0 +1,325 @@
+//! One backup run on the helper: builds a new snapshot in
+//! `.offsnap/incomplete/NAME/` from the client's ops, then commits it.
+//!
+//! Commit order: apply the last directory metadata, flush the filesystem,
+//! write and fsync the manifest, move it into `manifests/`, move the tree
+//! to `SET/NAME`, swap `latest`. Until the tree's rename nothing new is
+//! visible under a dated name; a run that dies earlier leaves only
+//! `incomplete/`, which the next run clears.
+
+use std::cmp::Ordering;
+use std::fs::File;
+use std::io::BufWriter;
+use std::os::fd::{AsFd, OwnedFd};
+
+use offsnap_protocol::manifest::ManifestWriter;
+use offsnap_protocol::{
+    CommitStats, Entry, EntryKind, ErrorKind, Meta, Op, RelPath, RemoteError, SetName,
+    SnapshotInfo, SnapshotName,
+};
+
+use crate::cursor::DirCursor;
+use crate::error::{Context, err, protocol};
+use crate::fsx;
+use crate::set::{Root, SetDir, SetLock};
+use crate::tree::{Existing, FileSink, Linked, TreeWriter};
+
+struct OpenFile {
+    /// The path before this file's, restored if it is cancelled (so the
+    /// client can send the file again).
+    prev_last: Option<RelPath>,
+    sink: FileSink,
+    meta: Meta,
+    size: u64,
+}
+
+/// A backup in progress: see the module documentation.
+pub struct BackupRun {
+    set: SetDir,
+    _lock: SetLock,
+    name: SnapshotName,
+    work: OwnedFd,
+    tree: TreeWriter,
+    base: Option<DirCursor>,
+    manifest: ManifestWriter<BufWriter<File>>,
+    last: Option<RelPath>,
+    file: Option<OpenFile>,
+    stats: CommitStats,
+}
+
+impl BackupRun {
+    /// Opens (or creates) the set, takes its lock, clears leftovers of
+    /// interrupted runs and starts a snapshot named after `now` (or one
+    /// second after the newest snapshot, if the clock is behind it).
+    pub fn start(
+        root: &Root,
+        set_name: &SetName,
+        now: jiff::Timestamp,
+    ) -> Result<(BackupRun, SnapshotName, Option<SnapshotInfo>), RemoteError> {
+        let set = root.create_set(set_name)?;
+        let lock = set.lock("backup")?;
+        set.clean_leftovers()?;
+        let snapshots = set.snapshots()?;
+        let base = snapshots.last().cloned();
+        let mut name = SnapshotName::from_timestamp(now);
+        if let Some(b) = &base
+            && name <= b.name
+        {
+            let bumped = b.name.next();
+            eprintln!(
+                "offsnap-remote: the clock ({name}) is not after the newest snapshot ({}); naming this one {bumped}",
+                b.name
+            );
+            name = bumped;
+        }
+        let ctx = format!("set {set_name:?}: starting snapshot {name}");
+        let incomplete = set.meta_dir("incomplete")?;
+        let work = fsx::create_dir(incomplete.as_fd(), name.to_string().as_bytes()).ctx(&ctx)?;
+        let tree_fd = fsx::create_dir(work.as_fd(), b"tree").ctx(&ctx)?;
+        let manifest_file = fsx::create_file(work.as_fd(), b"manifest").ctx(&ctx)?;
+        let manifest = ManifestWriter::new(BufWriter::with_capacity(256 * 1024, manifest_file))
+            .map_err(|e| err(ErrorKind::Io, format!("{ctx}: {e}")))?;
+        let base_cursor = match &base {
+            Some(b) => Some(DirCursor::new(set.open_snapshot(&b.name)?)),
+            None => None,
+        };
+        let run = BackupRun {
+            set,
+            _lock: lock,
+            name,
+            work,
+            tree: TreeWriter::new(tree_fd, Existing::Fail),
+            base: base_cursor,
+            manifest,
+            last: None,
+            file: None,
+            stats: CommitStats::default(),
+        };
+        Ok((run, name, base))
+    }
+
+    /// The snapshot's name.
+    pub fn name(&self) -> SnapshotName {
+        self.name
+    }
+
+    fn check_order(&mut self, path: &RelPath) -> Result<(), RemoteError> {
+        if let Some(last) = &self.last
+            && last.walk_cmp(path) != Ordering::Less
+        {
+            return Err(protocol(format!(
+                "entries out of order: {path} after {last}"
+            )));
+        }
+        self.last = Some(path.clone());
+        Ok(())
+    }
+
+    fn record(&mut self, entry: &Entry) -> Result<(), RemoteError> {
+        self.manifest
+            .push(entry)
+            .map_err(|e| err(ErrorKind::Io, format!("writing the manifest: {e}")))?;
+        self.stats.entries += 1;
+        if entry.is_file() {
+            self.stats.files += 1;
+        }
+        Ok(())
+    }
+
+    /// Applies one op.
+    pub fn apply(&mut self, op: Op) -> Result<(), RemoteError> {
+        if let Some(open) = &mut self.file {
+            return match op {
+                Op::Data(data) => {
+                    if open.sink.written() + data.len() as u64 > open.size {
+                        return Err(protocol(format!(
+                            "{}: more data than the {} bytes announced",
+                            open.sink.path(),
+                            open.size
+                        )));
+                    }
+                    let path = open.sink.path().clone();
+                    open.sink.write(&data).ctx(path)
+                }
+                Op::End { hash } => self.end_file(hash),
+                Op::Cancel => {
+                    if let Some(open) = self.file.take() {
+                        self.tree.abort_file(open.sink);
+                        self.last = open.prev_last;
+                    }
+                    Ok(())
+                }
+                other => Err(protocol(format!(
+                    "{}: expected file data, got {}",
+                    open.sink.path(),
+                    op_word(&other)
+                ))),
+            };
+        }
+        match op {
+            Op::Entry(entry) => {
+                self.check_order(&entry.path)?;
+                match &entry.kind {
+                    EntryKind::Dir => self.tree.dir(&entry.path, &entry.meta),
+                    EntryKind::Symlink { target } => {
+                        self.tree.symlink(&entry.path, target, &entry.meta)
+                    }
+                    EntryKind::File { .. } => {
+                        return Err(protocol(format!(
+                            "{}: a file entry needs its content or a link",
+                            entry.path
+                        )));
+                    }
+                }
+                .ctx(format!("snapshot {}", self.name))?;
+                self.record(&entry)
+            }
+            Op::Link(entry) => {
+                self.check_order(&entry.path)?;
+                let EntryKind::File { size, .. } = entry.kind else {
+                    return Err(protocol(format!(
+                        "{}: only files can be linked",
+                        entry.path
+                    )));
+                };
+                let Some(base) = &mut self.base else {
+                    return Err(protocol(format!(
+                        "{}: link requested but the set has no earlier snapshot",
+                        entry.path
+                    )));
+                };
+                let how = self
+                    .tree
+                    .link_from(base, &entry.path, size, &entry.meta)
+                    .ctx(format!("snapshot {}", self.name))?;
+                match how {
+                    Linked::HardLink => self.stats.linked += 1,
+                    Linked::Copied => {
+                        self.stats.link_limit_copies += 1;
+                        self.stats.bytes_written += size;
+                    }
+                }
+                self.record(&entry)
+            }
+            Op::File { path, meta, size } => {
+                let prev_last = self.last.clone();
+                self.check_order(&path)?;
+                let sink = self
+                    .tree
+                    .begin_file(&path)
+                    .ctx(format!("snapshot {}", self.name))?;
+                self.file = Some(OpenFile {
+                    prev_last,
+                    sink,
+                    meta,
+                    size,
+                });
+                Ok(())
+            }
+            Op::Data(_) | Op::End { .. } | Op::Cancel => Err(protocol("file data outside a file")),
+        }
+    }
+
+    fn end_file(&mut self, hash: offsnap_protocol::Hash) -> Result<(), RemoteError> {
+        let Some(OpenFile {
+            sink, meta, size, ..
+        }) = self.file.take()
+        else {
+            return Err(protocol("file end outside a file"));
+        };
+        let path = sink.path().clone();
+        if sink.written() != size {
+            let written = sink.written();
+            self.tree.abort_file(sink);
+            return Err(protocol(format!(
+                "{path}: {written} bytes received, {size} announced"
+            )));
+        }
+        let got = sink.hash();
+        if got != hash {
+            self.tree.abort_file(sink);
+            return Err(err(
+                ErrorKind::Corrupt,
+                format!("{path}: the data written does not match the client's hash"),
+            ));
+        }
+        self.tree
+            .finish_file(sink, &meta)
+            .ctx(format!("snapshot {}", self.name))?;
+        self.stats.written += 1;
+        self.stats.bytes_written += size;
+        self.record(&Entry {
+            path,
+            kind: EntryKind::File { size, hash },
+            meta,
+        })
+    }
+
+    /// Makes the snapshot durable and visible; see the module documentation.
+    pub fn commit(mut self) -> Result<(SnapshotName, CommitStats), RemoteError> {
+        if let Some(open) = &self.file {
+            return Err(protocol(format!(
+                "commit while {} is incomplete",
+                open.sink.path()
+            )));
+        }
+        let name = self.name.to_string();
+        let ctx = format!("set {:?}: committing snapshot {name}", self.set.name());
+        self.tree.finish().ctx(&ctx)?;
+        fsx::sync_filesystem(&self.work).ctx(&ctx)?;
+        let (out, _hash, _len) = self
+            .manifest
+            .finish()
+            .map_err(|e| err(ErrorKind::Io, format!("{ctx}: {e}")))?;
+        let file = out
+            .into_inner()
+            .map_err(|e| crate::error::io(&ctx, e.into_error()))?;
+        file.sync_all().ctx(&ctx)?;
+        drop(file);
+        let manifests = self.set.meta_dir("manifests")?;
+        fsx::rename_between(
+            self.work.as_fd(),
+            b"manifest",
+            manifests.as_fd(),
+            name.as_bytes(),
+            false,
+        )
+        .ctx(&ctx)?;
+        fsx::fsync(&manifests).ctx(&ctx)?;
+        fsx::rename_between(
+            self.work.as_fd(),
+            b"tree",
+            self.set.fd(),
+            name.as_bytes(),
+            false,
+        )
+        .ctx(&ctx)?;
+        fsx::fsync(self.set.fd()).ctx(&ctx)?;
+        self.set.set_latest(&self.name)?;
+        let incomplete = self.set.meta_dir("incomplete")?;
+        drop(self.work);
+        fsx::remove_tree(incomplete.as_fd(), name.as_bytes()).ctx(&ctx)?;
+        Ok((self.name, self.stats))
+    }
+
+    /// Gives up the run, removing what it wrote.
+    pub fn abort(self) {
+        let name = self.name.to_string();
+        if let Ok(incomplete) = self.set.meta_dir("incomplete") {
+            drop(self.tree);
+            drop(self.work);
+            let _ = fsx::remove_tree(incomplete.as_fd(), name.as_bytes());
+        }
+    }
+}
+
+fn op_word(op: &Op) -> &'static str {
+    match op {
+        Op::Entry(_) => "an entry",
+        Op::Link(_) => "a link",
+        Op::File { .. } => "a new file",
+        Op::Data(_) => "data",
+        Op::End { .. } => "a file end",
+        Op::Cancel => "a cancel",
+    }
+}

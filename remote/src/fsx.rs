@@ -1,0 +1,257 @@
+//! File operations relative to directory handles, never following symlinks.
+//!
+//! Every path handed to these functions is a single name inside an open
+//! directory. Directories are opened with `O_NOFOLLOW | O_DIRECTORY`, files
+//! with `O_NOFOLLOW`: a symlink anywhere is an error, never a way out.
+
+use std::ffi::{CStr, OsStr};
+use std::fs::File;
+use std::io;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
+use std::path::Path;
+
+use offsnap_protocol::Meta;
+use rustix::fs::{self as rfs, AtFlags, Mode, OFlags, Timespec, Timestamps};
+
+/// Open flags for a directory handle.
+const DIR_FLAGS: OFlags = OFlags::RDONLY
+    .union(OFlags::DIRECTORY)
+    .union(OFlags::NOFOLLOW)
+    .union(OFlags::CLOEXEC);
+
+/// Opens a directory by a path the host's owner chose (it may be a symlink).
+pub fn open_root(path: &Path) -> io::Result<OwnedFd> {
+    Ok(rfs::open(
+        path,
+        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+        Mode::empty(),
+    )?)
+}
+
+/// Opens the directory `name` inside `dir`, refusing symlinks.
+pub fn open_dir(dir: BorrowedFd<'_>, name: &[u8]) -> io::Result<OwnedFd> {
+    Ok(rfs::openat(dir, name, DIR_FLAGS, Mode::empty())?)
+}
+
+/// Opens the regular file `name` inside `dir` for reading, refusing symlinks
+/// and anything that is not a regular file.
+pub fn open_file(dir: BorrowedFd<'_>, name: &[u8]) -> io::Result<File> {
+    let fd = rfs::openat(
+        dir,
+        name,
+        OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC | OFlags::NONBLOCK,
+        Mode::empty(),
+    )?;
+    let st = rfs::fstat(&fd)?;
+    if rfs::FileType::from_raw_mode(st.st_mode) != rfs::FileType::RegularFile {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("{} is not a regular file", show(name)),
+        ));
+    }
+    Ok(File::from(fd))
+}
+
+/// Creates the directory `name` inside `dir` (mode 0700 until its metadata
+/// is applied) and opens it.
+pub fn create_dir(dir: BorrowedFd<'_>, name: &[u8]) -> io::Result<OwnedFd> {
+    rfs::mkdirat(dir, name, Mode::from_raw_mode(0o700))?;
+    open_dir(dir, name)
+}
+
+/// Creates a new file `name` inside `dir` for writing; fails if it exists.
+pub fn create_file(dir: BorrowedFd<'_>, name: &[u8]) -> io::Result<File> {
+    let fd = rfs::openat(
+        dir,
+        name,
+        OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+        Mode::from_raw_mode(0o600),
+    )?;
+    Ok(File::from(fd))
+}
+
+/// Creates a new file with a fresh temporary name inside `dir`.
+pub fn create_temp(dir: BorrowedFd<'_>) -> io::Result<(Vec<u8>, File)> {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    loop {
+        let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+        let name = format!(".offsnap-tmp.{}.{n}", std::process::id()).into_bytes();
+        match create_file(dir, &name) {
+            Ok(f) => return Ok((name, f)),
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+/// Renames `from` to `to` inside `dir`. With `replace` false, fails when
+/// `to` exists.
+pub fn rename(dir: BorrowedFd<'_>, from: &[u8], to: &[u8], replace: bool) -> io::Result<()> {
+    rename_between(dir, from, dir, to, replace)
+}
+
+/// Renames across two directories of one filesystem.
+pub fn rename_between(
+    from_dir: BorrowedFd<'_>,
+    from: &[u8],
+    to_dir: BorrowedFd<'_>,
+    to: &[u8],
+    replace: bool,
+) -> io::Result<()> {
+    if replace {
+        rfs::renameat(from_dir, from, to_dir, to)?;
+    } else {
+        match rfs::renameat_with(from_dir, from, to_dir, to, rfs::RenameFlags::NOREPLACE) {
+            Ok(()) => {}
+            // Filesystems without RENAME_NOREPLACE: check, then rename.
+            Err(rustix::io::Errno::INVAL) | Err(rustix::io::Errno::NOSYS) => {
+                if lstat(to_dir, to)?.is_some() {
+                    return Err(io::Error::from(io::ErrorKind::AlreadyExists));
+                }
+                rfs::renameat(from_dir, from, to_dir, to)?;
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(())
+}
+
+/// Hard-links `from_dir/from` as `to_dir/to` (the source is not followed if
+/// it is a symlink).
+pub fn link(
+    from_dir: BorrowedFd<'_>,
+    from: &[u8],
+    to_dir: BorrowedFd<'_>,
+    to: &[u8],
+) -> io::Result<()> {
+    Ok(rfs::linkat(from_dir, from, to_dir, to, AtFlags::empty())?)
+}
+
+/// Creates the symlink `name` inside `dir` pointing at `target` (data only).
+pub fn symlink(dir: BorrowedFd<'_>, name: &[u8], target: &[u8]) -> io::Result<()> {
+    Ok(rfs::symlinkat(target, dir, name)?)
+}
+
+/// Reads the target of the symlink `name` inside `dir`.
+pub fn read_link(dir: BorrowedFd<'_>, name: &[u8]) -> io::Result<Vec<u8>> {
+    Ok(rfs::readlinkat(dir, name, Vec::new())?.into_bytes())
+}
+
+/// Removes the file or symlink `name` inside `dir`.
+pub fn unlink(dir: BorrowedFd<'_>, name: &[u8]) -> io::Result<()> {
+    Ok(rfs::unlinkat(dir, name, AtFlags::empty())?)
+}
+
+/// Metadata of `name` inside `dir` without following it; `None` if absent.
+pub fn lstat(dir: BorrowedFd<'_>, name: &[u8]) -> io::Result<Option<rfs::Stat>> {
+    match rfs::statat(dir, name, AtFlags::SYMLINK_NOFOLLOW) {
+        Ok(st) => Ok(Some(st)),
+        Err(rustix::io::Errno::NOENT) => Ok(None),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// The kind of an `st_mode`.
+pub fn file_type(st: &rfs::Stat) -> rfs::FileType {
+    rfs::FileType::from_raw_mode(st.st_mode)
+}
+
+fn times(meta: &Meta) -> Timestamps {
+    Timestamps {
+        last_access: Timespec {
+            tv_sec: 0,
+            tv_nsec: rfs::UTIME_OMIT,
+        },
+        last_modification: Timespec {
+            tv_sec: meta.mtime_sec,
+            tv_nsec: meta.mtime_nsec.into(),
+        },
+    }
+}
+
+/// Applies mode and mtime to an open file or directory.
+pub fn apply_meta(fd: impl AsFd, meta: &Meta) -> io::Result<()> {
+    rfs::fchmod(&fd, Mode::from_raw_mode(meta.mode & 0o7777))?;
+    rfs::futimens(&fd, &times(meta))?;
+    Ok(())
+}
+
+/// Applies the mtime to the symlink `name` inside `dir` (its mode means
+/// nothing on Linux).
+pub fn apply_symlink_meta(dir: BorrowedFd<'_>, name: &[u8], meta: &Meta) -> io::Result<()> {
+    Ok(rfs::utimensat(
+        dir,
+        name,
+        &times(meta),
+        AtFlags::SYMLINK_NOFOLLOW,
+    )?)
+}
+
+/// Names in a directory, without `.` and `..`, with their types.
+pub fn read_dir(dir: BorrowedFd<'_>) -> io::Result<Vec<(Vec<u8>, rfs::FileType)>> {
+    let mut out = Vec::new();
+    for ent in rfs::Dir::read_from(dir)? {
+        let ent = ent?;
+        let name: &CStr = ent.file_name();
+        let name = name.to_bytes();
+        if name == b"." || name == b".." {
+            continue;
+        }
+        out.push((name.to_vec(), ent.file_type()));
+    }
+    Ok(out)
+}
+
+/// Removes `name` inside `dir` and everything under it, without following
+/// symlinks, making read-only directories writable as it goes.
+pub fn remove_tree(dir: BorrowedFd<'_>, name: &[u8]) -> io::Result<()> {
+    let Some(st) = lstat(dir, name)? else {
+        return Ok(());
+    };
+    if file_type(&st) != rfs::FileType::Directory {
+        return unlink(dir, name);
+    }
+    let sub = open_dir(dir, name)?;
+    // Owner's write and search bits are needed to empty it.
+    rfs::fchmod(&sub, Mode::from_raw_mode(0o700))?;
+    for (child, kind) in read_dir(sub.as_fd())? {
+        if kind == rfs::FileType::Directory || kind == rfs::FileType::Unknown {
+            remove_tree(sub.as_fd(), &child)?;
+        } else {
+            match unlink(sub.as_fd(), &child) {
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                other => other?,
+            }
+        }
+    }
+    drop(sub);
+    Ok(rfs::unlinkat(dir, name, AtFlags::REMOVEDIR)?)
+}
+
+/// Flushes a file or directory to stable storage.
+pub fn fsync(fd: impl AsFd) -> io::Result<()> {
+    Ok(rfs::fsync(fd)?)
+}
+
+/// Flushes the whole filesystem holding `fd` to stable storage: one call in
+/// place of an fsync per file and directory written. Elsewhere than Linux,
+/// falls back to `sync(2)`.
+pub fn sync_filesystem(fd: impl AsFd) -> io::Result<()> {
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    {
+        Ok(rfs::syncfs(fd)?)
+    }
+    #[cfg(not(any(target_os = "linux", target_os = "android")))]
+    {
+        let _ = fd;
+        rfs::sync();
+        Ok(())
+    }
+}
+
+/// Lossy text of a name, for messages.
+pub fn show(name: &[u8]) -> String {
+    OsStr::from_bytes(name).to_string_lossy().into_owned()
+}

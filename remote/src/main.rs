@@ -1,0 +1,87 @@
+//! `offsnap-remote`: the helper that sshd (or a local `offsnap`) starts on
+//! the backup host. It speaks the offsnap protocol on stdin/stdout and
+//! touches nothing outside `--root`.
+
+use std::fs::File;
+use std::os::fd::AsFd;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{Context, Result};
+use clap::{Parser, Subcommand};
+use offsnap_remote::{Access, Clock, Config, ServeError, serve};
+
+/// The offsnap helper on the backup host.
+#[derive(Parser)]
+#[command(name = "offsnap-remote", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve one offsnap session on stdin/stdout (started by sshd or offsnap).
+    Serve {
+        /// The directory holding the backup sets.
+        #[arg(long, value_name = "DIR")]
+        root: PathBuf,
+        /// Allow backups and reads only: no pruning, deleting or overwriting.
+        #[arg(long, conflicts_with = "read_only")]
+        append_only: bool,
+        /// Allow listing and restoring only.
+        #[arg(long)]
+        read_only: bool,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            if !e.is::<Quiet>() {
+                eprintln!("offsnap-remote: {e:#}");
+            }
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// A failure already reported to the client.
+#[derive(Debug, thiserror::Error)]
+#[error("reported to the client")]
+struct Quiet;
+
+fn run(cli: Cli) -> Result<()> {
+    match cli.command {
+        Command::Serve {
+            root,
+            append_only,
+            read_only,
+        } => {
+            let access = if read_only {
+                Access::ReadOnly
+            } else if append_only {
+                Access::AppendOnly
+            } else {
+                Access::Full
+            };
+            let clock = Clock::from_env().map_err(anyhow::Error::msg)?;
+            let cfg = Config {
+                root,
+                access,
+                clock,
+            };
+            // Raw descriptors: no line buffering between frames and the pipe.
+            let stdin = File::from(std::io::stdin().as_fd().try_clone_to_owned()?);
+            let stdout = File::from(std::io::stdout().as_fd().try_clone_to_owned()?);
+            match serve(stdin, stdout, &cfg) {
+                Ok(()) => Ok(()),
+                // The client was told already: exit non-zero, say nothing twice.
+                Err(ServeError::Failed(_)) => Err(Quiet.into()),
+                Err(e) => Err(e).context("session failed"),
+            }
+        }
+    }
+}

@@ -1,0 +1,251 @@
+//! The helper's session loop: hello, then requests until the client hangs
+//! up. Knows nothing about how the bytes travel (stdin/stdout under sshd,
+//! a pipe to a local client, a socket in tests).
+
+use std::io::{Read, Write};
+use std::path::PathBuf;
+
+use offsnap_protocol::{
+    DATA_CHUNK, ErrorKind, FrameError, FrameReader, FrameWriter, Hello, RelPath, RemoteError,
+    Request, Response, SetName, SnapshotName,
+};
+
+use crate::backup::BackupRun;
+use crate::cursor::DirCursor;
+use crate::error::{Context, err, protocol};
+use crate::fsx;
+use crate::set::Root;
+
+/// What a session may do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Access {
+    /// Everything.
+    Full,
+    /// Back up and read; never delete or change history.
+    AppendOnly,
+    /// List and restore only.
+    ReadOnly,
+}
+
+/// Where snapshot times come from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Clock {
+    /// The system clock.
+    System,
+    /// A fixed time (tests, set by the host's owner through `OFFSNAP_NOW`).
+    Fixed(jiff::Timestamp),
+}
+
+impl Clock {
+    /// The current time by this clock.
+    pub fn now(&self) -> jiff::Timestamp {
+        match self {
+            Clock::System => jiff::Timestamp::now(),
+            Clock::Fixed(t) => *t,
+        }
+    }
+
+    /// `Fixed` from `OFFSNAP_NOW` (RFC 3339) when set, else `System`.
+    pub fn from_env() -> Result<Clock, String> {
+        match std::env::var("OFFSNAP_NOW") {
+            Ok(s) if !s.is_empty() => s.parse().map(Clock::Fixed).map_err(|e| {
+                format!(
+                    "OFFSNAP_NOW={s:?} is not an RFC 3339 time (e.g. 2026-11-26T01:49:29Z): {e}"
+                )
+            }),
+            _ => Ok(Clock::System),
+        }
+    }
+}
+
+/// A helper's configuration, fixed by its command line.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// The directory holding the sets; nothing outside it is touched.
+    pub root: PathBuf,
+    /// What clients may do.
+    pub access: Access,
+    /// Snapshot times.
+    pub clock: Clock,
+}
+
+/// How a session ended badly.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    /// The connection failed or the client spoke nonsense.
+    #[error(transparent)]
+    Frame(#[from] FrameError),
+    /// A backup failed; the client was told.
+    #[error("{0}")]
+    Failed(RemoteError),
+}
+
+/// The name this software gives in its hello.
+pub fn software() -> String {
+    format!("offsnap-remote {}", env!("CARGO_PKG_VERSION"))
+}
+
+struct Session<'c, W: Write> {
+    cfg: &'c Config,
+    out: FrameWriter<W>,
+    backup: Option<BackupRun>,
+    reader: Option<(SetName, SnapshotName, DirCursor)>,
+}
+
+/// Serves one session on a pair of streams.
+pub fn serve(input: impl Read, output: impl Write, cfg: &Config) -> Result<(), ServeError> {
+    let software = software();
+    let mut inp = FrameReader::new(input);
+    let mut out = FrameWriter::new(output);
+    out.write(&Hello::ours(&software))?;
+    out.flush()?;
+    inp.read_hello(&software)?;
+    let mut session = Session {
+        cfg,
+        out,
+        backup: None,
+        reader: None,
+    };
+    let res = session.run(&mut inp);
+    if let Some(run) = session.backup.take() {
+        run.abort();
+    }
+    res
+}
+
+impl<W: Write> Session<'_, W> {
+    fn run(&mut self, inp: &mut FrameReader<impl Read>) -> Result<(), ServeError> {
+        loop {
+            let req: Request = match inp.read() {
+                Ok(r) => r,
+                Err(FrameError::Closed) if self.backup.is_none() => return Ok(()),
+                Err(FrameError::Closed) => {
+                    return Err(ServeError::Failed(protocol(
+                        "the client hung up during a backup; nothing was committed",
+                    )));
+                }
+                Err(e) => {
+                    let _ = self.send_error(protocol(e.to_string()));
+                    return Err(e.into());
+                }
+            };
+            let in_backup = matches!(req, Request::Op(_) | Request::Commit);
+            if let Err(e) = self.handle(req) {
+                self.send_error(e.clone())?;
+                // A failed backup ends the session: the client's pipelined
+                // ops that follow belong to a run that no longer exists.
+                if in_backup || e.kind == ErrorKind::Protocol {
+                    return Err(ServeError::Failed(e));
+                }
+            }
+        }
+    }
+
+    fn send_error(&mut self, e: RemoteError) -> Result<(), FrameError> {
+        self.out.write(&Response::Error(e))?;
+        self.out.flush()
+    }
+
+    fn handle(&mut self, req: Request) -> Result<(), RemoteError> {
+        match req {
+            Request::ListSnapshots { set } => {
+                let root = Root::open(&self.cfg.root, false)?;
+                let snaps = root.open_set(&set)?.snapshots()?;
+                self.send(&Response::Snapshots(snaps))?;
+                self.flush()
+            }
+            Request::GetManifest { set, snapshot } => {
+                let root = Root::open(&self.cfg.root, false)?;
+                let file = root.open_set(&set)?.open_manifest(&snapshot)?;
+                self.stream(file, Response::ManifestChunk, Response::ManifestEnd)
+            }
+            Request::GetFile {
+                set,
+                snapshot,
+                path,
+            } => {
+                let file = self.open_stored(set, snapshot, &path)?;
+                self.stream(file, Response::FileData, Response::FileEnd)
+            }
+            Request::BeginBackup { set } => {
+                if self.cfg.access == Access::ReadOnly {
+                    return Err(err(
+                        ErrorKind::Refused,
+                        "this helper is read-only (--read-only): backups are refused",
+                    ));
+                }
+                if self.backup.is_some() {
+                    return Err(protocol("a backup is already in progress"));
+                }
+                let root = Root::open(&self.cfg.root, true)?;
+                let (run, snapshot, base) = BackupRun::start(&root, &set, self.cfg.clock.now())?;
+                self.backup = Some(run);
+                self.send(&Response::BackupStarted { snapshot, base })?;
+                self.flush()
+            }
+            Request::Op(op) => match &mut self.backup {
+                Some(run) => run.apply(op),
+                None => Err(protocol("backup op outside a backup")),
+            },
+            Request::Commit => {
+                let Some(run) = self.backup.take() else {
+                    return Err(protocol("commit outside a backup"));
+                };
+                let (snapshot, stats) = run.commit()?;
+                self.send(&Response::Committed { snapshot, stats })?;
+                self.flush()
+            }
+        }
+    }
+
+    fn open_stored(
+        &mut self,
+        set: SetName,
+        snapshot: SnapshotName,
+        path: &RelPath,
+    ) -> Result<std::fs::File, RemoteError> {
+        let same = matches!(&self.reader, Some((s, n, _)) if *s == set && *n == snapshot);
+        if !same {
+            let root = Root::open(&self.cfg.root, false)?;
+            let fd = root.open_set(&set)?.open_snapshot(&snapshot)?;
+            self.reader = Some((set, snapshot, DirCursor::new(fd)));
+        }
+        let Some((_, _, cursor)) = &mut self.reader else {
+            return Err(protocol("no snapshot open"));
+        };
+        let (dir, name) = cursor.parent_of(path).ctx(path)?;
+        fsx::open_file(dir, name).ctx(format!("snapshot {snapshot}: {path}"))
+    }
+
+    fn stream(
+        &mut self,
+        mut file: std::fs::File,
+        chunk: fn(Vec<u8>) -> Response,
+        end: Response,
+    ) -> Result<(), RemoteError> {
+        let mut buf = vec![0u8; DATA_CHUNK];
+        loop {
+            let n = match file.read(&mut buf) {
+                Ok(0) => break,
+                Ok(n) => n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(crate::error::io("reading a stored file", e)),
+            };
+            self.send(&chunk(buf[..n].to_vec()))?;
+        }
+        self.send(&end)?;
+        self.flush()
+    }
+
+    fn send(&mut self, r: &Response) -> Result<(), RemoteError> {
+        self.out
+            .write(r)
+            .map_err(|e| err(ErrorKind::Io, format!("sending to the client: {e}")))
+    }
+
+    fn flush(&mut self) -> Result<(), RemoteError> {
+        self.out
+            .flush()
+            .map_err(|e| err(ErrorKind::Io, format!("sending to the client: {e}")))
+    }
+}
