@@ -121,19 +121,20 @@ impl DirCursor {
 
 fn not_a_dir(e: io::Error, path: Option<&RelPath>) -> io::Error {
     let shown = path.map(|p| p.to_string()).unwrap_or_default();
-    match e.raw_os_error() {
-        Some(code)
-            if code == rustix::io::Errno::LOOP.raw_os_error()
-                || code == rustix::io::Errno::NOTDIR.raw_os_error() =>
-        {
-            io::Error::new(
-                io::ErrorKind::InvalidInput,
-                format!("a parent of {shown:?} is not a directory (symlinks are never followed)"),
-            )
-        }
-        _ => io::Error::new(
-            e.kind(),
-            format!("cannot open the parent of {shown:?}: {e}"),
-        ),
+    let code = e.raw_os_error();
+    if code == Some(rustix::io::Errno::LOOP.raw_os_error())
+        || code == Some(rustix::io::Errno::NOTDIR.raw_os_error())
+    {
+        io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("{shown:?} is not a directory (symlinks are never followed)"),
+        )
+    } else if e.kind() == io::ErrorKind::NotFound {
+        io::Error::new(
+            io::ErrorKind::NotFound,
+            format!("directory {shown:?} does not exist"),
+        )
+    } else {
+        io::Error::new(e.kind(), format!("cannot open directory {shown:?}: {e}"))
     }
 }

@@ -1,0 +1,256 @@
+//! A hostile client speaking raw frames at the real `offsnap-remote serve`:
+//! paths that try to escape, symlinked parents, lying lengths, oversized
+//! frames, garbage. Each gets a clear error; nothing is written outside the
+//! snapshot being built, and no snapshot appears.
+
+#![allow(clippy::unwrap_used)]
+
+use std::fs;
+use std::io::{Read, Write};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+
+use offsnap_protocol::{
+    Entry, EntryKind, FrameReader, FrameWriter, Hash, Hello, Meta, Op, RelPath, Request, Response,
+    SetName,
+};
+use offsnap_tests::*;
+
+const META: Meta = Meta {
+    mode: 0o755,
+    uid: 0,
+    gid: 0,
+    mtime_sec: 1_700_000_000,
+    mtime_nsec: 0,
+};
+
+fn helper(root: &Path) -> Child {
+    Command::new(remote_bin())
+        .args(["serve", "--root"])
+        .arg(root)
+        .env("OFFSNAP_NOW", "2026-01-01T00:00:00Z")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
+fn encode(req: &Request) -> Vec<u8> {
+    let mut w = FrameWriter::new(Vec::new());
+    w.write(req).unwrap();
+    w.into_inner().unwrap()
+}
+
+/// Replaces the only occurrence of `from` with `to` (same length).
+fn patch(mut bytes: Vec<u8>, from: &[u8], to: &[u8]) -> Vec<u8> {
+    assert_eq!(from.len(), to.len());
+    let at = bytes.windows(from.len()).position(|w| w == from).unwrap();
+    bytes[at..at + from.len()].copy_from_slice(to);
+    bytes
+}
+
+fn dir(path: &str) -> Request {
+    Request::Op(Op::Entry(Entry {
+        path: RelPath::new(path.as_bytes().to_vec()).unwrap(),
+        kind: EntryKind::Dir,
+        meta: META,
+    }))
+}
+
+/// Runs a session: hello, begin a backup of set `t`, then `raw` bytes; returns
+/// the helper's error message (the last Response::Error) and exit status.
+fn attack(root: &Path, raw: &[u8]) -> (String, bool) {
+    let mut child = helper(root);
+    let mut stdin = child.stdin.take().unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let mut hello = FrameWriter::new(Vec::new());
+    hello.write(&Hello::ours("hostile")).unwrap();
+    stdin.write_all(&hello.into_inner().unwrap()).unwrap();
+    stdin
+        .write_all(&encode(&Request::BeginBackup {
+            set: SetName::new("t").unwrap(),
+        }))
+        .unwrap();
+    let _ = stdin.write_all(raw);
+    drop(stdin);
+    let mut r = FrameReader::new(stdout);
+    r.read_hello("hostile").unwrap();
+    let mut last_error = String::new();
+    while let Ok(resp) = r.read::<Response>() {
+        if let Response::Error(e) = resp {
+            last_error = e.message;
+        }
+    }
+    let mut rest = Vec::new();
+    let _ = r.into_inner().read_to_end(&mut rest);
+    let status = child.wait().unwrap();
+    (last_error, status.success())
+}
+
+fn assert_no_snapshot(root: &Path) {
+    assert!(
+        dated_snapshots(&root.join("t")).is_empty(),
+        "a snapshot appeared"
+    );
+}
+
+#[test]
+fn escaping_paths_are_refused() {
+    let s = Scratch::new();
+    let root = s.dest();
+    for (from, to) in [
+        (&b"xx/yy"[..], &b"../yy"[..]),
+        (b"xx/yy", b"/etc/"),
+        (b"xx/yy", b"xx/.."),
+        (b"xx/yy", b"x\0/yy"),
+        (b"xx/yy", b"xx//y"),
+    ] {
+        let raw = patch(encode(&dir("xx/yy")), from, to);
+        let (err, ok) = attack(&root, &raw);
+        assert!(!ok, "{to:?} accepted");
+        assert!(err.contains("malformed"), "{to:?}: {err}");
+        assert_no_snapshot(&root);
+    }
+    assert!(!s.path("yy").exists() && !s.dir.path().parent().unwrap().join("yy").exists());
+}
+
+#[test]
+fn a_symlinked_parent_is_never_followed() {
+    let s = Scratch::new();
+    let outside = s.path("outside");
+    fs::create_dir(&outside).unwrap();
+    let root = s.dest();
+    let link = Request::Op(Op::Entry(Entry {
+        path: RelPath::new(b"d".to_vec()).unwrap(),
+        kind: EntryKind::Symlink {
+            target: outside.as_os_str().as_encoded_bytes().to_vec(),
+        },
+        meta: META,
+    }));
+    // A directory, a file and a link through the symlink.
+    let file = Request::Op(Op::File {
+        path: RelPath::new(b"d/f".to_vec()).unwrap(),
+        meta: META,
+        size: 1,
+    });
+    for second in [dir("d/x"), file] {
+        let mut raw = encode(&link);
+        raw.extend(encode(&second));
+        raw.extend(encode(&Request::Op(Op::Data(vec![b'!']))));
+        raw.extend(encode(&Request::Op(Op::End {
+            hash: Hash::of(b"!"),
+        })));
+        raw.extend(encode(&Request::Commit));
+        let (err, ok) = attack(&root, &raw);
+        assert!(!ok);
+        assert!(err.contains("not a directory"), "{err}");
+        assert_eq!(
+            fs::read_dir(&outside).unwrap().count(),
+            0,
+            "wrote through the symlink"
+        );
+        assert_no_snapshot(&root);
+    }
+}
+
+#[test]
+fn lying_lengths_and_bad_streams_are_refused() {
+    let s = Scratch::new();
+    let root = s.dest();
+    let file = |size| {
+        Request::Op(Op::File {
+            path: RelPath::new(b"f".to_vec()).unwrap(),
+            meta: META,
+            size,
+        })
+    };
+    let data = |d: &[u8]| Request::Op(Op::Data(d.to_vec()));
+    let cases: Vec<(Vec<Request>, &str)> = vec![
+        (vec![file(2), data(b"abc")], "more data than"),
+        (
+            vec![
+                file(5),
+                data(b"abc"),
+                Request::Op(Op::End {
+                    hash: Hash::of(b"abc"),
+                }),
+            ],
+            "3 bytes received, 5 announced",
+        ),
+        (
+            vec![
+                file(3),
+                data(b"abc"),
+                Request::Op(Op::End {
+                    hash: Hash::of(b"xyz"),
+                }),
+            ],
+            "does not match",
+        ),
+        (vec![data(b"abc")], "outside a file"),
+        (vec![dir("b"), dir("a")], "out of order"),
+        (vec![dir("a/b")], "does not exist"),
+        (
+            vec![file(3), Request::Commit],
+            "commit while f is incomplete",
+        ),
+        (vec![file(3), dir("g")], "expected file data"),
+    ];
+    for (reqs, want) in cases {
+        let mut raw = Vec::new();
+        for r in &reqs {
+            raw.extend(encode(r));
+        }
+        raw.extend(encode(&Request::Commit));
+        let (err, ok) = attack(&root, &raw);
+        assert!(!ok, "{reqs:?} accepted");
+        assert!(err.contains(want), "{reqs:?}: {err}");
+        assert_no_snapshot(&root);
+    }
+
+    // An oversized frame header, garbage, and a stream cut inside a frame.
+    let mut huge = (u32::MAX).to_le_bytes().to_vec();
+    huge.extend([0; 16]);
+    let mut cut = encode(&dir("a"));
+    cut.truncate(cut.len() - 2);
+    for (raw, want) in [
+        (huge, "above the limit"),
+        (b"\x05\0\0\0\xff\xff\xff\xff\xff".to_vec(), "malformed"),
+        (cut, "hung up during a backup"),
+    ] {
+        let (err, ok) = attack(&root, &raw);
+        assert!(!ok);
+        if want != "hung up during a backup" {
+            assert!(err.contains(want), "{want}: {err}");
+        }
+        assert_no_snapshot(&root);
+    }
+    // Nothing stays in incomplete/ after the helper noticed the failure.
+    assert_eq!(
+        fs::read_dir(root.join("t/.offsnap/incomplete"))
+            .unwrap()
+            .count(),
+        0
+    );
+}
+
+#[test]
+fn a_wrong_protocol_version_names_both_versions() {
+    let s = Scratch::new();
+    let mut child = helper(&s.dest());
+    let mut stdin = child.stdin.take().unwrap();
+    let mut hello = Hello::ours("offsnap 9.9.9");
+    hello.version = 99;
+    let mut w = FrameWriter::new(Vec::new());
+    w.write(&hello).unwrap();
+    stdin.write_all(&w.into_inner().unwrap()).unwrap();
+    drop(stdin);
+    let out = child.wait_with_output().unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("version 1") && err.contains("version 99") && err.contains("offsnap 9.9.9"),
+        "{err}"
+    );
+}
