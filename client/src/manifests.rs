@@ -3,7 +3,8 @@
 //! number of entries).
 
 use std::fs::File;
-use std::io::Write;
+use std::io::{self, Read, Write};
+use std::os::unix::fs::FileExt;
 
 use offsnap_protocol::manifest::{self, ManifestReader};
 use offsnap_protocol::{Request, Response, SetName, SnapshotInfo};
@@ -49,4 +50,35 @@ pub fn fetch_file(session: &mut Session, set: &SetName, snap: &SnapshotInfo) -> 
         )));
     }
     Ok(file)
+}
+
+/// Reads a file from the start with positioned reads, independent of the
+/// file's shared offset: several readers of one file may run at once.
+pub struct PosReader {
+    file: File,
+    pos: u64,
+}
+
+impl PosReader {
+    /// A reader at the start of (a duplicate handle of) `file`.
+    pub fn new(file: &File) -> io::Result<PosReader> {
+        Ok(PosReader {
+            file: file.try_clone()?,
+            pos: 0,
+        })
+    }
+}
+
+impl Read for PosReader {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.file.read_at(buf, self.pos)?;
+        self.pos += n as u64;
+        Ok(n)
+    }
+}
+
+/// A fresh stream of the entries of a fetched manifest file.
+pub fn entries(file: &File) -> Result<ManifestReader<PosReader>> {
+    let reader = PosReader::new(file).map_err(|e| Error::io("manifest", e))?;
+    ManifestReader::new(reader).map_err(|e| Error::Corrupt(format!("manifest: {e}")))
 }

@@ -8,7 +8,6 @@
 //! says can make the restore write outside the target.
 
 use std::fs::File;
-use std::io::{Seek, SeekFrom};
 use std::path::PathBuf;
 
 use offsnap_protocol::manifest::ManifestReader;
@@ -20,7 +19,7 @@ use offsnap_remote::fsx;
 use offsnap_remote::tree::{Existing, TreeWriter};
 
 use crate::error::{Error, Result};
-use crate::manifests;
+use crate::manifests::{self, PosReader, entries};
 use crate::session::{Receiver, Session};
 
 /// Which snapshot.
@@ -93,14 +92,7 @@ fn wanted(path: &RelPath, paths: &[RelPath]) -> bool {
             .any(|p| path.starts_with(p) || p.starts_with(path))
 }
 
-fn entries(file: &File) -> Result<ManifestReader<File>> {
-    let mut f = file.try_clone().map_err(|e| Error::io("manifest", e))?;
-    f.seek(SeekFrom::Start(0))
-        .map_err(|e| Error::io("manifest", e))?;
-    ManifestReader::new(f).map_err(|e| Error::Corrupt(format!("manifest: {e}")))
-}
-
-fn next(r: &mut ManifestReader<File>) -> Result<Option<Entry>> {
+fn next(r: &mut ManifestReader<PosReader>) -> Result<Option<Entry>> {
     r.next_entry()
         .map_err(|e| Error::Corrupt(format!("manifest: {e}")))
 }

@@ -608,3 +608,42 @@ fn the_default_set_is_the_hostname() {
     assert_ok(&out);
     assert_eq!(stdout(&out).lines().count(), 1);
 }
+
+#[test]
+fn thousands_of_files_back_up_and_restore_exactly() {
+    // Big enough that the manifest spans many read buffers.
+    let s = Scratch::new();
+    for d in 0..40 {
+        let dir = s.src().join(format!("dir{d:02}"));
+        fs::create_dir(&dir).unwrap();
+        for f in 0..100 {
+            let body = format!("file {d}/{f} {}", "x".repeat(f * 3));
+            write_file(
+                &dir.join(format!("f{f:03}")),
+                body.as_bytes(),
+                0o644,
+                (1_700_000_000 + f as i64, d),
+            );
+        }
+    }
+    let first = s.backup(&day(0, 0));
+    assert_same_tree(&s.src(), &s.restore(&first).join("src"));
+    write_file(
+        &s.src().join("dir07/f050"),
+        b"changed",
+        0o600,
+        (1_800_000_000, 0),
+    );
+    let second = s.backup(&day(1, 0));
+    assert_same_tree(&s.src(), &s.restore(&second).join("src"));
+    let set = s.set_dir();
+    let linked = tree(&set.join(&second))
+        .keys()
+        .filter(|k| {
+            let rel = os(k);
+            let p = set.join(&second).join(&rel);
+            p.is_file() && inode(&p) == inode(&set.join(&first).join(&rel))
+        })
+        .count();
+    assert_eq!(linked, 3999);
+}
