@@ -12,30 +12,126 @@ use crate::transport::{ChildTransport, InProcess, Transport};
 pub enum Dest {
     /// A directory on this machine (a mounted disk, a NAS mount, …).
     Local(PathBuf),
+    /// A directory on an SSH host.
+    Ssh(SshDest),
+}
+
+/// An SSH destination: `[user@]host:PATH` or `ssh://[user@]host[:port]/PATH`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SshDest {
+    /// The user, if given.
+    pub user: Option<String>,
+    /// The host name, address or `~/.ssh/config` alias.
+    pub host: String,
+    /// The port, if given in the URL form.
+    pub port: Option<u16>,
+    /// The directory on the host (relative paths are from the login's home).
+    pub path: String,
 }
 
 impl Dest {
-    /// Parses a destination argument.
+    /// Parses a destination argument the way scp and rsync do: a colon
+    /// before any slash means `host:path`; `ssh://` is a URL; anything
+    /// else is a local path (write `./a:b` for a local name with a colon).
     pub fn parse(s: &str) -> Result<Dest> {
         if s.is_empty() {
             return Err(Error::Usage("the destination is empty".into()));
         }
-        if s.starts_with("ssh://") || looks_like_host_path(s) {
-            return Err(Error::Usage(format!(
-                "{s:?} looks like an SSH destination, which this build does not support yet; use a local path (write ./{s} for a local directory with a colon in its name)"
-            )));
+        if let Some(rest) = s.strip_prefix("ssh://") {
+            return parse_url(s, rest).map(Dest::Ssh);
+        }
+        if let Some(colon) = host_colon(s) {
+            let (authority, path) = (&s[..colon], &s[colon + 1..]);
+            let (user, host) = split_user(authority);
+            let host = host.trim_start_matches('[').trim_end_matches(']');
+            check_host(s, host)?;
+            return Ok(Dest::Ssh(SshDest {
+                user,
+                host: host.to_string(),
+                port: None,
+                path: if path.is_empty() {
+                    ".".into()
+                } else {
+                    path.into()
+                },
+            }));
         }
         Ok(Dest::Local(PathBuf::from(s)))
     }
 }
 
-/// `host:path` the way scp and rsync read it: a colon before any slash.
-fn looks_like_host_path(s: &str) -> bool {
-    match (s.find(':'), s.find('/')) {
-        (Some(c), Some(sl)) => c < sl && c > 0,
-        (Some(c), None) => c > 0,
-        _ => false,
+/// Where the `host:path` colon is, if `s` has that form: a colon before any
+/// slash (an IPv6 address goes in brackets: `[::1]:path`).
+fn host_colon(s: &str) -> Option<usize> {
+    let search_from = if s.starts_with('[') || s.contains("@[") {
+        s.find(']')?
+    } else {
+        0
+    };
+    let colon = s[search_from..].find(':')? + search_from;
+    match s.find('/') {
+        Some(slash) if slash < colon => None,
+        _ if colon == 0 => None,
+        _ => Some(colon),
     }
+}
+
+fn split_user(authority: &str) -> (Option<String>, &str) {
+    match authority.rfind('@') {
+        Some(at) => (Some(authority[..at].to_string()), &authority[at + 1..]),
+        None => (None, authority),
+    }
+}
+
+fn check_host(whole: &str, host: &str) -> Result<()> {
+    if host.is_empty() || host.starts_with('-') || host.contains(char::is_whitespace) {
+        return Err(Error::Usage(format!(
+            "{whole:?}: {host:?} is not a host name"
+        )));
+    }
+    Ok(())
+}
+
+fn parse_url(whole: &str, rest: &str) -> Result<SshDest> {
+    let (authority, path) = match rest.find('/') {
+        Some(i) => (&rest[..i], &rest[i..]),
+        None => (rest, "/"),
+    };
+    let (user, hostport) = split_user(authority);
+    let (host, port) = if let Some(h) = hostport.strip_prefix('[') {
+        let end = h
+            .find(']')
+            .ok_or_else(|| Error::Usage(format!("{whole:?}: unclosed [ in the host")))?;
+        let port = h[end + 1..].strip_prefix(':');
+        (&h[..end], port)
+    } else {
+        match hostport.rsplit_once(':') {
+            Some((h, p)) => (h, Some(p)),
+            None => (hostport, None),
+        }
+    };
+    check_host(whole, host)?;
+    let port = match port {
+        Some(p) => Some(
+            p.parse::<u16>()
+                .ok()
+                .filter(|p| *p > 0)
+                .ok_or_else(|| Error::Usage(format!("{whole:?}: bad port {p:?}")))?,
+        ),
+        None => None,
+    };
+    // `ssh://host/~/x` and `ssh://host/~` mean the home directory.
+    let path = match path.strip_prefix("/~") {
+        Some("") => ".".to_string(),
+        Some(r) if r.starts_with('/') => r[1..].to_string(),
+        _ => path.to_string(),
+    };
+    Ok(SshDest {
+        user,
+        host: host.to_string(),
+        port,
+        path,
+    })
 }
 
 /// How to reach the helper.
@@ -65,6 +161,12 @@ pub fn connect(dest: &Dest, opts: &ConnectOptions) -> Result<Session> {
                 &[OsStr::new("serve"), OsStr::new("--root"), root.as_os_str()],
             )?)
         }
+        (Dest::Ssh(d), _) => {
+            return Err(Error::Usage(format!(
+                "{}: SSH destinations are not supported by this build yet",
+                d.host
+            )));
+        }
     };
     Session::connect(transport)
 }
@@ -73,13 +175,48 @@ pub fn connect(dest: &Dest, opts: &ConnectOptions) -> Result<Session> {
 mod tests {
     use super::*;
 
+    fn ssh(s: &str) -> SshDest {
+        match Dest::parse(s) {
+            Ok(Dest::Ssh(d)) => d,
+            other => panic!("{s}: {other:?}"),
+        }
+    }
+
     #[test]
-    fn host_paths_are_recognised() {
-        assert!(looks_like_host_path("host:/srv"));
-        assert!(looks_like_host_path("user@host:backups"));
-        assert!(!looks_like_host_path("/mnt/usb:x"));
-        assert!(!looks_like_host_path("./a:b"));
-        assert!(!looks_like_host_path(":x"));
-        assert!(matches!(Dest::parse("/tmp/b"), Ok(Dest::Local(_))));
+    fn destinations_parse_like_scp_and_rsync() {
+        assert_eq!(
+            Dest::parse("/tmp/b").ok(),
+            Some(Dest::Local("/tmp/b".into()))
+        );
+        assert_eq!(Dest::parse("./a:b").ok(), Some(Dest::Local("./a:b".into())));
+        assert_eq!(
+            Dest::parse("dir/a:b").ok(),
+            Some(Dest::Local("dir/a:b".into()))
+        );
+        let d = ssh("alice@host:/srv/backups");
+        assert_eq!(
+            (d.user.as_deref(), d.host.as_str(), d.port, d.path.as_str()),
+            (Some("alice"), "host", None, "/srv/backups")
+        );
+        let d = ssh("host:backups");
+        assert_eq!((d.user, d.path.as_str()), (None, "backups"));
+        assert_eq!(ssh("host:").path, ".");
+        let d = ssh("[::1]:/x");
+        assert_eq!((d.host.as_str(), d.path.as_str()), ("::1", "/x"));
+        let d = ssh("ssh://bob@example.org:2222/srv/b");
+        assert_eq!(
+            (d.user.as_deref(), d.host.as_str(), d.port, d.path.as_str()),
+            (Some("bob"), "example.org", Some(2222), "/srv/b")
+        );
+        let d = ssh("ssh://[::1]:22/~/b");
+        assert_eq!(
+            (d.host.as_str(), d.port, d.path.as_str()),
+            ("::1", Some(22), "b")
+        );
+        assert_eq!(ssh("ssh://h").path, "/");
+        assert!(Dest::parse("ssh://h:0/x").is_err());
+        assert!(Dest::parse("ssh://h:x/x").is_err());
+        assert!(Dest::parse("-oProxyCommand=x:y").is_err());
+        assert!(Dest::parse("").is_err());
     }
 }
