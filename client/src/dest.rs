@@ -5,6 +5,9 @@ use std::path::PathBuf;
 
 use crate::error::{Error, Result};
 use crate::session::Session;
+use crate::ssh::config;
+use crate::ssh::hostkeys::HostKeyPolicy;
+use crate::ssh::{SshTarget, SshTransport};
 use crate::transport::{ChildTransport, InProcess, Transport};
 
 /// Where the backups live.
@@ -139,6 +142,68 @@ fn parse_url(whole: &str, rest: &str) -> Result<SshDest> {
 pub struct ConnectOptions {
     /// The helper command, split into words; `None` for the default.
     pub remote_cmd: Option<Vec<String>>,
+    /// SSH port (`-p`), over the URL's and the config's.
+    pub port: Option<u16>,
+    /// SSH key file (`-i`), tried first after the agent.
+    pub identity: Option<PathBuf>,
+    /// Record an unknown host's key instead of refusing it.
+    pub accept_new_host_key: bool,
+}
+
+/// The helper command run on SSH hosts unless `--remote-cmd` says otherwise.
+pub const DEFAULT_REMOTE_CMD: &str = "offsnap-remote";
+
+/// Resolves an SSH destination with `~/.ssh/config` and the options.
+pub fn ssh_target(d: &SshDest, opts: &ConnectOptions) -> Result<SshTarget> {
+    let home = std::env::var_os("HOME")
+        .map(PathBuf::from)
+        .ok_or_else(|| Error::Usage("HOME is not set".into()))?;
+    let ssh_dir = home.join(".ssh");
+    let cfg = config::lookup(&ssh_dir.join("config"), &d.host, &home)?;
+    let host_name = cfg.host_name.clone().unwrap_or_else(|| d.host.clone());
+    let user = match d.user.clone().or(cfg.user.clone()) {
+        Some(u) => u,
+        None => std::env::var("USER")
+            .or_else(|_| std::env::var("LOGNAME"))
+            .map_err(|_| Error::Usage(format!("name the user: USER@{}:PATH", d.host)))?,
+    };
+    let mut identity_files: Vec<PathBuf> = opts.identity.iter().cloned().collect();
+    identity_files.extend(cfg.identity_files.iter().cloned());
+    for name in ["id_ed25519", "id_ecdsa", "id_rsa"] {
+        identity_files.push(ssh_dir.join(name));
+    }
+    let mut seen = std::collections::HashSet::new();
+    identity_files.retain(|p| seen.insert(p.clone()));
+    Ok(SshTarget {
+        alias: d.host.clone(),
+        known_hosts_name: cfg
+            .host_key_alias
+            .clone()
+            .unwrap_or_else(|| host_name.clone()),
+        host_name,
+        port: opts.port.or(d.port).or(cfg.port).unwrap_or(22),
+        user,
+        known_hosts: cfg
+            .known_hosts
+            .clone()
+            .unwrap_or_else(|| ssh_dir.join("known_hosts")),
+        policy: if opts.accept_new_host_key {
+            HostKeyPolicy::AcceptNew
+        } else {
+            HostKeyPolicy::Strict
+        },
+        identity_files,
+        keepalive: std::time::Duration::from_secs(15),
+    })
+}
+
+/// The command line that starts the helper on an SSH host.
+pub fn remote_command(d: &SshDest, opts: &ConnectOptions) -> String {
+    let cmd = match &opts.remote_cmd {
+        Some(words) => shell_words::join(words),
+        None => DEFAULT_REMOTE_CMD.to_string(),
+    };
+    format!("exec {cmd} serve --root {}", shell_words::quote(&d.path))
 }
 
 /// Starts a helper for `dest` and opens a session with it. A local
@@ -152,6 +217,7 @@ pub fn connect(dest: &Dest, opts: &ConnectOptions) -> Result<Session> {
                 root,
                 access: offsnap_remote::Access::Full,
                 clock: offsnap_remote::Clock::from_env().map_err(Error::Usage)?,
+                refuse: None,
             })?)
         }
         (Dest::Local(root), Some(cmd)) => {
@@ -162,10 +228,8 @@ pub fn connect(dest: &Dest, opts: &ConnectOptions) -> Result<Session> {
             )?)
         }
         (Dest::Ssh(d), _) => {
-            return Err(Error::Usage(format!(
-                "{}: SSH destinations are not supported by this build yet",
-                d.host
-            )));
+            let target = ssh_target(d, opts)?;
+            Box::new(SshTransport::start(&target, &remote_command(d, opts))?)
         }
     };
     Session::connect(transport)

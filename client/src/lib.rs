@@ -3,6 +3,7 @@
 //!
 //! - [`dest`]: destinations and connecting to their helper;
 //! - [`transport`]: the byte streams to a helper (child process, in-process);
+//! - [`ssh`]: the SSH transport (russh), host keys, login, `~/.ssh/config`;
 //! - [`session`]: the hello exchange and framed requests;
 //! - [`scan`]: walking the sources in walk order;
 //! - [`backup`]: a backup run, pipelined;
@@ -18,6 +19,7 @@ pub mod manifests;
 pub mod restore;
 pub mod scan;
 pub mod session;
+pub mod ssh;
 pub mod transport;
 
 pub use error::{Error, Result};

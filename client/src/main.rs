@@ -31,10 +31,20 @@ struct Common {
     /// Backup set: one per machine or profile [default: this machine's hostname]
     #[arg(long, value_name = "NAME")]
     set: Option<String>,
-    /// Run this helper command for the destination, split like shell words
-    /// (e.g. `offsnap-remote`); a local destination needs none
+    /// The helper command on the backup host, like rsync's --rsync-path
+    /// [default: offsnap-remote; a local destination needs none]
     #[arg(long, value_name = "CMD")]
     remote_cmd: Option<String>,
+    /// SSH port of the backup host
+    #[arg(short = 'p', long, value_name = "PORT")]
+    port: Option<u16>,
+    /// SSH private key to log in with (after ssh-agent's keys)
+    #[arg(short = 'i', long, value_name = "FILE")]
+    identity: Option<PathBuf>,
+    /// Trust an SSH host not yet in known_hosts and record its key (like
+    /// StrictHostKeyChecking=accept-new); a changed key is always refused
+    #[arg(long)]
+    accept_new_host_key: bool,
 }
 
 #[derive(Subcommand)]
@@ -133,7 +143,12 @@ fn connect_opts(common: &Common) -> Result<ConnectOptions> {
         }
         None => None,
     };
-    Ok(ConnectOptions { remote_cmd })
+    Ok(ConnectOptions {
+        remote_cmd,
+        port: common.port,
+        identity: common.identity.clone(),
+        accept_new_host_key: common.accept_new_host_key,
+    })
 }
 
 fn dest_of(s: &str) -> Result<Dest> {

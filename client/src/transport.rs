@@ -131,6 +131,7 @@ impl InProcess {
             root: PathBuf::from(root),
             access: offsnap_remote::Access::Full,
             clock: offsnap_remote::Clock::System,
+            refuse: None,
         })
     }
 }

@@ -72,7 +72,9 @@ fn run(cli: Cli) -> Result<()> {
                 root,
                 access,
                 clock,
-            };
+                refuse: None,
+            }
+            .confine(std::env::var("SSH_ORIGINAL_COMMAND").ok().as_deref());
             // Raw descriptors: no line buffering between frames and the pipe.
             let stdin = File::from(std::io::stdin().as_fd().try_clone_to_owned()?);
             let stdout = File::from(std::io::stdout().as_fd().try_clone_to_owned()?);

@@ -67,6 +67,41 @@ pub struct Config {
     pub access: Access,
     /// Snapshot times.
     pub clock: Clock,
+    /// When set, every request is refused with this message (a confined
+    /// key asked for another root).
+    pub refuse: Option<String>,
+}
+
+impl Config {
+    /// Checks what a client asked for against a forced command: under
+    /// `command="offsnap-remote serve --root DIR …"` in `authorized_keys`,
+    /// sshd puts the client's own command in `SSH_ORIGINAL_COMMAND`. A
+    /// client that asked for another root is refused (it is never given
+    /// one): `original` is that command, if any.
+    pub fn confine(mut self, original: Option<&str>) -> Config {
+        let Some(original) = original else {
+            return self;
+        };
+        // Unparsable: treat as asking for nothing in particular.
+        let words = shell_words::split(original).unwrap_or_default();
+        let asked = words
+            .iter()
+            .position(|w| w == "--root")
+            .and_then(|i| words.get(i + 1));
+        if let Some(asked) = asked {
+            let same = |a: &std::path::Path| {
+                std::fs::canonicalize(a).ok() == std::fs::canonicalize(&self.root).ok()
+                    && std::fs::canonicalize(a).is_ok()
+            };
+            if asked != "." && !same(std::path::Path::new(asked)) {
+                self.refuse = Some(format!(
+                    "this key may only use {}; it asked for {asked:?}",
+                    self.root.display()
+                ));
+            }
+        }
+        self
+    }
 }
 
 /// How a session ended badly.
@@ -134,7 +169,7 @@ impl<W: Write> Session<'_, W> {
                 self.send_error(e.clone())?;
                 // A failed backup ends the session: the client's pipelined
                 // ops that follow belong to a run that no longer exists.
-                if in_backup || e.kind == ErrorKind::Protocol {
+                if in_backup || matches!(e.kind, ErrorKind::Protocol | ErrorKind::Refused) {
                     return Err(ServeError::Failed(e));
                 }
             }
@@ -147,6 +182,9 @@ impl<W: Write> Session<'_, W> {
     }
 
     fn handle(&mut self, req: Request) -> Result<(), RemoteError> {
+        if let Some(why) = &self.cfg.refuse {
+            return Err(err(ErrorKind::Refused, why.clone()));
+        }
         match req {
             Request::ListSnapshots { set } => {
                 let root = Root::open(&self.cfg.root, false)?;
@@ -247,5 +285,36 @@ impl<W: Write> Session<'_, W> {
         self.out
             .flush()
             .map_err(|e| err(ErrorKind::Io, format!("sending to the client: {e}")))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_confined_key_keeps_its_root() {
+        let dir = std::env::temp_dir();
+        let cfg = |asked: &str| {
+            Config {
+                root: dir.clone(),
+                access: Access::AppendOnly,
+                clock: Clock::System,
+                refuse: None,
+            }
+            .confine(Some(asked))
+            .refuse
+        };
+        assert_eq!(
+            cfg(&format!(
+                "exec offsnap-remote serve --root {}",
+                dir.display()
+            )),
+            None
+        );
+        assert_eq!(cfg("exec offsnap-remote serve --root ."), None);
+        assert!(cfg("exec offsnap-remote serve --root /").is_some());
+        assert!(cfg("offsnap-remote serve --root /nonexistent").is_some());
+        assert_eq!(cfg("offsnap-remote --version"), None);
     }
 }

@@ -23,6 +23,7 @@ use std::process::{Command, Output};
 use std::sync::OnceLock;
 
 pub mod random;
+pub mod sshd;
 
 /// Directory of the built binaries.
 pub fn bin_dir() -> &'static Path {

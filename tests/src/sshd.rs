@@ -1,0 +1,206 @@
+//! A throwaway OpenSSH server on 127.0.0.1 for the SSH suites: a free
+//! port, fresh host and client keys, only the test's keys authorized, logs
+//! in the server's own temporary directory.
+//!
+//! When `sshd` or `ssh-keygen` is missing, [`Sshd::start`] returns `None`
+//! and says so, so the suite passes on a machine with only Rust; with
+//! `OFFSNAP_REQUIRE_SSHD=1` (set by CI) a missing server is a failure.
+
+use std::fs;
+use std::net::TcpListener;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// A running sshd; stopped when dropped.
+pub struct Sshd {
+    /// Its directory: config, keys, log.
+    pub dir: tempfile::TempDir,
+    /// The port it listens on.
+    pub port: u16,
+    /// The user tests log in as (the current one).
+    pub user: String,
+    /// A client private key that the server accepts (ed25519, no passphrase).
+    pub client_key: PathBuf,
+    /// The server's public host key line (`ssh-ed25519 AAAA… comment`).
+    pub host_key_pub: String,
+    child: Child,
+}
+
+fn find(program: &str) -> Option<PathBuf> {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    std::env::split_paths(&path)
+        .chain([PathBuf::from("/usr/sbin"), PathBuf::from("/sbin")])
+        .map(|d| d.join(program))
+        .find(|p| p.is_file())
+}
+
+/// Makes an ed25519 key pair at `path` (and `path.pub`), with an optional
+/// passphrase.
+pub fn keygen(path: &Path, passphrase: &str, comment: &str) {
+    let _ = fs::remove_file(path);
+    let _ = fs::remove_file(path.with_extension("pub"));
+    let st = Command::new("ssh-keygen")
+        .args(["-q", "-t", "ed25519", "-N", passphrase, "-C", comment, "-f"])
+        .arg(path)
+        .status()
+        .expect("run ssh-keygen");
+    assert!(st.success(), "ssh-keygen failed");
+}
+
+impl Sshd {
+    /// Starts a server, or returns `None` when this machine has none (a
+    /// failure instead under `OFFSNAP_REQUIRE_SSHD=1`).
+    pub fn start() -> Option<Sshd> {
+        let required = std::env::var_os("OFFSNAP_REQUIRE_SSHD").is_some_and(|v| v == "1");
+        let (Some(sshd), Some(_)) = (find("sshd"), find("ssh-keygen")) else {
+            assert!(
+                !required,
+                "OFFSNAP_REQUIRE_SSHD=1 but OpenSSH's sshd or ssh-keygen is not installed"
+            );
+            eprintln!("SKIPPED: OpenSSH sshd/ssh-keygen not installed; the SSH suite did not run");
+            return None;
+        };
+        let dir = tempfile::Builder::new()
+            .prefix("offsnap-sshd.")
+            .tempdir()
+            .expect("temp dir");
+        let d = dir.path();
+        keygen(&d.join("host_key"), "", "offsnap-test-host");
+        keygen(&d.join("client_key"), "", "offsnap-test-client");
+        fs::copy(d.join("client_key.pub"), d.join("authorized_keys")).expect("authorized_keys");
+        fs::set_permissions(d.join("authorized_keys"), fs::Permissions::from_mode(0o600))
+            .expect("chmod");
+        let user = String::from_utf8(
+            Command::new("id")
+                .arg("-un")
+                .output()
+                .expect("id -un")
+                .stdout,
+        )
+        .expect("user name")
+        .trim()
+        .to_string();
+        let root = rustix::process::geteuid().is_root();
+        if root {
+            let _ = fs::create_dir_all("/run/sshd");
+        }
+        // Without PAM, sshd refuses accounts whose password is locked ("!");
+        // root's often is.
+        let locked = fs::read_to_string("/etc/shadow")
+            .ok()
+            .and_then(|s| {
+                s.lines()
+                    .find(|l| l.split(':').next() == Some(&user))
+                    .map(|l| l.split(':').nth(1).unwrap_or("").starts_with('!'))
+            })
+            .unwrap_or(false);
+        let use_pam = if root && locked { "yes" } else { "no" };
+        for _ in 0..5 {
+            let port = TcpListener::bind("127.0.0.1:0")
+                .and_then(|l| l.local_addr())
+                .expect("free port")
+                .port();
+            fs::write(
+                d.join("sshd_config"),
+                format!(
+                    "Port {port}\nListenAddress 127.0.0.1\nHostKey {dir}/host_key\n\
+                     AuthorizedKeysFile {dir}/authorized_keys\nPubkeyAuthentication yes\n\
+                     PasswordAuthentication no\nKbdInteractiveAuthentication no\n\
+                     PermitRootLogin prohibit-password\nAllowUsers {user}\nUsePAM {use_pam}\n\
+                     StrictModes no\nUseDNS no\nPrintMotd no\nPrintLastLog no\n\
+                     MaxStartups 200:30:400\nMaxSessions 100\nLoginGraceTime 30\n\
+                     PidFile {dir}/sshd.pid\nLogLevel VERBOSE\n",
+                    dir = d.display()
+                ),
+            )
+            .expect("sshd_config");
+            let mut child = Command::new(&sshd)
+                .arg("-D")
+                .arg("-f")
+                .arg(d.join("sshd_config"))
+                .arg("-E")
+                .arg(d.join("sshd.log"))
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("start sshd");
+            let deadline = Instant::now() + Duration::from_secs(10);
+            let mut up = false;
+            while Instant::now() < deadline {
+                if let Ok(Some(_)) = child.try_wait() {
+                    break;
+                }
+                if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                    up = true;
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            if up {
+                let host_key_pub = fs::read_to_string(d.join("host_key.pub"))
+                    .expect("host key")
+                    .trim()
+                    .to_string();
+                return Some(Sshd {
+                    port,
+                    user,
+                    client_key: d.join("client_key"),
+                    host_key_pub,
+                    child,
+                    dir,
+                });
+            }
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        let log = fs::read_to_string(d.join("sshd.log")).unwrap_or_default();
+        panic!("sshd did not start:\n{log}");
+    }
+
+    /// The `known_hosts` line for this server.
+    pub fn known_hosts_line(&self) -> String {
+        format!("[127.0.0.1]:{} {}", self.port, self.host_key_pub)
+    }
+
+    /// Replaces `authorized_keys` with these lines.
+    pub fn authorize(&self, lines: &[String]) {
+        fs::write(
+            self.dir.path().join("authorized_keys"),
+            lines.join("\n") + "\n",
+        )
+        .expect("authorized_keys");
+    }
+
+    /// The client public key line.
+    pub fn client_pub(&self) -> String {
+        fs::read_to_string(self.client_key.with_extension("pub"))
+            .expect("client key")
+            .trim()
+            .to_string()
+    }
+
+    /// The server's log.
+    pub fn log(&self) -> String {
+        fs::read_to_string(self.dir.path().join("sshd.log")).unwrap_or_default()
+    }
+
+    /// Stops the server now (connections in progress are cut).
+    pub fn kill(&mut self) {
+        let _ = Command::new("pkill")
+            .arg("-KILL")
+            .arg("-f")
+            .arg(self.dir.path().join("sshd_config"))
+            .status();
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Sshd {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
