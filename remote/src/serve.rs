@@ -89,9 +89,16 @@ impl Config {
             .position(|w| w == "--root")
             .and_then(|i| words.get(i + 1));
         if let Some(asked) = asked {
-            let same = |a: &std::path::Path| {
-                std::fs::canonicalize(a).ok() == std::fs::canonicalize(&self.root).ok()
-                    && std::fs::canonicalize(a).is_ok()
+            let same = |a: &std::path::Path| match (
+                std::fs::canonicalize(a),
+                std::fs::canonicalize(&self.root),
+            ) {
+                (Ok(x), Ok(y)) => x == y,
+                // Not there yet: compare the paths as written.
+                _ => match (std::path::absolute(a), std::path::absolute(&self.root)) {
+                    (Ok(x), Ok(y)) => x.components().eq(y.components()),
+                    _ => false,
+                },
             };
             if asked != "." && !same(std::path::Path::new(asked)) {
                 self.refuse = Some(format!(
