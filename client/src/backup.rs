@@ -29,6 +29,9 @@ pub struct BackupOptions {
     pub set: SetName,
     /// The sources, each stored under its final name.
     pub sources: Vec<PathBuf>,
+    /// Prune by this policy after a successful run (skipped when the
+    /// helper is append-only or read-only).
+    pub prune: Option<offsnap_protocol::Policy>,
 }
 
 /// What a run did.
@@ -52,6 +55,10 @@ pub struct BackupReport {
     pub elapsed: f64,
     /// What could not be backed up, one line each.
     pub problems: Vec<String>,
+    /// What the prune after the run decided (empty when it did not run).
+    pub pruned: Vec<offsnap_protocol::PruneDecision>,
+    /// Why the prune after the run failed, if it did (the snapshot stands).
+    pub prune_error: Option<String>,
 }
 
 impl BackupReport {
@@ -75,39 +82,73 @@ pub fn backup(mut session: Session, opts: &BackupOptions) -> Result<BackupReport
         Some(info) => Some(manifests::fetch(&mut session, &opts.set, info)?),
         None => None,
     };
-    let (mut tx, mut rx, mut transport) = session.split();
+    let may_prune = !session
+        .remote_features
+        .iter()
+        .any(|f| f == "append-only" || f == "read-only");
+    let (tx, mut rx, mut transport) = session.split();
+    // Dropped early when sending fails, so the helper sees the end of the
+    // stream and reports why it stopped instead of waiting for more.
+    let mut tx = Some(tx);
     let outcome = std::thread::scope(|scope| {
-        let receiver = scope.spawn(move || receive(&mut rx).map(|r| (r, rx.bytes())));
-        let sent = send_all(&mut tx, &sources, base_manifest);
-        let sent = sent.and_then(|s| {
-            tx.send(&Request::Commit)?;
-            tx.flush()?;
-            Ok(s)
+        let receiver = scope.spawn(move || {
+            let r = receive(&mut rx);
+            (r.map(|r| (r, rx.bytes())), rx)
         });
-        let wire_sent = tx.bytes();
+        let sent = match tx.as_mut() {
+            Some(t) => send_all(t, &sources, base_manifest).and_then(|s| {
+                t.send(&Request::Commit)?;
+                t.flush()?;
+                Ok((s, t.bytes()))
+            }),
+            None => Err(Error::Unexpected("no sender".into())),
+        };
         if sent.is_err() {
-            // Let the helper see the end of the stream; it reports why it stopped.
-            drop(tx);
+            tx = None;
         }
-        let received = receiver
-            .join()
-            .unwrap_or_else(|_| Err(Error::Unexpected("the receiving thread panicked".into())));
+        let (received, rx) = match receiver.join() {
+            Ok((r, rx)) => (r, Some(rx)),
+            Err(_) => (
+                Err(Error::Unexpected("the receiving thread panicked".into())),
+                None,
+            ),
+        };
         match (sent, received) {
-            (Ok(s), Ok(((snap, stats), wire_received))) => {
-                Ok((s, snap, stats, wire_sent, wire_received))
+            (Ok((s, wire_sent)), Ok(((snap, stats), wire_received))) => {
+                Ok((s, snap, stats, wire_sent, wire_received, rx))
             }
             // The helper's own account of a failure beats our broken pipe.
             (_, Err(e @ Error::Remote(_))) => Err(e),
             (Err(e), _) | (_, Err(e)) => Err(e),
         }
     });
-    let (sent, snap, stats, wire_sent, wire_received) = match outcome {
+    let (sent, snap, stats, wire_sent, wire_received, rx) = match outcome {
         Ok(v) => v,
         Err(e) => {
             transport.kill();
             return Err(e);
         }
     };
+    let mut pruned = Vec::new();
+    let mut prune_error = None;
+    if let (Some(policy), Some(mut rx), Some(tx), true) = (&opts.prune, rx, tx.as_mut(), may_prune)
+    {
+        let req = Request::Prune {
+            set: opts.set.clone(),
+            policy: policy.clone(),
+            dry_run: false,
+        };
+        let answer = tx
+            .send(&req)
+            .and_then(|()| tx.flush())
+            .and_then(|()| rx.recv());
+        match answer {
+            Ok(Response::Pruned(d)) => pruned = d,
+            Ok(other) => prune_error = Some(format!("unexpected answer {other:?}")),
+            Err(e) => prune_error = Some(e.to_string()),
+        }
+    }
+    drop(tx);
     transport.finish()?;
     debug_assert_eq!(snap, snapshot);
     Ok(BackupReport {
@@ -120,6 +161,8 @@ pub fn backup(mut session: Session, opts: &BackupOptions) -> Result<BackupReport
         wire_received,
         elapsed: started.elapsed().as_secs_f64(),
         problems: sent.problems,
+        pruned,
+        prune_error,
     })
 }
 

@@ -12,6 +12,7 @@ use offsnap::dest::{ConnectOptions, Dest, connect};
 use offsnap::restore::{RestoreOptions, Which, restore};
 use offsnap::{Error, list};
 use offsnap_protocol::{RelPath, SetName};
+use offsnap_remote::retention::PolicyArgs;
 
 const EXIT_CODES: &str = "\
 Exit status: 0 success, 1 failure, 2 bad arguments, 3 partial (the run \
@@ -61,6 +62,27 @@ enum Command {
         /// Directories or files to back up, then the destination (a directory).
         #[arg(required = true, num_args = 2.., value_name = "SOURCE... DEST")]
         paths: Vec<PathBuf>,
+        #[command(flatten)]
+        policy: PolicyArgs,
+        /// Do not prune old snapshots after the backup
+        #[arg(long)]
+        no_prune: bool,
+    },
+    /// Delete snapshots that the retention policy no longer keeps.
+    ///
+    /// Without rules, keeps 30 days. The newest snapshot is always kept, and
+    /// nothing is pruned by age while the newest snapshot is itself older
+    /// than the window. Times come from the backup host's clock.
+    Prune {
+        #[command(flatten)]
+        common: Common,
+        #[command(flatten)]
+        policy: PolicyArgs,
+        /// Only show what would be removed, and why each other snapshot stays
+        #[arg(long, short = 'n')]
+        dry_run: bool,
+        /// Where the backups are.
+        dest: String,
     },
     /// List the snapshots at DEST, oldest first.
     Snapshots {
@@ -157,7 +179,12 @@ fn dest_of(s: &str) -> Result<Dest> {
 
 fn run(cli: Cli) -> Result<ExitCode> {
     match cli.command {
-        Command::Backup { common, mut paths } => {
+        Command::Backup {
+            common,
+            mut paths,
+            policy,
+            no_prune,
+        } => {
             let dest = paths.pop().ok_or_else(|| anyhow!("no destination"))?;
             let dest = dest_of(dest.to_str().ok_or_else(|| {
                 Error::Usage(format!("destination {} is not valid UTF-8", dest.display()))
@@ -165,6 +192,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             let opts = BackupOptions {
                 set: set_name(&common.set)?,
                 sources: paths,
+                prune: (!no_prune).then(|| policy.policy()),
             };
             // Check the sources before starting anything remote.
             offsnap::scan::resolve_sources(&opts.sources)?;
@@ -184,6 +212,21 @@ fn run(cli: Cli) -> Result<ExitCode> {
                     report.elapsed
                 );
             }
+            let removed: Vec<_> = report
+                .pruned
+                .iter()
+                .filter(|d| d.kept_by.is_empty())
+                .collect();
+            if !removed.is_empty() && std::io::stderr().is_terminal() {
+                eprintln!("pruned {} old snapshot(s)", removed.len());
+            }
+            if let Some(e) = &report.prune_error {
+                eprintln!(
+                    "offsnap: snapshot {} was made, but pruning failed: {e}",
+                    report.snapshot
+                );
+                return Ok(ExitCode::FAILURE);
+            }
             if report.is_partial() {
                 eprintln!(
                     "offsnap: snapshot {} is partial: {} item(s) could not be backed up",
@@ -192,6 +235,20 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 );
                 return Ok(ExitCode::from(3));
             }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Prune {
+            common,
+            policy,
+            dry_run,
+            dest,
+        } => {
+            let dest = dest_of(&dest)?;
+            let set = set_name(&common.set)?;
+            let mut session = connect(&dest, &connect_opts(&common)?)?;
+            let decisions = list::prune(&mut session, &set, &policy.policy(), dry_run)?;
+            session.close()?;
+            print_decisions(&decisions, dry_run);
             Ok(ExitCode::SUCCESS)
         }
         Command::Snapshots { common, dest } => {
@@ -247,6 +304,21 @@ fn run(cli: Cli) -> Result<ExitCode> {
             } else {
                 ExitCode::from(3)
             })
+        }
+    }
+}
+
+/// One line per snapshot: kept (and by which rules) or removed.
+fn print_decisions(decisions: &[offsnap_protocol::PruneDecision], dry_run: bool) {
+    for d in decisions {
+        if d.kept_by.is_empty() {
+            println!(
+                "{}  {}",
+                d.name,
+                if dry_run { "would remove" } else { "removed" }
+            );
+        } else {
+            println!("{}  keep ({})", d.name, d.kept_by.join(", "));
         }
     }
 }

@@ -64,6 +64,8 @@ pub struct Session {
     transport: Box<dyn Transport>,
     /// The helper's software and version.
     pub remote_software: String,
+    /// The helper's features and restrictions (e.g. `append-only`).
+    pub remote_features: Vec<String>,
 }
 
 impl Session {
@@ -97,6 +99,7 @@ impl Session {
             rx: Receiver { inner: rx },
             transport,
             remote_software: hello.software,
+            remote_features: hello.features,
         })
     }
 

@@ -6,13 +6,15 @@
 //! - [`snapshot`]: set and snapshot names;
 //! - [`message`]: hello, requests, backup ops, responses;
 //! - [`frame`]: length-delimited frames with a size limit;
-//! - [`manifest`]: the per-snapshot list of entries.
+//! - [`manifest`]: the per-snapshot list of entries;
+//! - [`retention`]: retention policies and prune decisions.
 
 pub mod entry;
 pub mod frame;
 pub mod manifest;
 pub mod message;
 pub mod path;
+pub mod retention;
 pub mod snapshot;
 
 pub use entry::{Entry, EntryKind, Hash, Meta};
@@ -22,4 +24,5 @@ pub use message::{
     Response, SnapshotInfo,
 };
 pub use path::{PathError, RelPath, walk_order};
+pub use retention::{Policy, PruneDecision};
 pub use snapshot::{NameError, SetName, SnapshotName};

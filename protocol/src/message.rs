@@ -31,7 +31,8 @@ pub struct Hello {
     pub version: u32,
     /// The sender's software and version, e.g. `offsnap 0.1.0`, for messages.
     pub software: String,
-    /// Optional features the sender supports (none yet).
+    /// Optional features and restrictions of the sender; a helper confined
+    /// with `--append-only` or `--read-only` says so here.
     pub features: Vec<String>,
 }
 
@@ -84,6 +85,16 @@ pub enum Request {
     Op(Op),
     /// Finish the backup in progress. Answer: [`Response::Committed`].
     Commit,
+    /// Apply a retention policy to a set (or, with `dry_run`, only say what
+    /// it would do). Answer: [`Response::Pruned`].
+    Prune {
+        /// The set.
+        set: SetName,
+        /// What to keep.
+        policy: crate::Policy,
+        /// Decide but remove nothing.
+        dry_run: bool,
+    },
 }
 
 /// One step of a backup. Entries arrive in walk order (see
@@ -198,6 +209,8 @@ pub enum Response {
         /// What it did.
         stats: CommitStats,
     },
+    /// What a prune kept and removed, oldest first.
+    Pruned(Vec<crate::PruneDecision>),
     /// The request failed. During a backup, the run is over.
     Error(RemoteError),
 }

@@ -13,6 +13,8 @@ pub mod backup;
 pub mod cursor;
 pub mod error;
 pub mod fsx;
+pub mod prune;
+pub mod retention;
 pub mod serve;
 pub mod set;
 pub mod tree;

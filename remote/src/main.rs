@@ -9,6 +9,10 @@ use std::process::ExitCode;
 
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
+use offsnap_protocol::SetName;
+use offsnap_remote::prune::prune;
+use offsnap_remote::retention::PolicyArgs;
+use offsnap_remote::set::Root;
 use offsnap_remote::{Access, Clock, Config, ServeError, serve};
 
 /// The offsnap helper on the backup host.
@@ -33,6 +37,21 @@ enum Command {
         #[arg(long)]
         read_only: bool,
     },
+    /// Delete snapshots the retention policy no longer keeps (for the
+    /// host's cron, when clients are --append-only).
+    Prune {
+        /// The directory holding the backup sets.
+        #[arg(long, value_name = "DIR")]
+        root: PathBuf,
+        /// Only this set [default: every set under the root]
+        #[arg(long, value_name = "NAME")]
+        set: Option<SetName>,
+        #[command(flatten)]
+        policy: PolicyArgs,
+        /// Only show what would be removed, and why each other snapshot stays
+        #[arg(long, short = 'n')]
+        dry_run: bool,
+    },
 }
 
 fn main() -> ExitCode {
@@ -55,6 +74,32 @@ struct Quiet;
 
 fn run(cli: Cli) -> Result<()> {
     match cli.command {
+        Command::Prune {
+            root,
+            set,
+            policy,
+            dry_run,
+        } => {
+            let clock = Clock::from_env().map_err(anyhow::Error::msg)?;
+            let root = Root::open(&root, false).map_err(|e| anyhow::Error::msg(e.message))?;
+            let sets = match set {
+                Some(s) => vec![s],
+                None => root.sets().map_err(|e| anyhow::Error::msg(e.message))?,
+            };
+            for set in sets {
+                let decisions = prune(&root, &set, &policy.policy(), clock.now(), dry_run)
+                    .map_err(|e| anyhow::Error::msg(e.message))?;
+                for d in decisions {
+                    if d.kept_by.is_empty() {
+                        let what = if dry_run { "would remove" } else { "removed" };
+                        println!("{set}  {}  {what}", d.name);
+                    } else {
+                        println!("{set}  {}  keep ({})", d.name, d.kept_by.join(", "));
+                    }
+                }
+            }
+            Ok(())
+        }
         Command::Serve {
             root,
             append_only,

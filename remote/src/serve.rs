@@ -139,7 +139,13 @@ pub fn serve(input: impl Read, output: impl Write, cfg: &Config) -> Result<(), S
     let software = software();
     let mut inp = FrameReader::new(input);
     let mut out = FrameWriter::new(output);
-    out.write(&Hello::ours(&software))?;
+    let mut hello = Hello::ours(&software);
+    match cfg.access {
+        Access::Full => {}
+        Access::AppendOnly => hello.features.push("append-only".into()),
+        Access::ReadOnly => hello.features.push("read-only".into()),
+    }
+    out.write(&hello)?;
     out.flush()?;
     inp.read_hello(&software)?;
     let mut session = Session {
@@ -232,6 +238,33 @@ impl<W: Write> Session<'_, W> {
                 Some(run) => run.apply(op),
                 None => Err(protocol("backup op outside a backup")),
             },
+            Request::Prune {
+                set,
+                policy,
+                dry_run,
+            } => {
+                if self.cfg.access != Access::Full && !dry_run {
+                    return Err(err(
+                        ErrorKind::Refused,
+                        format!(
+                            "this helper is {}: pruning is refused; the host's owner prunes with `offsnap-remote prune` (e.g. from cron)",
+                            if self.cfg.access == Access::ReadOnly {
+                                "read-only (--read-only)"
+                            } else {
+                                "append-only (--append-only)"
+                            }
+                        ),
+                    ));
+                }
+                if self.backup.is_some() {
+                    return Err(protocol("prune during a backup"));
+                }
+                let root = Root::open(&self.cfg.root, false)?;
+                let decisions =
+                    crate::prune::prune(&root, &set, &policy, self.cfg.clock.now(), dry_run)?;
+                self.send(&Response::Pruned(decisions))?;
+                self.flush()
+            }
             Request::Commit => {
                 let Some(run) = self.backup.take() else {
                     return Err(protocol("commit outside a backup"));

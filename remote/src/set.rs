@@ -342,6 +342,44 @@ impl SetDir {
         fsx::fsync(&self.fd).ctx(&ctx)
     }
 
+    /// Deletes a complete snapshot: one rename moves it into `trash/` (so
+    /// it is never seen half-deleted under its dated name), then its
+    /// manifest goes. Emptying the trash is [`SetDir::empty_trash`].
+    /// Call with the lock held.
+    pub fn remove_snapshot(&self, snap: &SnapshotName) -> Result<(), RemoteError> {
+        let ctx = format!("set {:?}: removing snapshot {snap}", self.name);
+        let name = snap.to_string();
+        let trash = self.meta_dir("trash")?;
+        let dest = format!("{name}.{}", std::process::id());
+        fsx::rename_between(
+            self.fd.as_fd(),
+            name.as_bytes(),
+            trash.as_fd(),
+            dest.as_bytes(),
+            false,
+        )
+        .ctx(&ctx)?;
+        fsx::fsync(&self.fd).ctx(&ctx)?;
+        let manifests = self.meta_dir("manifests")?;
+        match fsx::unlink(manifests.as_fd(), name.as_bytes()) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                return Err(crate::error::io(&ctx, e));
+            }
+            _ => {}
+        }
+        fsx::fsync(&manifests).ctx(&ctx)
+    }
+
+    /// Deletes everything in `trash/`. Call with the lock held.
+    pub fn empty_trash(&self) -> Result<(), RemoteError> {
+        let ctx = format!("set {:?}: emptying the trash", self.name);
+        let trash = self.meta_dir("trash")?;
+        for (name, _) in fsx::read_dir(trash.as_fd()).ctx(&ctx)? {
+            fsx::remove_tree(trash.as_fd(), &name).ctx(&ctx)?;
+        }
+        Ok(())
+    }
+
     /// Clears what interrupted runs left: unfinished snapshots (moved to
     /// trash, then deleted), manifests without a snapshot, a half-made
     /// `latest`. Call with the lock held.
@@ -355,9 +393,8 @@ impl SetDir {
             fsx::rename_between(incomplete.as_fd(), &name, trash.as_fd(), &dest, false)
                 .ctx(&ctx)?;
         }
-        for (name, _) in fsx::read_dir(trash.as_fd()).ctx(&ctx)? {
-            fsx::remove_tree(trash.as_fd(), &name).ctx(&ctx)?;
-        }
+        drop(trash);
+        self.empty_trash()?;
         let manifests = self.meta_dir("manifests")?;
         for (name, _) in fsx::read_dir(manifests.as_fd()).ctx(&ctx)? {
             if fsx::lstat(self.fd.as_fd(), &name).ctx(&ctx)?.is_none() {

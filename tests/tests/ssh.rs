@@ -302,6 +302,25 @@ fn a_confined_key_backs_up_only_into_its_root() {
         "the forced command's clock names it"
     );
 
+    // Pruning through the confined key is refused; the snapshot stays.
+    let port = e.sshd.port.to_string();
+    let d = e.dest(&root);
+    let out = e.run(&[
+        &"prune",
+        &"--set",
+        &"t",
+        &"--keep-last",
+        &"1",
+        &"-p",
+        &port,
+        &"-i",
+        &e.sshd.client_key,
+        &d,
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("append-only"), "{}", stderr(&out));
+    assert_eq!(dated_snapshots(&root.join("t")).len(), 1);
+
     // Asking for another root: refused, nothing touched there.
     for other in [PathBuf::from("/"), e.s.path("elsewhere")] {
         let out = e.backup(&day(6, 0), &other, &[]);
