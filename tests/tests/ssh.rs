@@ -201,8 +201,23 @@ fn host_keys_are_checked_strictly() {
     let key_b64 = e.sshd.host_key_pub.split_whitespace().nth(1).unwrap();
     assert!(kh.contains(key_b64), "{kh}");
     assert_eq!(dated_snapshots(&dest.join("t")).len(), 1);
-    // Known now: plain runs work.
+    // Known now: plain runs work, also once known_hosts is hashed.
     assert_ok(&e.backup(&day(1, 0), &dest, &[]));
+    let st = Command::new("ssh-keygen")
+        .arg("-H")
+        .arg("-f")
+        .arg(e.known_hosts())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let hashed = fs::read_to_string(e.known_hosts()).unwrap();
+    let mut lines = hashed.lines().filter(|l| !l.trim().is_empty());
+    assert!(lines.all(|l| l.starts_with("|1|")), "{hashed}");
+    let out = e.backup(&day(1, 600), &dest, &[]);
+    assert_ok(&out);
+    let _ = fs::remove_file(e.known_hosts().with_extension("old"));
 
     // A changed key: refused, even with --accept-new-host-key; nothing written.
     let other = e.s.path("other_host_key");
@@ -220,7 +235,7 @@ fn host_keys_are_checked_strictly() {
         let out = e.backup(&day(2, 0), &dest, extra);
         assert_eq!(out.status.code(), Some(1));
         assert!(stderr(&out).contains("HAS CHANGED"), "{}", stderr(&out));
-        assert_eq!(dated_snapshots(&dest.join("t")).len(), 2);
+        assert_eq!(dated_snapshots(&dest.join("t")).len(), 3);
     }
 }
 
@@ -379,7 +394,15 @@ fn a_server_killed_mid_run_leaves_no_partial_snapshot() {
         "{err}"
     );
     assert_eq!(dated_snapshots(&set), good, "a partial snapshot is visible");
-    assert!(lock_is_free(&set));
+    // The killed helper may take a moment to be gone; then its lock is too.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !lock_is_free(&set) {
+        assert!(
+            Instant::now() < deadline,
+            "the lock outlived the killed helper"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
 
     // A new server: the next run succeeds and restores exactly.
     let Some(sshd2) = Sshd::start() else { return };
