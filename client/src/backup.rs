@@ -125,8 +125,8 @@ pub fn backup(mut session: Session, opts: &BackupOptions) -> Result<BackupReport
     let (sent, snap, stats, wire_sent, wire_received, rx) = match outcome {
         Ok(v) => v,
         Err(e) => {
-            transport.kill();
-            return Err(e);
+            drop(tx);
+            return Err(crate::transport::fail(transport.as_mut(), e));
         }
     };
     let mut pruned = Vec::new();

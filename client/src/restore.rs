@@ -172,10 +172,7 @@ pub fn restore(mut session: Session, opts: &RestoreOptions) -> Result<RestoreRep
             transport.finish()?;
             Ok(report)
         }
-        Err(e) => {
-            transport.kill();
-            Err(e)
-        }
+        Err(e) => Err(crate::transport::fail(transport.as_mut(), e)),
     }
 }
 

@@ -28,6 +28,25 @@ pub trait Transport: Send {
     fn kill(&mut self);
 }
 
+/// Ends a session that failed with `e`: when the stream from the helper
+/// broke, the transport's account (exit status, lost connection) explains
+/// more than "connection closed"; otherwise the helper is stopped.
+pub fn fail(transport: &mut dyn Transport, e: Error) -> Error {
+    use offsnap_protocol::FrameError;
+    match e {
+        Error::Frame(FrameError::Closed | FrameError::Truncated | FrameError::Io(_)) => {
+            match transport.finish() {
+                Err(why) => why,
+                Ok(()) => e,
+            }
+        }
+        e => {
+            transport.kill();
+            e
+        }
+    }
+}
+
 /// The helper as a child process of the client, talking over its
 /// stdin/stdout; its stderr is the client's.
 pub struct ChildTransport {
