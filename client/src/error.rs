@@ -21,12 +21,12 @@ pub enum Error {
     #[error("unexpected answer from the helper: {0}")]
     Unexpected(String),
     /// A local file operation failed.
-    #[error("{}: {source}", path.display())]
+    #[error("{}: {error}", path.display())]
     Io {
         /// The file concerned.
         path: PathBuf,
-        /// What failed.
-        source: io::Error,
+        /// What failed (its message is shown here, not as a cause).
+        error: io::Error,
     },
     /// The command line or its arguments are wrong.
     #[error("{0}")]
@@ -38,10 +38,10 @@ pub enum Error {
 
 impl Error {
     /// A local I/O error about `path`.
-    pub fn io(path: impl Into<PathBuf>, source: io::Error) -> Error {
+    pub fn io(path: impl Into<PathBuf>, error: io::Error) -> Error {
         Error::Io {
             path: path.into(),
-            source,
+            error,
         }
     }
 }

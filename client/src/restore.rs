@@ -160,6 +160,11 @@ pub fn restore(mut session: Session, opts: &RestoreOptions) -> Result<RestoreRep
             TreeWriter::new(root, existing),
             &mut rx,
         );
+        if written.is_err() {
+            // The request thread may be blocked sending to a helper that is
+            // blocked sending to us: cut the session so both give up.
+            transport.kill();
+        }
         let requested = requester
             .join()
             .unwrap_or_else(|_| Err(Error::Unexpected("the request thread panicked".into())));

@@ -116,6 +116,8 @@ impl Transport for ChildTransport {
 /// and the embedded local destination without a second binary.
 pub struct InProcess {
     streams: Option<Streams>,
+    /// Our end of the socket, to cut the session in [`Transport::kill`].
+    cutter: Option<UnixStream>,
     thread: Option<JoinHandle<std::result::Result<(), String>>>,
 }
 
@@ -130,6 +132,9 @@ impl InProcess {
         let ours_w = ours
             .try_clone()
             .map_err(|e| Error::Transport(e.to_string()))?;
+        let cutter = ours
+            .try_clone()
+            .map_err(|e| Error::Transport(e.to_string()))?;
         let thread = std::thread::spawn(move || {
             let res = offsnap_remote::serve(&theirs, &theirs_w, &cfg).map_err(|e| e.to_string());
             let _ = theirs.shutdown(std::net::Shutdown::Both);
@@ -140,6 +145,7 @@ impl InProcess {
                 from: Box::new(ours),
                 to: Box::new(HalfCloser(ours_w)),
             }),
+            cutter: Some(cutter),
             thread: Some(thread),
         })
     }
@@ -192,5 +198,8 @@ impl Transport for InProcess {
 
     fn kill(&mut self) {
         drop(self.streams.take());
+        if let Some(c) = self.cutter.take() {
+            let _ = c.shutdown(std::net::Shutdown::Both);
+        }
     }
 }

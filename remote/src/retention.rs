@@ -13,8 +13,10 @@
 //!   newest snapshot of each period among the snapshots younger than D.
 //!
 //! Periods are UTC calendar periods (weeks are ISO weeks), like the names.
-//! When the newest snapshot is itself older than the longest age rule (a
-//! laptop away for weeks), nothing is removed: its history waits for it.
+//! Ages do not count stretches without any snapshot that are longer than
+//! the longest age rule (and than four times the usual interval): a laptop away for weeks (newest snapshot older
+//! than the window, or just one new snapshot after a long gap) comes back
+//! to its history, which then ages only while backups run again.
 
 use jiff::Timestamp;
 use offsnap_protocol::retention::Seconds;
@@ -165,7 +167,6 @@ pub fn decide(snapshots: &[SnapshotName], now: Timestamp, policy: &Policy) -> Ve
     // Newest first while deciding.
     snaps.reverse();
     let mut kept: Vec<Vec<String>> = vec![Vec::new(); snaps.len()];
-    let age = |s: &SnapshotName| now.as_second() - s.timestamp().as_second();
     let windows = [
         policy.keep_within,
         policy.keep_within_hourly,
@@ -174,27 +175,26 @@ pub fn decide(snapshots: &[SnapshotName], now: Timestamp, policy: &Policy) -> Ve
         policy.keep_within_monthly,
     ];
     let longest = windows.iter().flatten().max().copied();
-    if let (Some(window), Some(newest)) = (longest, snaps.first())
-        && age(newest) > window
-    {
-        for k in kept.iter_mut() {
-            k.push(format!(
-                "away: the newest snapshot is older than {}",
-                show_duration(window)
-            ));
-        }
-        return finish(snaps, kept);
-    }
+    let ages = ages(&snaps, now, longest.map(|w| w.max(4 * median_gap(&snaps))));
+    let age = |i: usize| ages[i];
     if let Some(d) = policy.keep_within {
-        for (i, s) in snaps.iter().enumerate() {
-            if age(s) < d {
-                kept[i].push(format!("within {}", show_duration(d)));
+        for (k, a) in kept.iter_mut().zip(&ages) {
+            if *a < d {
+                k.push(format!("within {}", show_duration(d)));
             }
         }
     }
     if let Some(n) = policy.keep_last {
-        for k in kept.iter_mut().take(n as usize) {
-            k.push(format!("last {n}"));
+        // As borg: only snapshots no earlier rule keeps count.
+        let mut count = 0;
+        for k in kept.iter_mut() {
+            if count == n {
+                break;
+            }
+            if k.is_empty() {
+                count += 1;
+                k.push(format!("last #{count}"));
+            }
         }
     }
     for (n, period) in [
@@ -240,7 +240,7 @@ pub fn decide(snapshots: &[SnapshotName], now: Timestamp, policy: &Policy) -> Ve
         let Some(d) = d else { continue };
         let mut last: Option<String> = None;
         for (i, s) in snaps.iter().enumerate() {
-            if age(s) >= d {
+            if age(i) >= d {
                 break;
             }
             let key = period.key(s.timestamp());
@@ -251,6 +251,38 @@ pub fn decide(snapshots: &[SnapshotName], now: Timestamp, policy: &Policy) -> Ve
         }
     }
     finish(snaps, kept)
+}
+
+/// The median time between consecutive snapshots (newest first), 0 if
+/// there are fewer than two.
+fn median_gap(snaps: &[SnapshotName]) -> Seconds {
+    let mut gaps: Vec<Seconds> = snaps
+        .windows(2)
+        .map(|w| w[0].timestamp().as_second() - w[1].timestamp().as_second())
+        .collect();
+    gaps.sort_unstable();
+    gaps.get(gaps.len() / 2).copied().unwrap_or(0)
+}
+
+/// Each snapshot's age (newest first), not counting stretches without any
+/// snapshot longer than `gap` (the longest age window, and at least four
+/// times the usual interval): time a laptop spent away does not age its
+/// history, so the first backup after six weeks away prunes nothing the
+/// last backup before it kept.
+fn ages(snaps: &[SnapshotName], now: Timestamp, gap: Option<Seconds>) -> Vec<Seconds> {
+    let mut out = Vec::with_capacity(snaps.len());
+    let mut newer = now.as_second();
+    let mut age: Seconds = 0;
+    for s in snaps {
+        let t = s.timestamp().as_second();
+        let step = (newer - t).max(0);
+        if gap.is_none_or(|g| step <= g) {
+            age += step;
+        }
+        out.push(age);
+        newer = t;
+    }
+    out
 }
 
 fn finish(mut snaps: Vec<SnapshotName>, mut kept: Vec<Vec<String>>) -> Vec<PruneDecision> {
@@ -327,6 +359,30 @@ mod tests {
             ..Policy::default()
         };
         assert_eq!(kept(&snaps, now, &with_gfs), snaps);
+    }
+
+    #[test]
+    fn the_first_backup_after_time_away_keeps_the_history() {
+        let mut snaps: Vec<_> = (0..5).map(|d| at(d * 86_400)).collect();
+        snaps.push(at(50 * 86_400));
+        assert_eq!(kept(&snaps, 50 * 86_400, &Policy::thirty_days()), snaps);
+        // After 30 more days of daily backups, the old history has aged out.
+        let mut later = snaps.clone();
+        later.extend((51..=80).map(|d| at(d * 86_400)));
+        let k = kept(&later, 80 * 86_400, &Policy::thirty_days());
+        assert_eq!(k.first(), Some(&at(51 * 86_400)));
+    }
+
+    #[test]
+    fn keep_last_counts_only_what_others_leave_as_borg_does() {
+        let snaps: Vec<_> = (0..20).map(|h| at(h * 3600)).collect();
+        let p = Policy {
+            keep_within: Some(5 * 3600 + 1),
+            keep_last: Some(3),
+            ..Policy::default()
+        };
+        // 6 within the window (hours 14..=19) + 3 more.
+        assert_eq!(kept(&snaps, 19 * 3600, &p).len(), 9);
     }
 
     #[test]

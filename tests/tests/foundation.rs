@@ -646,4 +646,32 @@ fn thousands_of_files_back_up_and_restore_exactly() {
         })
         .count();
     assert_eq!(linked, 3999);
+
+    // A fatal error early in a large restore (a directory where a file must
+    // go) ends it promptly with a clear error: nothing waits forever.
+    let to = s.path("blocked");
+    fs::create_dir_all(to.join("src/dir00/f000/sub")).unwrap();
+    let mut child = Command::new(offsnap_bin())
+        .args(["restore", "--set", "t", "--overwrite", "--to"])
+        .arg(&to)
+        .arg(s.dest())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while child.try_wait().unwrap().is_none() {
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("the restore hung after a fatal error");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("src/dir00/f000 already exists"),
+        "{}",
+        stderr(&out)
+    );
 }

@@ -95,7 +95,8 @@ impl std::fmt::Display for SnapFmt {
 fn dry_run_lists_reasons_and_removes_nothing() {
     let s = Scratch::new();
     write_file(&s.src().join("f"), b"f", 0o644, (1_700_000_000, 0));
-    for d in [0, 1, 2, 40] {
+    // No gap longer than the 30-day window: nothing counts as time away.
+    for d in [0, 1, 2, 25, 50] {
         let out = s.offsnap(
             Some(&day(d, 0)),
             &[
@@ -124,7 +125,7 @@ fn dry_run_lists_reasons_and_removes_nothing() {
         text.lines().any(|l| l.contains("keep (within 30d)")),
         "{text}"
     );
-    assert_eq!(dated_snapshots(&s.set_dir()).len(), 4);
+    assert_eq!(dated_snapshots(&s.set_dir()).len(), 5);
 }
 
 fn append_only_wrapper(s: &Scratch) -> String {
@@ -139,6 +140,18 @@ fn append_only_wrapper(s: &Scratch) -> String {
     .unwrap();
     fs::set_permissions(&wrapper, fs::Permissions::from_mode(0o755)).unwrap();
     wrapper.display().to_string()
+}
+
+#[test]
+fn the_first_backup_after_weeks_away_keeps_the_history() {
+    let s = Scratch::new();
+    write_file(&s.src().join("f"), b"f", 0o644, (1_700_000_000, 0));
+    for d in 0..5 {
+        s.backup(&day(d, 0));
+    }
+    // Six weeks away, then a backup (which prunes by the default policy).
+    s.backup(&day(47, 0));
+    assert_eq!(dated_snapshots(&s.set_dir()).len(), 6);
 }
 
 #[test]
