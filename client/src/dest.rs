@@ -203,7 +203,14 @@ pub fn remote_command(d: &SshDest, opts: &ConnectOptions) -> String {
         Some(words) => shell_words::join(words),
         None => DEFAULT_REMOTE_CMD.to_string(),
     };
-    format!("exec {cmd} serve --root {}", shell_words::quote(&d.path))
+    // `~` and `~/x` mean the login's home, where the command starts, as a
+    // shell would expand them for scp and rsync.
+    let path = match d.path.as_str() {
+        "~" => ".",
+        p => p.strip_prefix("~/").unwrap_or(p),
+    };
+    let path = if path.is_empty() { "." } else { path };
+    format!("exec {cmd} serve --root {}", shell_words::quote(path))
 }
 
 /// Starts a helper for `dest` and opens a session with it. A local
@@ -282,5 +289,20 @@ mod tests {
         assert!(Dest::parse("ssh://h:x/x").is_err());
         assert!(Dest::parse("-oProxyCommand=x:y").is_err());
         assert!(Dest::parse("").is_err());
+    }
+
+    #[test]
+    fn home_relative_paths_start_from_the_login() {
+        let opts = ConnectOptions::default();
+        let cmd = |s: &str| remote_command(&ssh(s), &opts);
+        assert_eq!(
+            cmd("h:~/backups"),
+            "exec offsnap-remote serve --root backups"
+        );
+        assert_eq!(cmd("h:~"), "exec offsnap-remote serve --root .");
+        assert_eq!(
+            cmd("h:/srv/my backups"),
+            "exec offsnap-remote serve --root '/srv/my backups'"
+        );
     }
 }

@@ -295,10 +295,22 @@ impl BackupRun {
         )
         .ctx(&ctx)?;
         fsx::fsync(self.set.fd()).ctx(&ctx)?;
-        self.set.set_latest(&self.name)?;
-        let incomplete = self.set.meta_dir("incomplete")?;
+        // The snapshot is complete and visible from here on: what follows
+        // is tidying, whose failure must not report the run as failed.
+        if let Err(e) = self.set.set_latest(&self.name) {
+            eprintln!("offsnap-remote: warning: {}", e.message);
+        }
         drop(self.work);
-        fsx::remove_tree(incomplete.as_fd(), name.as_bytes()).ctx(&ctx)?;
+        let tidy = self
+            .set
+            .meta_dir("incomplete")
+            .and_then(|dir| fsx::remove_tree(dir.as_fd(), name.as_bytes()).ctx(&ctx));
+        if let Err(e) = tidy {
+            eprintln!(
+                "offsnap-remote: warning: {} (the next run clears it)",
+                e.message
+            );
+        }
         Ok((self.name, self.stats))
     }
 

@@ -86,9 +86,17 @@ fn run(cli: Cli) -> Result<()> {
                 Some(s) => vec![s],
                 None => root.sets().map_err(|e| anyhow::Error::msg(e.message))?,
             };
+            // One busy or broken set must not stop the others being pruned.
+            let mut failed = 0;
             for set in sets {
-                let decisions = prune(&root, &set, &policy.policy(), clock.now(), dry_run)
-                    .map_err(|e| anyhow::Error::msg(e.message))?;
+                let decisions = match prune(&root, &set, &policy.policy(), clock.now(), dry_run) {
+                    Ok(d) => d,
+                    Err(e) => {
+                        eprintln!("offsnap-remote: set {set}: {}", e.message);
+                        failed += 1;
+                        continue;
+                    }
+                };
                 for d in decisions {
                     if d.kept_by.is_empty() {
                         let what = if dry_run { "would remove" } else { "removed" };
@@ -97,6 +105,9 @@ fn run(cli: Cli) -> Result<()> {
                         println!("{set}  {}  keep ({})", d.name, d.kept_by.join(", "));
                     }
                 }
+            }
+            if failed > 0 {
+                anyhow::bail!("{failed} set(s) could not be pruned");
             }
             Ok(())
         }
