@@ -14,6 +14,7 @@
 pub mod backup;
 pub mod dest;
 pub mod error;
+pub mod inspect;
 pub mod list;
 pub mod manifests;
 pub mod restore;

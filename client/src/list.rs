@@ -1,6 +1,9 @@
 //! Listing what a destination holds, and pruning it.
 
-use offsnap_protocol::{Policy, PruneDecision, Request, Response, SetName, SnapshotInfo};
+use offsnap_protocol::{
+    Finding, Policy, PruneDecision, Request, Response, SetName, SnapshotInfo, SnapshotName,
+    SnapshotStats, VerifySummary,
+};
 
 use crate::error::{Error, Result};
 use crate::session::Session;
@@ -28,5 +31,34 @@ pub fn prune(
     })? {
         Response::Pruned(d) => Ok(d),
         other => Err(Error::Unexpected(format!("{other:?}"))),
+    }
+}
+
+/// Per-snapshot sizes and changes, oldest first.
+pub fn stats(session: &mut Session, set: &SetName) -> Result<Vec<SnapshotStats>> {
+    match session.call(&Request::Stats { set: set.clone() })? {
+        Response::Stats(s) => Ok(s),
+        other => Err(Error::Unexpected(format!("{other:?}"))),
+    }
+}
+
+/// Verifies one snapshot (or all), calling `found` for each finding.
+pub fn verify(
+    session: &mut Session,
+    set: &SetName,
+    snapshot: Option<SnapshotName>,
+    mut found: impl FnMut(&Finding),
+) -> Result<VerifySummary> {
+    session.tx.send(&Request::Verify {
+        set: set.clone(),
+        snapshot,
+    })?;
+    session.tx.flush()?;
+    loop {
+        match session.rx.recv()? {
+            Response::Finding(f) => found(&f),
+            Response::Verified(s) => return Ok(s),
+            other => return Err(Error::Unexpected(format!("{other:?}"))),
+        }
     }
 }

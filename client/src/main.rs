@@ -84,10 +84,64 @@ enum Command {
         /// Where the backups are.
         dest: String,
     },
-    /// List the snapshots at DEST, oldest first.
+    /// List the snapshots at DEST, oldest first, with their sizes and
+    /// changes.
+    ///
+    /// Columns: name, files, total size, unique size (held by no other
+    /// snapshot), and entries added / changed / removed since the previous.
     Snapshots {
         #[command(flatten)]
         common: Common,
+        /// Print one JSON array of objects instead
+        #[arg(long)]
+        json: bool,
+        /// Where the backups are.
+        dest: String,
+    },
+    /// List a directory of a snapshot (its root by default).
+    Ls {
+        #[command(flatten)]
+        common: Common,
+        /// The snapshot: a name, or `latest`.
+        #[arg(long, value_name = "NAME", default_value = "latest")]
+        snapshot: String,
+        /// Where the backups are.
+        dest: String,
+        /// A directory (or file) inside the snapshot.
+        path: Option<PathBuf>,
+    },
+    /// List each distinct version of a file across the snapshots.
+    Versions {
+        #[command(flatten)]
+        common: Common,
+        /// Where the backups are.
+        dest: String,
+        /// The file inside the snapshots (e.g. Documents/notes.txt).
+        path: PathBuf,
+    },
+    /// Show what was added (+), removed (-) and changed (M) between two
+    /// snapshots.
+    Diff {
+        #[command(flatten)]
+        common: Common,
+        /// Where the backups are.
+        dest: String,
+        /// The older snapshot (a name, or `latest`).
+        snap_a: String,
+        /// The newer snapshot (a name, or `latest`).
+        snap_b: String,
+    },
+    /// Re-read stored files and check them against the manifests; exits
+    /// 1 if anything is missing, changed or unexpected.
+    Verify {
+        #[command(flatten)]
+        common: Common,
+        /// The snapshot to check [default: latest]
+        #[arg(long, value_name = "NAME", conflicts_with = "all")]
+        snapshot: Option<String>,
+        /// Check every snapshot (each stored file is read once)
+        #[arg(long)]
+        all: bool,
         /// Where the backups are.
         dest: String,
     },
@@ -251,16 +305,181 @@ fn run(cli: Cli) -> Result<ExitCode> {
             print_decisions(&decisions, dry_run);
             Ok(ExitCode::SUCCESS)
         }
-        Command::Snapshots { common, dest } => {
+        Command::Snapshots { common, json, dest } => {
             let dest = dest_of(&dest)?;
             let set = set_name(&common.set)?;
             let mut session = connect(&dest, &connect_opts(&common)?)?;
-            let snaps = list::snapshots(&mut session, &set)?;
+            let stats = list::stats(&mut session, &set)?;
             session.close()?;
-            for s in snaps {
-                println!("{}", s.name);
+            if json {
+                let rows: Vec<serde_json::Value> = stats
+                    .iter()
+                    .map(|s| {
+                        serde_json::json!({
+                            "name": s.name.to_string(),
+                            "files": s.files,
+                            "dirs": s.dirs,
+                            "symlinks": s.symlinks,
+                            "total_bytes": s.total_bytes,
+                            "unique_bytes": s.unique_bytes,
+                            "added": s.added,
+                            "changed": s.changed,
+                            "removed": s.removed,
+                        })
+                    })
+                    .collect();
+                println!("{}", serde_json::Value::Array(rows));
+                return Ok(ExitCode::SUCCESS);
+            }
+            if std::io::stdout().is_terminal() {
+                println!(
+                    "{:<18}  {:>9}  {:>10}  {:>10}  {:>8} {:>8} {:>8}",
+                    "SNAPSHOT", "FILES", "SIZE", "UNIQUE", "ADDED", "CHANGED", "REMOVED"
+                );
+            }
+            for s in stats {
+                println!(
+                    "{}  {:>9}  {:>10}  {:>10}  {:>8} {:>8} {:>8}",
+                    s.name,
+                    s.files,
+                    human_bytes(s.total_bytes),
+                    human_bytes(s.unique_bytes),
+                    format!("+{}", s.added),
+                    format!("~{}", s.changed),
+                    format!("-{}", s.removed)
+                );
             }
             Ok(ExitCode::SUCCESS)
+        }
+        Command::Ls {
+            common,
+            snapshot,
+            dest,
+            path,
+        } => {
+            let dest = dest_of(&dest)?;
+            let set = set_name(&common.set)?;
+            let which: Which = snapshot
+                .parse()
+                .map_err(|e: offsnap_protocol::NameError| Error::Usage(e.to_string()))?;
+            let dir = path.as_deref().map(snapshot_path).transpose()?;
+            let mut session = connect(&dest, &connect_opts(&common)?)?;
+            let info = offsnap::restore::find_snapshot(&mut session, &set, which)?;
+            let entries = offsnap::inspect::ls(&mut session, &set, &info, dir.as_ref())?;
+            session.close()?;
+            for e in entries {
+                println!("{}", long_line(&e, true));
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Versions { common, dest, path } => {
+            let dest = dest_of(&dest)?;
+            let set = set_name(&common.set)?;
+            let path = snapshot_path(&path)?;
+            let mut session = connect(&dest, &connect_opts(&common)?)?;
+            let snaps = list::snapshots(&mut session, &set)?;
+            let versions = offsnap::inspect::versions(&mut session, &set, &snaps, &path)?;
+            session.close()?;
+            if versions.is_empty() {
+                return Err(Error::Usage(format!("{path} is in no snapshot of set {set}")).into());
+            }
+            for v in versions {
+                let hash = match &v.entry.kind {
+                    offsnap_protocol::EntryKind::File { hash, .. } => {
+                        hash.to_hex()[..12].to_string()
+                    }
+                    other => other.word().to_string(),
+                };
+                let through = if v.last.name == v.first.name {
+                    String::new()
+                } else {
+                    format!("  (through {})", v.last.name)
+                };
+                println!(
+                    "{}  {:>10}  {}  {hash}{through}",
+                    v.first.name,
+                    v.entry.size(),
+                    mtime_text(&v.entry.meta)
+                );
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Diff {
+            common,
+            dest,
+            snap_a,
+            snap_b,
+        } => {
+            let dest = dest_of(&dest)?;
+            let set = set_name(&common.set)?;
+            let parse = |s: &str| -> Result<Which> {
+                s.parse()
+                    .map_err(|e: offsnap_protocol::NameError| Error::Usage(e.to_string()).into())
+            };
+            let (a, b) = (parse(&snap_a)?, parse(&snap_b)?);
+            let mut session = connect(&dest, &connect_opts(&common)?)?;
+            let a = offsnap::restore::find_snapshot(&mut session, &set, a)?;
+            let b = offsnap::restore::find_snapshot(&mut session, &set, b)?;
+            let changes = offsnap::inspect::diff(&mut session, &set, &a, &b)?;
+            session.close()?;
+            for c in changes {
+                let mark = match c {
+                    offsnap_protocol::compare::Change::Added(_) => '+',
+                    offsnap_protocol::compare::Change::Removed(_) => '-',
+                    offsnap_protocol::compare::Change::Changed(..) => 'M',
+                };
+                println!("{mark} {}", c.path());
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Verify {
+            common,
+            snapshot,
+            all,
+            dest,
+        } => {
+            let dest = dest_of(&dest)?;
+            let set = set_name(&common.set)?;
+            let mut session = connect(&dest, &connect_opts(&common)?)?;
+            let chosen = if all {
+                None
+            } else {
+                let which: Which = snapshot
+                    .as_deref()
+                    .unwrap_or("latest")
+                    .parse()
+                    .map_err(|e: offsnap_protocol::NameError| Error::Usage(e.to_string()))?;
+                Some(offsnap::restore::find_snapshot(&mut session, &set, which)?.name)
+            };
+            let summary = list::verify(&mut session, &set, chosen, |f| {
+                let what = match &f.kind {
+                    offsnap_protocol::FindingKind::Missing => "missing".to_string(),
+                    offsnap_protocol::FindingKind::Unexpected => "unexpected".to_string(),
+                    offsnap_protocol::FindingKind::Changed(why) => format!("changed: {why}"),
+                    offsnap_protocol::FindingKind::Manifest(why) => {
+                        format!("manifest damaged: {why}")
+                    }
+                };
+                println!(
+                    "{}  {}: {what}",
+                    f.snapshot,
+                    String::from_utf8_lossy(&f.path)
+                );
+            })?;
+            session.close()?;
+            eprintln!(
+                "verified {} snapshot(s), {} entries, {} files read ({}): {} problem(s)",
+                summary.snapshots,
+                summary.entries,
+                summary.inodes_hashed,
+                human_bytes(summary.bytes_hashed),
+                summary.findings
+            );
+            Ok(if summary.findings == 0 {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            })
         }
         Command::Restore {
             common,
@@ -306,6 +525,40 @@ fn run(cli: Cli) -> Result<ExitCode> {
             })
         }
     }
+}
+
+/// `ls -l`-like line for an entry; `name_only` shows its last component.
+fn long_line(e: &offsnap_protocol::Entry, name_only: bool) -> String {
+    use offsnap_protocol::EntryKind;
+    let (t, extra) = match &e.kind {
+        EntryKind::Dir => ('d', String::new()),
+        EntryKind::File { .. } => ('-', String::new()),
+        EntryKind::Symlink { target } => ('l', format!(" -> {}", String::from_utf8_lossy(target))),
+    };
+    let bits = ["---", "--x", "-w-", "-wx", "r--", "r-x", "rw-", "rwx"];
+    let m = e.meta.mode;
+    let name = if name_only {
+        String::from_utf8_lossy(e.path.file_name()).into_owned()
+    } else {
+        e.path.to_string()
+    };
+    format!(
+        "{t}{}{}{}  {:>5} {:>5}  {:>10}  {}  {name}{extra}",
+        bits[((m >> 6) & 7) as usize],
+        bits[((m >> 3) & 7) as usize],
+        bits[(m & 7) as usize],
+        e.meta.uid,
+        e.meta.gid,
+        e.size(),
+        mtime_text(&e.meta)
+    )
+}
+
+/// An mtime as `YYYY-MM-DD HH:MM:SS` UTC.
+fn mtime_text(meta: &offsnap_protocol::Meta) -> String {
+    jiff::Timestamp::from_second(meta.mtime_sec)
+        .map(|t| t.strftime("%Y-%m-%d %H:%M:%S").to_string())
+        .unwrap_or_else(|_| meta.mtime_sec.to_string())
 }
 
 /// One line per snapshot: kept (and by which rules) or removed.

@@ -7,8 +7,10 @@
 //! - [`message`]: hello, requests, backup ops, responses;
 //! - [`frame`]: length-delimited frames with a size limit;
 //! - [`manifest`]: the per-snapshot list of entries;
+//! - [`compare`]: differences between two manifests;
 //! - [`retention`]: retention policies and prune decisions.
 
+pub mod compare;
 pub mod entry;
 pub mod frame;
 pub mod manifest;
@@ -20,8 +22,8 @@ pub mod snapshot;
 pub use entry::{Entry, EntryKind, Hash, Meta};
 pub use frame::{FrameError, FrameReader, FrameWriter, MAX_FRAME};
 pub use message::{
-    CommitStats, DATA_CHUNK, ErrorKind, Hello, Op, PROTOCOL_VERSION, RemoteError, Request,
-    Response, SnapshotInfo,
+    CommitStats, DATA_CHUNK, ErrorKind, Finding, FindingKind, Hello, Op, PROTOCOL_VERSION,
+    RemoteError, Request, Response, SnapshotInfo, SnapshotStats, VerifySummary,
 };
 pub use path::{PathError, RelPath, walk_order};
 pub use retention::{Policy, PruneDecision};

@@ -85,6 +85,19 @@ pub enum Request {
     Op(Op),
     /// Finish the backup in progress. Answer: [`Response::Committed`].
     Commit,
+    /// Summarize every snapshot of a set. Answer: [`Response::Stats`].
+    Stats {
+        /// The set.
+        set: SetName,
+    },
+    /// Re-hash stored files against their manifests. Answer: any number of
+    /// [`Response::Finding`]s, then [`Response::Verified`].
+    Verify {
+        /// The set.
+        set: SetName,
+        /// One snapshot, or `None` for all of them.
+        snapshot: Option<SnapshotName>,
+    },
     /// Apply a retention policy to a set (or, with `dry_run`, only say what
     /// it would do). Answer: [`Response::Pruned`].
     Prune {
@@ -209,8 +222,77 @@ pub enum Response {
         /// What it did.
         stats: CommitStats,
     },
+    /// Per-snapshot summaries, oldest first.
+    Stats(Vec<SnapshotStats>),
+    /// Something `verify` found wrong.
+    Finding(Finding),
+    /// `verify` is done.
+    Verified(VerifySummary),
     /// What a prune kept and removed, oldest first.
     Pruned(Vec<crate::PruneDecision>),
     /// The request failed. During a backup, the run is over.
     Error(RemoteError),
+}
+
+/// A snapshot's size and its changes against the one before it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SnapshotStats {
+    /// The snapshot.
+    pub name: SnapshotName,
+    /// Regular files.
+    pub files: u64,
+    /// Directories.
+    pub dirs: u64,
+    /// Symlinks.
+    pub symlinks: u64,
+    /// Bytes of all its files.
+    pub total_bytes: u64,
+    /// Bytes of the files whose inodes no other snapshot shares.
+    pub unique_bytes: u64,
+    /// Entries added since the previous snapshot.
+    pub added: u64,
+    /// Entries changed since the previous snapshot.
+    pub changed: u64,
+    /// Entries removed since the previous snapshot.
+    pub removed: u64,
+}
+
+/// What `verify` can find.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum FindingKind {
+    /// In the manifest, not on disk.
+    Missing,
+    /// On disk, but not what the manifest records.
+    Changed(String),
+    /// On disk, not in the manifest.
+    Unexpected,
+    /// The manifest itself is damaged or unreadable.
+    Manifest(String),
+}
+
+/// One problem `verify` found.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Finding {
+    /// In which snapshot.
+    pub snapshot: SnapshotName,
+    /// Where (raw bytes; empty for the snapshot itself).
+    #[serde(with = "serde_bytes")]
+    pub path: Vec<u8>,
+    /// What.
+    pub kind: FindingKind,
+}
+
+/// What `verify` checked.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VerifySummary {
+    /// Snapshots checked.
+    pub snapshots: u64,
+    /// Entries checked.
+    pub entries: u64,
+    /// Distinct inodes whose content was hashed.
+    pub inodes_hashed: u64,
+    /// Bytes hashed.
+    pub bytes_hashed: u64,
+    /// Problems found.
+    pub findings: u64,
 }

@@ -17,6 +17,8 @@ pub mod prune;
 pub mod retention;
 pub mod serve;
 pub mod set;
+pub mod stats;
 pub mod tree;
+pub mod verify;
 
 pub use serve::{Access, Clock, Config, ServeError, serve};

@@ -238,6 +238,33 @@ impl<W: Write> Session<'_, W> {
                 Some(run) => run.apply(op),
                 None => Err(protocol("backup op outside a backup")),
             },
+            Request::Stats { set } => {
+                let root = Root::open(&self.cfg.root, false)?;
+                let stats = crate::stats::stats(&root.open_set(&set)?)?;
+                self.send(&Response::Stats(stats))?;
+                self.flush()
+            }
+            Request::Verify { set, snapshot } => {
+                let root = Root::open(&self.cfg.root, false)?;
+                let set = root.open_set(&set)?;
+                let all: Vec<SnapshotName> = set.snapshots()?.into_iter().map(|s| s.name).collect();
+                let chosen = match snapshot {
+                    None => all,
+                    Some(s) if all.contains(&s) => vec![s],
+                    Some(s) => {
+                        return Err(err(
+                            ErrorKind::NotFound,
+                            format!("set {}: no snapshot {s}", set.name()),
+                        ));
+                    }
+                };
+                let summary = crate::verify::verify(&set, &chosen, |f| {
+                    self.send(&Response::Finding(f))?;
+                    self.flush()
+                })?;
+                self.send(&Response::Verified(summary))?;
+                self.flush()
+            }
             Request::Prune {
                 set,
                 policy,

@@ -265,3 +265,58 @@ fn an_interrupted_prune_leaves_whole_snapshots_and_the_next_run_finishes() {
     assert!(!set.join(".offsnap/manifests").join(&snaps[0]).exists());
     assert_same_tree(&before, &s.restore(&snaps[2]));
 }
+
+#[test]
+fn killed_prunes_leave_whole_snapshots() {
+    let s = Scratch::new();
+    let mut rng = Rng::new(8);
+    make_tree(&mut rng, &s.src(), 400);
+    for d in 0..8 {
+        mutate(&mut rng, &s.src(), 40);
+        let out = s.offsnap(
+            Some(&day(d, 0)),
+            &[
+                &"backup",
+                &"--set",
+                &"t",
+                &"--no-prune",
+                &s.src(),
+                &s.dest(),
+            ],
+        );
+        assert_ok(&out);
+    }
+    let set = s.set_dir();
+    let mut kills = 0;
+    for delay_ms in [0u64, 1, 2, 4, 7, 12, 20] {
+        let before = dated_snapshots(&set);
+        if before.len() <= 1 {
+            break;
+        }
+        let mut child = std::process::Command::new(remote_bin())
+            .args(["prune", "--root"])
+            .arg(s.dest())
+            .args(["--keep-last", "1"])
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(delay_ms));
+        let _ = child.kill();
+        let _ = child.wait();
+        kills += 1;
+        // Whatever survived under a dated name is whole, and nothing is locked.
+        assert!(lock_is_free(&set));
+        let out = s.offsnap(None, &[&"verify", &"--set", &"t", &"--all", &s.dest()]);
+        assert_ok(&out);
+        assert!(dated_snapshots(&set).iter().all(|n| before.contains(n)));
+    }
+    assert!(kills > 0);
+    // The next run finishes the job.
+    let out = s.offsnap(
+        Some(&day(9, 0)),
+        &[&"prune", &"--set", &"t", &"--keep-last", &"1", &s.dest()],
+    );
+    assert_ok(&out);
+    assert_eq!(dated_snapshots(&set).len(), 1);
+    assert_eq!(fs::read_dir(set.join(".offsnap/trash")).unwrap().count(), 0);
+}
