@@ -110,7 +110,13 @@ trap 'exit 130' INT TERM
 
 "$SB/sshd-up.sh" "$WORK/sshd" > /dev/null
 . "$WORK/sshd/env"
-T="$WORK/t"; mkdir -p "$T"
+T="$WORK/t"; mkdir -p "$T/bin"
+# Private copies: a rebuild of target/ during the run must not swap the binaries under it.
+cp "$BIN/offsnap" "$BIN/offsnap-remote" "$T/bin/"
+VERSION=$(cd "$REPO" && git rev-parse --short HEAD 2>/dev/null || echo "?")
+if [ -n "$(cd "$REPO" && git --no-optional-locks status --porcelain --untracked-files=no 2>/dev/null)" ]; then VERSION="$VERSION+dirty"; fi
+VERSION="$VERSION ($(sha256sum "$T/bin/offsnap" | cut -c1-12)/$(sha256sum "$T/bin/offsnap-remote" | cut -c1-12))"
+BIN="$T/bin"
 SSH="ssh -F $SSH_CONFIG"
 CIPHER=$($SSH -v localhost true 2>&1 | sed -n 's/.*kex: client->server cipher: \([^ ]*\).*/\1/p' | head -1)
 
@@ -129,7 +135,7 @@ chmod +x "$WRAP"
 NOW=2026-01-01T00:00:00Z
 OFFSNAP=(env -u SSH_AUTH_SOCK HOME="$OHOME" "$BIN/offsnap")
 OREMOTE=(-p "$SSH_PORT" -i "$SSH_KEY" --remote-cmd "$WRAP env OFFSNAP_NOW=$NOW $BIN/offsnap-remote")
-log "work=$WORK port=$SSH_PORT files=$FILES big=$BIG runs=$RUNS bin=$BIN ssh cipher (rsync)=$CIPHER"
+log "work=$WORK port=$SSH_PORT files=$FILES big=$BIG runs=$RUNS offsnap=$VERSION rsync-ssh-cipher=$CIPHER"
 
 RES="$T/results.tsv"
 printf 'run\tscen\ttool\twall_s\tclient_cpu_s\thelper_cpu_s\tup_B\tdown_B\tclient_rss_KiB\thelper_rss_KiB\tsync_s\n' > "$RES"
@@ -252,4 +258,4 @@ done
 rm -rf "$C" "$DO" "$DR"
 
 [ -z "$RAW" ] || cp "$RES" "$RAW"
-"$PY" "$HERE/report.py" "$RES" "files=$FILES big=$BIG runs=$RUNS rsync-ssh-cipher=$CIPHER work=$WORK"
+"$PY" "$HERE/report.py" "$RES" "files=$FILES big=$BIG runs=$RUNS offsnap=$VERSION $(rsync --version | head -1 | cut -d' ' -f1-4) rsync-ssh-cipher=$CIPHER work=$WORK"

@@ -8,6 +8,8 @@ use std::os::unix::fs::OpenOptionsExt;
 use std::path::PathBuf;
 use std::time::Instant;
 
+use std::collections::HashSet;
+
 use offsnap_protocol::manifest::ManifestReader;
 use offsnap_protocol::{
     CommitStats, DATA_CHUNK, Entry, EntryKind, Hash, Meta, Op, Request, Response, SetName,
@@ -15,7 +17,7 @@ use offsnap_protocol::{
 };
 
 use crate::error::{Error, Result};
-use crate::manifests;
+use crate::manifests::{self, PosReader};
 use crate::scan::{self, ScanItem, ScanKind, Source};
 use crate::session::{Receiver, Sender, Session};
 
@@ -43,10 +45,18 @@ pub struct BackupReport {
     pub stats: CommitStats,
     /// Entries scanned.
     pub scanned: u64,
+    /// Regular files among them.
+    pub files: u64,
+    /// Files unchanged since the base snapshot, hard-linked.
+    pub linked: u64,
+    /// New or changed files whose content was already on the host.
+    pub linked_by_hash: u64,
     /// Files sent whole.
     pub sent: u64,
-    /// Bytes of file content sent.
+    /// Bytes of file content sent (before compression).
     pub content_bytes: u64,
+    /// Chunks that travelled compressed.
+    pub compressed_chunks: u64,
     /// Bytes sent to the helper, framing included.
     pub wire_sent: u64,
     /// Bytes received from it.
@@ -79,7 +89,7 @@ pub fn backup(mut session: Session, opts: &BackupOptions) -> Result<BackupReport
         other => return Err(Error::Unexpected(format!("{other:?}"))),
     };
     let base_manifest = match &base {
-        Some(info) => Some(manifests::fetch(&mut session, &opts.set, info)?),
+        Some(info) => Some(manifests::fetch_file(&mut session, &opts.set, info)?),
         None => None,
     };
     let may_prune = !session
@@ -155,8 +165,12 @@ pub fn backup(mut session: Session, opts: &BackupOptions) -> Result<BackupReport
         snapshot: snap,
         stats,
         scanned: sent.scanned,
+        files: sent.files,
+        linked: sent.linked,
+        linked_by_hash: sent.linked_by_hash,
         sent: sent.files_sent,
         content_bytes: sent.content_bytes,
+        compressed_chunks: sent.compressed_chunks,
         wire_sent,
         wire_received,
         elapsed: started.elapsed().as_secs_f64(),
@@ -176,19 +190,23 @@ fn receive(rx: &mut Receiver) -> Result<(SnapshotName, CommitStats)> {
 #[derive(Default)]
 struct SendTally {
     scanned: u64,
+    files: u64,
+    linked: u64,
+    linked_by_hash: u64,
     files_sent: u64,
     content_bytes: u64,
+    compressed_chunks: u64,
     problems: Vec<String>,
 }
 
 /// Walks the base manifest alongside the scan.
 struct Base {
-    reader: Option<ManifestReader<File>>,
+    reader: Option<ManifestReader<PosReader>>,
     next: Option<Entry>,
 }
 
 impl Base {
-    fn new(reader: Option<ManifestReader<File>>) -> Result<Base> {
+    fn new(reader: Option<ManifestReader<PosReader>>) -> Result<Base> {
         let mut b = Base { reader, next: None };
         b.advance()?;
         Ok(b)
@@ -221,52 +239,90 @@ impl Base {
     }
 }
 
-fn send_all(
-    tx: &mut Sender,
-    sources: &[Source],
-    base: Option<ManifestReader<File>>,
-) -> Result<SendTally> {
-    let mut base = Base::new(base)?;
-    let mut tally = SendTally::default();
-    let mut buf = vec![0u8; DATA_CHUNK];
+/// The contents already on the host: those of the base snapshot's files,
+/// and those sent earlier in this run.
+fn stored_hashes(base: Option<&File>) -> Result<HashSet<Hash>> {
+    let mut out = HashSet::new();
+    if let Some(file) = base {
+        for e in manifests::entries(file)? {
+            let e = e.map_err(|e| Error::Corrupt(format!("base manifest: {e}")))?;
+            if let EntryKind::File { hash, .. } = e.kind {
+                out.insert(hash);
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// State of the sending side of a run.
+struct Outbox<'a> {
+    tx: &'a mut Sender,
+    stored: HashSet<Hash>,
+    zstd: zstd::bulk::Compressor<'static>,
+    /// Whether compressing the current file still pays off.
+    compress: bool,
+    buf: Vec<u8>,
+    tally: SendTally,
+}
+
+fn send_all(tx: &mut Sender, sources: &[Source], base: Option<File>) -> Result<SendTally> {
+    let stored = stored_hashes(base.as_ref())?;
+    let reader = match &base {
+        Some(f) => Some(manifests::entries(f)?),
+        None => None,
+    };
+    let mut base = Base::new(reader)?;
+    let mut out = Outbox {
+        tx,
+        stored,
+        zstd: zstd::bulk::Compressor::new(1)
+            .map_err(|e| Error::Unexpected(format!("zstd: {e}")))?,
+        compress: true,
+        buf: vec![0u8; DATA_CHUNK],
+        tally: SendTally::default(),
+    };
     for res in scan::scan(sources) {
         let item = match res {
             Ok(item) => item,
             Err(p) => {
-                tally
+                out.tally
                     .problems
                     .push(format!("{}: {}", p.local.display(), p.message));
                 continue;
             }
         };
-        tally.scanned += 1;
+        out.tally.scanned += 1;
         let old = base.find(&item.path)?;
         match &item.kind {
-            ScanKind::Dir => tx.send(&Request::Op(Op::Entry(Entry {
+            ScanKind::Dir => out.tx.send(&Request::Op(Op::Entry(Entry {
                 path: item.path.clone(),
                 kind: EntryKind::Dir,
                 meta: item.meta,
             })))?,
-            ScanKind::Symlink(target) => tx.send(&Request::Op(Op::Entry(Entry {
+            ScanKind::Symlink(target) => out.tx.send(&Request::Op(Op::Entry(Entry {
                 path: item.path.clone(),
                 kind: EntryKind::Symlink {
                     target: target.clone(),
                 },
                 meta: item.meta,
             })))?,
-            ScanKind::File(size) => match old {
-                Some(old) if unchanged(&old, *size, &item.meta) => {
-                    tx.send(&Request::Op(Op::Link(old)))?
+            ScanKind::File(size) => {
+                out.tally.files += 1;
+                match old {
+                    Some(old) if unchanged(&old, *size, &item.meta) => {
+                        out.tally.linked += 1;
+                        out.tx.send(&Request::Op(Op::Link(old)))?
+                    }
+                    _ => out.file(&item)?,
                 }
-                _ => send_file(tx, &item, &mut buf, &mut tally)?,
-            },
-            ScanKind::Other(what) => tally.problems.push(format!(
+            }
+            ScanKind::Other(what) => out.tally.problems.push(format!(
                 "{}: skipped, a {what} (not supported yet)",
                 item.local.display()
             )),
         }
     }
-    Ok(tally)
+    Ok(out.tally)
 }
 
 /// Whether a scanned file can be linked to the base entry.
@@ -274,91 +330,166 @@ fn unchanged(old: &Entry, size: u64, meta: &Meta) -> bool {
     matches!(old.kind, EntryKind::File { size: s, .. } if s == size) && old.meta == *meta
 }
 
-/// Sends a file's content, retrying when it changes while being read.
-fn send_file(
-    tx: &mut Sender,
-    item: &ScanItem,
-    buf: &mut [u8],
-    tally: &mut SendTally,
-) -> Result<()> {
-    for _ in 0..READ_ATTEMPTS {
-        match send_once(tx, item, buf)? {
-            Read1::Sent(n) => {
-                tally.files_sent += 1;
-                tally.content_bytes += n;
-                return Ok(());
-            }
-            Read1::Changed => continue,
-            Read1::Failed(why) => {
-                tally
-                    .problems
-                    .push(format!("{}: {why}", item.local.display()));
-                return Ok(());
-            }
-        }
-    }
-    tally.problems.push(format!(
-        "{}: kept changing while being read; not backed up",
-        item.local.display()
-    ));
-    Ok(())
-}
+/// Files up to this size are read once into memory, hashed, then sent from
+/// there; larger ones are hashed in one pass and sent in a second.
+const IN_MEMORY: u64 = 4 << 20;
 
 enum Read1 {
-    Sent(u64),
+    Done,
     Changed,
     Failed(String),
 }
 
-fn send_once(tx: &mut Sender, item: &ScanItem, buf: &mut [u8]) -> Result<Read1> {
-    let file = std::fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
-        .open(&item.local);
-    let mut file = match file {
-        Ok(f) => f,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            return Ok(Read1::Failed("vanished before it could be read".into()));
-        }
-        Err(e) => return Ok(Read1::Failed(e.to_string())),
-    };
-    let before = match file.metadata() {
-        Ok(md) if md.is_file() => md,
-        Ok(_) => return Ok(Read1::Failed("is no longer a regular file".into())),
-        Err(e) => return Ok(Read1::Failed(e.to_string())),
-    };
-    let size = before.len();
-    let meta = scan::meta_of(&before);
-    tx.send(&Request::Op(Op::File {
-        path: item.path.clone(),
-        meta,
-        size,
-    }))?;
-    let mut hasher = blake3::Hasher::new();
-    let mut done = 0u64;
-    while done < size {
-        let want = buf.len().min((size - done) as usize);
-        let n = match file.read(&mut buf[..want]) {
-            Ok(0) => break,
-            Ok(n) => n,
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-            Err(e) => {
-                tx.send(&Request::Op(Op::Cancel))?;
-                return Ok(Read1::Failed(e.to_string()));
+impl Outbox<'_> {
+    /// Stores a new or changed file: by hash when its content is already
+    /// on the host, else by sending it; retried when it changes meanwhile.
+    fn file(&mut self, item: &ScanItem) -> Result<()> {
+        for _ in 0..READ_ATTEMPTS {
+            match self.file_once(item)? {
+                Read1::Done => return Ok(()),
+                Read1::Changed => continue,
+                Read1::Failed(why) => {
+                    self.tally
+                        .problems
+                        .push(format!("{}: {why}", item.local.display()));
+                    return Ok(());
+                }
             }
+        }
+        self.tally.problems.push(format!(
+            "{}: kept changing while being read; not backed up",
+            item.local.display()
+        ));
+        Ok(())
+    }
+
+    fn file_once(&mut self, item: &ScanItem) -> Result<Read1> {
+        let file = std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+            .open(&item.local);
+        let mut file = match file {
+            Ok(f) => f,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Ok(Read1::Failed("vanished before it could be read".into()));
+            }
+            Err(e) => return Ok(Read1::Failed(e.to_string())),
         };
-        hasher.update(&buf[..n]);
-        tx.send(&Request::Op(Op::Data(buf[..n].to_vec())))?;
-        done += n as u64;
+        let before = match file.metadata() {
+            Ok(md) if md.is_file() => md,
+            Ok(_) => return Ok(Read1::Failed("is no longer a regular file".into())),
+            Err(e) => return Ok(Read1::Failed(e.to_string())),
+        };
+        let size = before.len();
+        let meta = scan::meta_of(&before);
+        let still = |f: &File| matches!(f.metadata(), Ok(md) if md.len() == size && scan::meta_of(&md) == meta);
+        // First: the content's hash (and, for small files, the content).
+        let mut hasher = blake3::Hasher::new();
+        let mut whole = Vec::new();
+        let res = if size <= IN_MEMORY {
+            whole.reserve(size as usize);
+            (&mut file).take(size).read_to_end(&mut whole).map(|n| {
+                hasher.update(&whole);
+                n as u64
+            })
+        } else {
+            std::io::copy(&mut (&mut file).take(size), &mut hasher)
+        };
+        match res {
+            Ok(n) if n == size && still(&file) => {}
+            Ok(_) => return Ok(Read1::Changed),
+            Err(e) => return Ok(Read1::Failed(e.to_string())),
+        }
+        let hash = Hash::from(hasher.finalize());
+        let entry = Entry {
+            path: item.path.clone(),
+            kind: EntryKind::File { size, hash },
+            meta,
+        };
+        if self.stored.contains(&hash) {
+            self.tally.linked_by_hash += 1;
+            self.tx.send(&Request::Op(Op::LinkFrom(entry)))?;
+            return Ok(Read1::Done);
+        }
+        // Then the content itself.
+        self.compress = true;
+        self.tx.send(&Request::Op(Op::File {
+            path: item.path.clone(),
+            meta,
+            size,
+        }))?;
+        let sent = if size <= IN_MEMORY {
+            let whole = std::mem::take(&mut whole);
+            for chunk in whole.chunks(DATA_CHUNK) {
+                self.data(chunk)?;
+            }
+            Ok(hash)
+        } else {
+            self.stream(&mut file, size)?
+        };
+        match sent {
+            Ok(h) if h == hash && still(&file) => {}
+            Ok(_) => {
+                self.tx.send(&Request::Op(Op::Cancel))?;
+                return Ok(Read1::Changed);
+            }
+            Err(why) => {
+                self.tx.send(&Request::Op(Op::Cancel))?;
+                return Ok(Read1::Failed(why));
+            }
+        }
+        self.tx.send(&Request::Op(Op::End { hash }))?;
+        self.stored.insert(hash);
+        self.tally.files_sent += 1;
+        self.tally.content_bytes += size;
+        Ok(Read1::Done)
     }
-    let after = file.metadata();
-    let same = matches!(&after, Ok(md) if md.len() == size && scan::meta_of(md) == meta);
-    if done != size || !same {
-        tx.send(&Request::Op(Op::Cancel))?;
-        return Ok(Read1::Changed);
+
+    /// Sends `size` bytes of `file` from its start; returns their hash, or
+    /// why reading failed.
+    fn stream(&mut self, file: &mut File, size: u64) -> Result<std::result::Result<Hash, String>> {
+        use std::io::Seek;
+        if let Err(e) = file.seek(std::io::SeekFrom::Start(0)) {
+            return Ok(Err(e.to_string()));
+        }
+        let mut buf = std::mem::take(&mut self.buf);
+        let mut hasher = blake3::Hasher::new();
+        let mut done = 0u64;
+        let mut result = Ok(());
+        while done < size {
+            let want = buf.len().min((size - done) as usize);
+            let n = match file.read(&mut buf[..want]) {
+                Ok(0) => break,
+                Ok(n) => n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(e) => {
+                    result = Err(e.to_string());
+                    break;
+                }
+            };
+            hasher.update(&buf[..n]);
+            if let Err(e) = self.data(&buf[..n]) {
+                self.buf = buf;
+                return Err(e);
+            }
+            done += n as u64;
+        }
+        self.buf = buf;
+        Ok(result.map(|()| Hash::from(hasher.finalize())))
     }
-    tx.send(&Request::Op(Op::End {
-        hash: Hash::from(hasher.finalize()),
-    }))?;
-    Ok(Read1::Sent(size))
+
+    /// Sends one chunk, compressed when that saves at least a tenth; after
+    /// one chunk that does not compress, the rest of the file goes raw.
+    fn data(&mut self, chunk: &[u8]) -> Result<()> {
+        if self.compress && chunk.len() >= 64 {
+            match self.zstd.compress(chunk) {
+                Ok(z) if z.len() < chunk.len() - chunk.len() / 10 => {
+                    self.tally.compressed_chunks += 1;
+                    return self.tx.send(&Request::Op(Op::DataZstd(z)));
+                }
+                _ => self.compress = false,
+            }
+        }
+        self.tx.send(&Request::Op(Op::Data(chunk.to_vec())))
+    }
 }

@@ -67,6 +67,12 @@ enum Command {
         /// Do not prune old snapshots after the backup
         #[arg(long)]
         no_prune: bool,
+        /// Print a summary of what was sent and linked, like rsync's --stats
+        #[arg(long)]
+        stats: bool,
+        /// Print the run's result as one JSON object (instead of the name)
+        #[arg(long)]
+        json: bool,
     },
     /// Delete snapshots that the retention policy no longer keeps.
     ///
@@ -238,6 +244,8 @@ fn run(cli: Cli) -> Result<ExitCode> {
             mut paths,
             policy,
             no_prune,
+            stats,
+            json,
         } => {
             let dest = paths.pop().ok_or_else(|| anyhow!("no destination"))?;
             let dest = dest_of(dest.to_str().ok_or_else(|| {
@@ -255,12 +263,66 @@ fn run(cli: Cli) -> Result<ExitCode> {
             for p in &report.problems {
                 eprintln!("offsnap: {p}");
             }
-            println!("{}", report.snapshot);
-            if std::io::stderr().is_terminal() {
-                eprintln!(
-                    "{} entries: {} files unchanged (linked), {} sent ({}), in {:.1}s",
+            if json {
+                let removed: Vec<String> = report
+                    .pruned
+                    .iter()
+                    .filter(|d| d.kept_by.is_empty())
+                    .map(|d| d.name.to_string())
+                    .collect();
+                println!(
+                    "{}",
+                    serde_json::json!({
+                        "snapshot": report.snapshot.to_string(),
+                        "files_scanned": report.files,
+                        "entries_scanned": report.scanned,
+                        "linked_unchanged": report.linked,
+                        "linked_by_hash": report.linked_by_hash,
+                        "sent_delta": 0,
+                        "sent_whole": report.sent,
+                        "literal_bytes": report.content_bytes,
+                        "matched_bytes": 0,
+                        "wire_bytes_sent": report.wire_sent,
+                        "wire_bytes_received": report.wire_received,
+                        "elapsed_seconds": report.elapsed,
+                        "problems": report.problems,
+                        "pruned": removed,
+                    })
+                );
+            } else {
+                println!("{}", report.snapshot);
+            }
+            if stats {
+                let out = format!(
+                    "Number of files: {} ({} entries scanned)\n\
+                     Unchanged, hard-linked: {}\n\
+                     Already on the host, linked by content: {}\n\
+                     Sent whole: {} ({} of content, {} chunks compressed)\n\
+                     Bytes sent: {}\n\
+                     Bytes received: {}\n\
+                     Elapsed: {:.2} s",
+                    report.files,
                     report.scanned,
-                    report.stats.linked,
+                    report.linked,
+                    report.linked_by_hash,
+                    report.sent,
+                    human_bytes(report.content_bytes),
+                    report.compressed_chunks,
+                    report.wire_sent,
+                    report.wire_received,
+                    report.elapsed
+                );
+                if json {
+                    eprintln!("{out}");
+                } else {
+                    println!("{out}");
+                }
+            } else if std::io::stderr().is_terminal() && !json {
+                eprintln!(
+                    "{} files: {} unchanged, {} found on the host, {} sent ({}), in {:.1}s",
+                    report.files,
+                    report.linked,
+                    report.linked_by_hash,
                     report.sent,
                     human_bytes(report.content_bytes),
                     report.elapsed

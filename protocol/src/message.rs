@@ -119,6 +119,11 @@ pub enum Op {
     Entry(Entry),
     /// A file unchanged since the base snapshot: hard-link it from there.
     Link(Entry),
+    /// A new or changed file whose content (by its BLAKE3) is already
+    /// stored, in the base snapshot or earlier in this run (moved, renamed,
+    /// copied, touched): link it from there, or copy it when its metadata
+    /// differs. No content travels.
+    LinkFrom(Entry),
     /// A file whose content follows in [`Op::Data`] chunks, then [`Op::End`].
     File {
         /// Where it goes.
@@ -130,6 +135,9 @@ pub enum Op {
     },
     /// A chunk of the current file's content.
     Data(#[serde(with = "serde_bytes")] Vec<u8>),
+    /// A chunk of the current file's content, zstd-compressed; it
+    /// decompresses to at most [`DATA_CHUNK`] bytes.
+    DataZstd(#[serde(with = "serde_bytes")] Vec<u8>),
     /// The current file is complete; its BLAKE3 as the client read it.
     End {
         /// Hash of everything sent in the `Data` chunks.
@@ -160,6 +168,8 @@ pub struct CommitStats {
     pub files: u64,
     /// Files hard-linked from the base snapshot.
     pub linked: u64,
+    /// Files stored from content already on the host, found by hash.
+    pub linked_by_hash: u64,
     /// Files written from data sent by the client.
     pub written: u64,
     /// Bytes of file content written.

@@ -8,13 +8,14 @@
 //! `incomplete/`, which the next run clears.
 
 use std::cmp::Ordering;
+use std::collections::HashMap;
 use std::fs::File;
 use std::io::BufWriter;
 use std::os::fd::{AsFd, OwnedFd};
 
 use offsnap_protocol::manifest::ManifestWriter;
 use offsnap_protocol::{
-    CommitStats, Entry, EntryKind, ErrorKind, Meta, Op, RelPath, RemoteError, SetName,
+    CommitStats, Entry, EntryKind, ErrorKind, Hash, Meta, Op, RelPath, RemoteError, SetName,
     SnapshotInfo, SnapshotName,
 };
 
@@ -41,6 +42,12 @@ pub struct BackupRun {
     work: OwnedFd,
     tree: TreeWriter,
     base: Option<DirCursor>,
+    /// A reader over this run's own tree, for links to files it wrote.
+    this_run: DirCursor,
+    /// Where each content hash is stored: in the base snapshot, or (when
+    /// `true`) already in this run.
+    by_hash: HashMap<Hash, (RelPath, bool)>,
+    zstd: zstd::bulk::Decompressor<'static>,
     manifest: ManifestWriter<BufWriter<File>>,
     last: Option<RelPath>,
     file: Option<OpenFile>,
@@ -83,6 +90,20 @@ impl BackupRun {
             Some(b) => Some(DirCursor::new(set.open_snapshot(&b.name)?)),
             None => None,
         };
+        let mut by_hash = HashMap::new();
+        if let Some(b) = &base {
+            let manifest = offsnap_protocol::manifest::open_file(set.open_manifest(&b.name)?)
+                .map_err(|e| err(ErrorKind::Corrupt, format!("manifest of {}: {e}", b.name)))?;
+            for e in manifest {
+                let e =
+                    e.map_err(|e| err(ErrorKind::Corrupt, format!("manifest of {}: {e}", b.name)))?;
+                if let EntryKind::File { hash, .. } = e.kind {
+                    by_hash.entry(hash).or_insert((e.path, false));
+                }
+            }
+        }
+        let this_run = DirCursor::new(tree_fd.try_clone().ctx(&ctx)?);
+        let zstd = zstd::bulk::Decompressor::new().ctx(&ctx)?;
         let run = BackupRun {
             set,
             _lock: lock,
@@ -90,6 +111,9 @@ impl BackupRun {
             work,
             tree: TreeWriter::new(tree_fd, Existing::Fail),
             base: base_cursor,
+            this_run,
+            by_hash,
+            zstd,
             manifest,
             last: None,
             file: None,
@@ -130,7 +154,17 @@ impl BackupRun {
     pub fn apply(&mut self, op: Op) -> Result<(), RemoteError> {
         if let Some(open) = &mut self.file {
             return match op {
-                Op::Data(data) => {
+                Op::Data(_) | Op::DataZstd(_) => {
+                    let data = match op {
+                        Op::DataZstd(z) => self
+                            .zstd
+                            .decompress(&z, offsnap_protocol::DATA_CHUNK)
+                            .map_err(|e| {
+                            protocol(format!("{}: bad compressed data: {e}", open.sink.path()))
+                        })?,
+                        Op::Data(d) => d,
+                        _ => Vec::new(),
+                    };
                     if open.sink.written() + data.len() as u64 > open.size {
                         return Err(protocol(format!(
                             "{}: more data than the {} bytes announced",
@@ -190,7 +224,7 @@ impl BackupRun {
                 };
                 let how = self
                     .tree
-                    .link_from(base, &entry.path, size, &entry.meta)
+                    .link_from(base, &entry.path, &entry.path, size, &entry.meta)
                     .ctx(format!("snapshot {}", self.name))?;
                 match how {
                     Linked::HardLink => self.stats.linked += 1,
@@ -199,6 +233,31 @@ impl BackupRun {
                         self.stats.bytes_written += size;
                     }
                 }
+                self.record(&entry)
+            }
+            Op::LinkFrom(entry) => {
+                self.check_order(&entry.path)?;
+                let EntryKind::File { size, hash } = entry.kind else {
+                    return Err(protocol(format!(
+                        "{}: only files can be linked",
+                        entry.path
+                    )));
+                };
+                let Some((from, here)) = self.by_hash.get(&hash).cloned() else {
+                    return Err(protocol(format!(
+                        "{}: no stored file has its content",
+                        entry.path
+                    )));
+                };
+                let source = match (here, &mut self.base) {
+                    (true, _) => &mut self.this_run,
+                    (false, Some(base)) => base,
+                    (false, None) => return Err(protocol("no base snapshot")),
+                };
+                self.tree
+                    .link_from(source, &from, &entry.path, size, &entry.meta)
+                    .ctx(format!("snapshot {}", self.name))?;
+                self.stats.linked_by_hash += 1;
                 self.record(&entry)
             }
             Op::File { path, meta, size } => {
@@ -216,7 +275,9 @@ impl BackupRun {
                 });
                 Ok(())
             }
-            Op::Data(_) | Op::End { .. } | Op::Cancel => Err(protocol("file data outside a file")),
+            Op::Data(_) | Op::DataZstd(_) | Op::End { .. } | Op::Cancel => {
+                Err(protocol("file data outside a file"))
+            }
         }
     }
 
@@ -248,6 +309,7 @@ impl BackupRun {
             .ctx(format!("snapshot {}", self.name))?;
         self.stats.written += 1;
         self.stats.bytes_written += size;
+        self.by_hash.entry(hash).or_insert((path.clone(), true));
         self.record(&Entry {
             path,
             kind: EntryKind::File { size, hash },
@@ -330,7 +392,8 @@ fn op_word(op: &Op) -> &'static str {
         Op::Entry(_) => "an entry",
         Op::Link(_) => "a link",
         Op::File { .. } => "a new file",
-        Op::Data(_) => "data",
+        Op::LinkFrom(_) => "a link by content",
+        Op::Data(_) | Op::DataZstd(_) => "data",
         Op::End { .. } => "a file end",
         Op::Cancel => "a cancel",
     }

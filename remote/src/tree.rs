@@ -188,42 +188,44 @@ impl TreeWriter {
         }
     }
 
-    /// Stores the file `path` as the same file of the tree under `base`:
-    /// a hard link when the base inode is a regular file of `size` bytes
-    /// with exactly `meta`'s mode and mtime, else a copy.
+    /// Stores the file `path` as the file `from` of the tree under `base`:
+    /// a hard link when that inode is a regular file of `size` bytes with
+    /// exactly `meta`'s mode and mtime, else a copy given `meta`.
     pub fn link_from(
         &mut self,
         base: &mut DirCursor,
+        from: &RelPath,
         path: &RelPath,
         size: u64,
         meta: &Meta,
     ) -> io::Result<Linked> {
-        let (bdir, name) = base.parent_of(path)?;
-        let st = fsx::lstat(bdir, name)?.ok_or_else(|| {
+        let (bdir, bname) = base.parent_of(from)?;
+        let st = fsx::lstat(bdir, bname)?.ok_or_else(|| {
             io::Error::new(
                 io::ErrorKind::NotFound,
-                format!("{path} is missing from the base snapshot"),
+                format!("{from} is missing from the stored snapshot"),
             )
         })?;
         if fsx::file_type(&st) != FileType::RegularFile || st.st_size as u64 != size {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidData,
-                format!("{path} in the base snapshot is not the recorded file"),
+                format!("{from} in the stored snapshot is not the recorded file"),
             ));
         }
         let same_meta = (st.st_mode & 0o7777) == meta.mode
             && st.st_mtime == meta.mtime_sec
             && st.st_mtime_nsec as i64 == i64::from(meta.mtime_nsec);
+        let name = path.file_name();
         if same_meta {
             let (ndir, _) = self.cursor.parent_of(path)?;
-            match fsx::link(bdir, name, ndir, name) {
+            match fsx::link(bdir, bname, ndir, name) {
                 Ok(()) => return Ok(Linked::HardLink),
                 Err(e) if e.raw_os_error() == Some(rustix::io::Errno::MLINK.raw_os_error()) => {}
                 Err(e) if e.kind() == io::ErrorKind::AlreadyExists => return Err(exists(path)),
                 Err(e) => return Err(with_path(e, path)),
             }
         }
-        let mut src = fsx::open_file(bdir, name)?;
+        let mut src = fsx::open_file(bdir, bname)?;
         let mut sink = self.begin_file(path)?;
         let copied = io::copy(&mut src, &mut sink.file);
         match copied {

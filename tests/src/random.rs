@@ -51,6 +51,16 @@ impl Rng {
         }
     }
 
+    /// `n` random bytes that do not compress.
+    pub fn noise(&mut self, n: usize) -> Vec<u8> {
+        let mut v = Vec::with_capacity(n + 8);
+        while v.len() < n {
+            v.extend_from_slice(&self.next_u64().to_le_bytes());
+        }
+        v.truncate(n);
+        v
+    }
+
     /// A file size: mostly small, sometimes empty, sometimes several chunks.
     pub fn size(&mut self) -> usize {
         match self.below(10) {

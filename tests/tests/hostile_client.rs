@@ -196,6 +196,32 @@ fn lying_lengths_and_bad_streams_are_refused() {
             "commit while f is incomplete",
         ),
         (vec![file(3), dir("g")], "expected file data"),
+        // A compressed chunk that expands past the chunk limit.
+        (
+            vec![
+                file(64 << 20),
+                Request::Op(Op::DataZstd(
+                    zstd::bulk::compress(&vec![0u8; 16 << 20], 3).unwrap(),
+                )),
+            ],
+            "bad compressed data",
+        ),
+        (
+            vec![file(3), Request::Op(Op::DataZstd(b"not zstd".to_vec()))],
+            "bad compressed data",
+        ),
+        // Content claimed to be stored already, that is not.
+        (
+            vec![Request::Op(Op::LinkFrom(Entry {
+                path: RelPath::new(b"f".to_vec()).unwrap(),
+                kind: EntryKind::File {
+                    size: 3,
+                    hash: Hash::of(b"abc"),
+                },
+                meta: META,
+            }))],
+            "no stored file has its content",
+        ),
     ];
     for (reqs, want) in cases {
         let mut raw = Vec::new();

@@ -1,0 +1,127 @@
+//! What travels: renamed and copied files cost no content bytes, text
+//! travels compressed, random data raw; every run restores exactly.
+
+#![allow(clippy::unwrap_used)]
+
+use std::fs;
+
+use offsnap_tests::random::Rng;
+use offsnap_tests::*;
+
+fn backup_json(s: &Scratch, now: &str) -> serde_json::Value {
+    let out = s.offsnap(
+        Some(now),
+        &[&"backup", &"--set", &"t", &"--json", &s.src(), &s.dest()],
+    );
+    assert_ok(&out);
+    serde_json::from_str(&stdout(&out)).unwrap()
+}
+
+fn n(v: &serde_json::Value, k: &str) -> u64 {
+    v[k].as_u64().unwrap_or_else(|| panic!("{k} in {v}"))
+}
+
+#[test]
+fn renaming_a_directory_of_1000_files_sends_no_content() {
+    let s = Scratch::new();
+    let mut rng = Rng::new(1000);
+    let bulk = s.src().join("bulk.0");
+    fs::create_dir(&bulk).unwrap();
+    let mut total = 0;
+    for i in 0..1000 {
+        let size = 1000 + rng.below(3000) as usize;
+        total += size;
+        let data = rng.noise(size);
+        write_file(
+            &bulk.join(format!("f{i:04}")),
+            &data,
+            0o644,
+            (1_700_000_000, i),
+        );
+    }
+    let first = backup_json(&s, &day(0, 0));
+    assert_eq!(n(&first, "sent_whole"), 1000);
+    assert_eq!(n(&first, "literal_bytes"), total as u64);
+
+    fs::rename(&bulk, s.src().join("bulk.renamed")).unwrap();
+    let second = backup_json(&s, &day(1, 0));
+    assert_eq!(n(&second, "linked_by_hash"), 1000, "{second}");
+    assert_eq!(n(&second, "sent_whole"), 0);
+    assert_eq!(n(&second, "literal_bytes"), 0);
+    // Only names and metadata travel: far less than the content.
+    assert!(
+        n(&second, "wire_bytes_sent") < total as u64 / 10,
+        "{second}"
+    );
+    let snap = second["snapshot"].as_str().unwrap();
+    assert_same_tree(&s.src(), &s.restore(snap).join("src"));
+    // The renamed files share inodes with the first snapshot's.
+    let set = s.set_dir();
+    let a = set
+        .join(first["snapshot"].as_str().unwrap())
+        .join("src/bulk.0/f0007");
+    let b = set.join(snap).join("src/bulk.renamed/f0007");
+    assert_eq!(inode(&a), inode(&b));
+}
+
+#[test]
+fn copies_and_touched_files_are_stored_from_the_host() {
+    let s = Scratch::new();
+    let mut rng = Rng::new(5);
+    let data = rng.bytes(100_000);
+    write_file(&s.src().join("a"), &data, 0o644, (1_700_000_000, 0));
+    write_file(&s.src().join("b"), &data, 0o600, (1_700_000_001, 0));
+    let first = backup_json(&s, &day(0, 0));
+    // `b` is a copy of `a` within the same run.
+    assert_eq!(
+        (n(&first, "sent_whole"), n(&first, "linked_by_hash")),
+        (1, 1)
+    );
+    // Touching `a` (new mtime, same content) sends no content either, and
+    // the new snapshot gets a new inode with the new mtime.
+    set_mtime(&s.src().join("a"), (1_800_000_000, 5));
+    let second = backup_json(&s, &day(1, 0));
+    assert_eq!(n(&second, "linked_by_hash"), 1, "{second}");
+    assert_eq!(n(&second, "literal_bytes"), 0);
+    let snap = second["snapshot"].as_str().unwrap();
+    assert_same_tree(&s.src(), &s.restore(snap).join("src"));
+    let first_a = s
+        .set_dir()
+        .join(first["snapshot"].as_str().unwrap())
+        .join("src/a");
+    assert_ne!(
+        inode(&first_a),
+        inode(&s.set_dir().join(snap).join("src/a"))
+    );
+    let old = fs::symlink_metadata(&first_a).unwrap();
+    use std::os::unix::fs::MetadataExt;
+    assert_eq!(
+        old.mtime(),
+        1_700_000_000,
+        "the old snapshot was not touched"
+    );
+}
+
+#[test]
+fn text_travels_compressed_and_random_data_raw() {
+    let s = Scratch::new();
+    let text: Vec<u8> = b"the quick brown fox jumps over the lazy dog\n".repeat(50_000);
+    write_file(&s.src().join("text"), &text, 0o644, (1_700_000_000, 0));
+    let text_run = backup_json(&s, &day(0, 0));
+    assert!(
+        n(&text_run, "wire_bytes_sent") < text.len() as u64 / 20,
+        "{text_run}"
+    );
+
+    let mut rng = Rng::new(9);
+    let noise: Vec<u8> = rng.noise(3_000_000);
+    write_file(&s.src().join("noise"), &noise, 0o644, (1_700_000_000, 0));
+    let noise_run = backup_json(&s, &day(1, 0));
+    let sent = n(&noise_run, "wire_bytes_sent");
+    assert!(
+        sent >= noise.len() as u64 && sent < noise.len() as u64 + 64 * 1024,
+        "{noise_run}"
+    );
+    let snap = noise_run["snapshot"].as_str().unwrap();
+    assert_same_tree(&s.src(), &s.restore(snap).join("src"));
+}
