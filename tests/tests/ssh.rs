@@ -168,10 +168,11 @@ fn backup_list_and_restore_over_ssh() {
         &d,
     ]);
     assert_ok(&out);
-    assert_eq!(
-        stdout(&out).lines().collect::<Vec<_>>(),
-        vec![first.as_str(), second.as_str()]
-    );
+    let names: Vec<String> = stdout(&out)
+        .lines()
+        .map(|l| l.split_whitespace().next().unwrap().to_string())
+        .collect();
+    assert_eq!(names, vec![first.clone(), second.clone()]);
     assert_same_tree(&e.s.src(), &e.restore(&dest, &second).join("src"));
     assert_same_tree(&a.join("src"), &e.restore(&dest, &first).join("src"));
 }
