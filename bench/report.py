@@ -61,6 +61,9 @@ def main():
          for k in ("wall_s", "up_B", "down_B", "client_rss_KiB", "helper_rss_KiB",
                    "client_cpu_s", "helper_cpu_s", "sync_s")}
 
+    loads = [num(r.get("load1")) for r in rows if num(r.get("load1")) is not None]
+    if loads:
+        header += f" load1-before-steps={min(loads):.2f}..{max(loads):.2f}"
     print(f"offsnap vs rsync --link-dest, medians: {header}\n")
     print("| scen | what | wall s offsnap | wall s rsync | wall ratio | up / down offsnap "
           "| up / down rsync | up ratio | peak RSS MiB client / helper offsnap "

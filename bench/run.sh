@@ -86,7 +86,10 @@ if [ -n "${OFFSNAP_BIN_DIR:-}" ]; then
 else
   if [ "$BUILD" = 1 ]; then
     log "cargo build --release"
-    (cd "$REPO" && cargo build --release --bins -p offsnap -p offsnap-remote) >&2
+    (cd "$REPO" && cargo build --release --bins -p offsnap -p offsnap-remote) >&2 || {
+      echo "cargo build --release failed; fix the build, or rerun with --no-build to use the binaries already in target/release" >&2
+      exit 1
+    }
   fi
   BIN=$(cd "${CARGO_TARGET_DIR:-$REPO/target}/release" 2>/dev/null && pwd) || BIN=""
 fi
@@ -138,7 +141,7 @@ OREMOTE=(-p "$SSH_PORT" -i "$SSH_KEY" --remote-cmd "$WRAP env OFFSNAP_NOW=$NOW $
 log "work=$WORK port=$SSH_PORT files=$FILES big=$BIG runs=$RUNS offsnap=$VERSION rsync-ssh-cipher=$CIPHER"
 
 RES="$T/results.tsv"
-printf 'run\tscen\ttool\twall_s\tclient_cpu_s\thelper_cpu_s\tup_B\tdown_B\tclient_rss_KiB\thelper_rss_KiB\tsync_s\n' > "$RES"
+printf 'run\tscen\ttool\twall_s\tclient_cpu_s\thelper_cpu_s\tup_B\tdown_B\tclient_rss_KiB\thelper_rss_KiB\tsync_s\tload1\n' > "$RES"
 
 now_ns() { date +%s%N; }
 secs() { awk -v a="$1" -v b="$2" 'BEGIN{printf "%.3f", (b-a)/1e9}'; }
@@ -148,7 +151,8 @@ measure() {
   local run=$1 scen=$2 tool=$3; shift 3
   rm -f "$T/server.count" "$T/server.time" "$T/client.time"
   sync   # the previous step's dirty pages must not land in this one (offsnap syncfs()es)
-  local t0 t1 t2 rc=0
+  local t0 t1 t2 rc=0 load
+  load=$(cut -d' ' -f1 /proc/loadavg 2>/dev/null || echo -)   # other work on the machine skews everything
   t0=$(now_ns)
   timeout -k 10 "$STEP_TIMEOUT" /usr/bin/time -f '%U %S %M' -o "$T/client.time" "$@" \
     > "$T/out.log" 2> "$T/err.log" || rc=$?
@@ -169,9 +173,9 @@ measure() {
     hcpu=$(awk -v a="$u" -v b="$s" 'BEGIN{printf "%.2f", a+b}')
   fi
   if [ -s "$T/server.count" ]; then read -r up down < "$T/server.count"; fi
-  printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$run" "$scen" "$tool" "$wall" "$ccpu" "$hcpu" \
-    "$up" "$down" "$crss" "$hrss" "$(secs "$t1" "$t2")" >> "$RES"
-  log "$scen run$run $tool: ${wall}s up=$up down=$down rss=${crss}/${hrss}KiB cpu=$ccpu/$hcpu"
+  printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$run" "$scen" "$tool" "$wall" "$ccpu" "$hcpu" \
+    "$up" "$down" "$crss" "$hrss" "$(secs "$t1" "$t2")" "$load" >> "$RES"
+  log "$scen run$run $tool: ${wall}s load=$load up=$up down=$down rss=${crss}/${hrss}KiB cpu=$ccpu/$hcpu"
 }
 
 # One step of each tool; the order flips every step so neither always goes first.

@@ -8,11 +8,12 @@ use std::os::unix::fs::OpenOptionsExt;
 use std::path::PathBuf;
 use std::time::Instant;
 
-use std::collections::HashSet;
+use std::collections::{HashSet, VecDeque};
+use std::sync::mpsc;
 
 use offsnap_protocol::manifest::ManifestReader;
 use offsnap_protocol::{
-    CommitStats, DATA_CHUNK, Entry, EntryKind, Hash, Meta, Op, Request, Response, SetName,
+    CommitStats, DATA_CHUNK, Entry, EntryKind, Hash, Meta, Op, RelPath, Request, Response, SetName,
     SnapshotName,
 };
 
@@ -57,6 +58,13 @@ pub struct BackupReport {
     pub content_bytes: u64,
     /// Chunks that travelled compressed.
     pub compressed_chunks: u64,
+    /// Files sent as deltas against their old version.
+    pub delta_files: u64,
+    /// Bytes of content that travelled as literal data (whole files and
+    /// the unmatched parts of deltas), before compression.
+    pub literal_bytes: u64,
+    /// Bytes of content rebuilt on the host from its stored files.
+    pub matched_bytes: u64,
     /// Bytes sent to the helper, framing included.
     pub wire_sent: u64,
     /// Bytes received from it.
@@ -101,12 +109,15 @@ pub fn backup(mut session: Session, opts: &BackupOptions) -> Result<BackupReport
     // stream and reports why it stopped instead of waiting for more.
     let mut tx = Some(tx);
     let outcome = std::thread::scope(|scope| {
+        // Unbounded: the receiver must never block on the sender, which may
+        // itself be blocked sending to the helper.
+        let (sig_tx, sig_rx) = mpsc::channel();
         let receiver = scope.spawn(move || {
-            let r = receive(&mut rx);
+            let r = receive(&mut rx, sig_tx);
             (r.map(|r| (r, rx.bytes())), rx)
         });
         let sent = match tx.as_mut() {
-            Some(t) => send_all(t, &sources, base_manifest).and_then(|s| {
+            Some(t) => send_all(t, &sources, base_manifest, sig_rx).and_then(|s| {
                 t.send(&Request::Commit)?;
                 t.flush()?;
                 Ok((s, t.bytes()))
@@ -171,6 +182,9 @@ pub fn backup(mut session: Session, opts: &BackupOptions) -> Result<BackupReport
         sent: sent.files_sent,
         content_bytes: sent.content_bytes,
         compressed_chunks: sent.compressed_chunks,
+        delta_files: sent.delta_files,
+        literal_bytes: sent.literal_bytes,
+        matched_bytes: sent.matched_bytes,
         wire_sent,
         wire_received,
         elapsed: started.elapsed().as_secs_f64(),
@@ -180,10 +194,21 @@ pub fn backup(mut session: Session, opts: &BackupOptions) -> Result<BackupReport
     })
 }
 
-fn receive(rx: &mut Receiver) -> Result<(SnapshotName, CommitStats)> {
-    match rx.recv()? {
-        Response::Committed { snapshot, stats } => Ok((snapshot, stats)),
-        other => Err(Error::Unexpected(format!("{other:?}"))),
+/// Reads the helper's answers during a run: signatures (handed to the
+/// sending side, in order) until the commit's answer.
+fn receive(
+    rx: &mut Receiver,
+    sigs: mpsc::Sender<Option<Vec<u8>>>,
+) -> Result<(SnapshotName, CommitStats)> {
+    loop {
+        match rx.recv()? {
+            Response::Signature(s) => {
+                // The sending side gone means the run is failing anyway.
+                let _ = sigs.send(s);
+            }
+            Response::Committed { snapshot, stats } => return Ok((snapshot, stats)),
+            other => return Err(Error::Unexpected(format!("{other:?}"))),
+        }
     }
 }
 
@@ -196,6 +221,9 @@ struct SendTally {
     files_sent: u64,
     content_bytes: u64,
     compressed_chunks: u64,
+    delta_files: u64,
+    literal_bytes: u64,
+    matched_bytes: u64,
     problems: Vec<String>,
 }
 
@@ -261,12 +289,61 @@ struct Outbox<'a> {
     zstd: zstd::bulk::Compressor<'static>,
     /// Whether compressing the current file still pays off.
     compress: bool,
+    /// Paths whose signatures were asked for, in order, not yet used.
+    pending: VecDeque<RelPath>,
+    /// The signatures, in the same order.
+    sigs: mpsc::Receiver<Option<Vec<u8>>>,
     buf: Vec<u8>,
     tally: SendTally,
 }
 
-fn send_all(tx: &mut Sender, sources: &[Source], base: Option<File>) -> Result<SendTally> {
+/// Files at least this large (new and old) travel as deltas.
+const DELTA_MIN: u64 = 128 * 1024;
+
+/// Whether a changed file is worth a delta against its old version.
+fn delta_candidate(old: &Entry, size: u64) -> bool {
+    matches!(old.kind, EntryKind::File { size: s, .. } if s >= DELTA_MIN) && size >= DELTA_MIN
+}
+
+/// First pass: asks the helper for the signatures of the old versions of
+/// the files that will travel as deltas, so they stream back while the
+/// second pass sends everything else.
+fn request_signatures(
+    tx: &mut Sender,
+    sources: &[Source],
+    base: &File,
+) -> Result<VecDeque<RelPath>> {
+    let mut old = Base::new(Some(manifests::entries(base)?))?;
+    let mut pending = VecDeque::new();
+    for item in scan::scan(sources).flatten() {
+        let ScanKind::File(size) = item.kind else {
+            continue;
+        };
+        if let Some(o) = old.find(&item.path)?
+            && !unchanged(&o, size, &item.meta)
+            && delta_candidate(&o, size)
+        {
+            tx.send(&Request::Signature {
+                path: item.path.clone(),
+            })?;
+            pending.push_back(item.path);
+        }
+    }
+    tx.flush()?;
+    Ok(pending)
+}
+
+fn send_all(
+    tx: &mut Sender,
+    sources: &[Source],
+    base: Option<File>,
+    sigs: mpsc::Receiver<Option<Vec<u8>>>,
+) -> Result<SendTally> {
     let stored = stored_hashes(base.as_ref())?;
+    let pending = match &base {
+        Some(f) => request_signatures(tx, sources, f)?,
+        None => VecDeque::new(),
+    };
     let reader = match &base {
         Some(f) => Some(manifests::entries(f)?),
         None => None,
@@ -278,6 +355,8 @@ fn send_all(tx: &mut Sender, sources: &[Source], base: Option<File>) -> Result<S
         zstd: zstd::bulk::Compressor::new(1)
             .map_err(|e| Error::Unexpected(format!("zstd: {e}")))?,
         compress: true,
+        pending,
+        sigs,
         buf: vec![0u8; DATA_CHUNK],
         tally: SendTally::default(),
     };
@@ -313,7 +392,7 @@ fn send_all(tx: &mut Sender, sources: &[Source], base: Option<File>) -> Result<S
                         out.tally.linked += 1;
                         out.tx.send(&Request::Op(Op::Link(old)))?
                     }
-                    _ => out.file(&item)?,
+                    old => out.file(&item, old.as_ref())?,
                 }
             }
             ScanKind::Other(what) => out.tally.problems.push(format!(
@@ -343,9 +422,10 @@ enum Read1 {
 impl Outbox<'_> {
     /// Stores a new or changed file: by hash when its content is already
     /// on the host, else by sending it; retried when it changes meanwhile.
-    fn file(&mut self, item: &ScanItem) -> Result<()> {
+    fn file(&mut self, item: &ScanItem, old: Option<&Entry>) -> Result<()> {
+        let sig = self.signature_for(&item.path)?;
         for _ in 0..READ_ATTEMPTS {
-            match self.file_once(item)? {
+            match self.file_once(item, old, sig.as_deref())? {
                 Read1::Done => return Ok(()),
                 Read1::Changed => continue,
                 Read1::Failed(why) => {
@@ -363,7 +443,33 @@ impl Outbox<'_> {
         Ok(())
     }
 
-    fn file_once(&mut self, item: &ScanItem) -> Result<Read1> {
+    /// The signature asked for `path` in the first pass, if any; skips
+    /// (and drops) those of paths the second pass went past.
+    fn signature_for(&mut self, path: &RelPath) -> Result<Option<Vec<u8>>> {
+        while let Some(front) = self.pending.front() {
+            match front.walk_cmp(path) {
+                std::cmp::Ordering::Greater => return Ok(None),
+                ord => {
+                    self.pending.pop_front();
+                    let sig = self
+                        .sigs
+                        .recv()
+                        .map_err(|_| Error::Transport("the helper stopped answering".into()))?;
+                    if ord == std::cmp::Ordering::Equal {
+                        return Ok(sig);
+                    }
+                }
+            }
+        }
+        Ok(None)
+    }
+
+    fn file_once(
+        &mut self,
+        item: &ScanItem,
+        old: Option<&Entry>,
+        sig: Option<&[u8]>,
+    ) -> Result<Read1> {
         let file = std::fs::OpenOptions::new()
             .read(true)
             .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
@@ -411,8 +517,19 @@ impl Outbox<'_> {
             self.tx.send(&Request::Op(Op::LinkFrom(entry)))?;
             return Ok(Read1::Done);
         }
-        // Then the content itself.
+        // Then the content itself: as a delta against the old version, or whole.
         self.compress = true;
+        if let (Some(sig), Some(old)) = (sig, old)
+            && delta_candidate(old, size)
+        {
+            self.tx.send(&Request::Op(Op::Delta {
+                path: item.path.clone(),
+                meta,
+                size,
+            }))?;
+            let sent = self.delta(&mut file, size, sig, old.size())?;
+            return self.finish(&file, sent, hash, size, &still, true);
+        }
         self.tx.send(&Request::Op(Op::File {
             path: item.path.clone(),
             meta,
@@ -427,8 +544,22 @@ impl Outbox<'_> {
         } else {
             self.stream(&mut file, size)?
         };
+        self.finish(&file, sent, hash, size, &still, false)
+    }
+
+    /// Ends a file whose content was sent: `End` when what was sent is what
+    /// was hashed first and the file did not change meanwhile, else `Cancel`.
+    fn finish(
+        &mut self,
+        file: &File,
+        sent: std::result::Result<Hash, String>,
+        hash: Hash,
+        size: u64,
+        still: &dyn Fn(&File) -> bool,
+        delta: bool,
+    ) -> Result<Read1> {
         match sent {
-            Ok(h) if h == hash && still(&file) => {}
+            Ok(h) if h == hash && still(file) => {}
             Ok(_) => {
                 self.tx.send(&Request::Op(Op::Cancel))?;
                 return Ok(Read1::Changed);
@@ -440,9 +571,113 @@ impl Outbox<'_> {
         }
         self.tx.send(&Request::Op(Op::End { hash }))?;
         self.stored.insert(hash);
-        self.tally.files_sent += 1;
+        if delta {
+            self.tally.delta_files += 1;
+        } else {
+            self.tally.files_sent += 1;
+            self.tally.literal_bytes += size;
+        }
         self.tally.content_bytes += size;
         Ok(Read1::Done)
+    }
+
+    /// Sends `file` as deltas against the signature of its old version,
+    /// diffing windows of a few MiB (memory stays flat whatever the size).
+    /// Each window carries its untested tail (less than a block) into the
+    /// next, so no match is lost at a window's edge. Returns the hash of
+    /// what was read.
+    fn delta(
+        &mut self,
+        file: &mut File,
+        size: u64,
+        sig: &[u8],
+        base_size: u64,
+    ) -> Result<std::result::Result<Hash, String>> {
+        use offsnap_protocol::delta::{DeltaOp, DeltaWriter, check_signature, parse};
+        use std::io::Seek;
+        let shape = check_signature(sig, base_size)
+            .map_err(|e| Error::Corrupt(format!("the helper sent a {e}")))?;
+        let sig = fast_rsync::Signature::deserialize(sig.to_vec())
+            .map_err(|e| Error::Corrupt(format!("the helper sent a bad signature: {e}")))?;
+        let index = sig.index();
+        if let Err(e) = file.seek(std::io::SeekFrom::Start(0)) {
+            return Ok(Err(e.to_string()));
+        }
+        const WINDOW: usize = 2 << 20;
+        let keep = shape.block_size as usize - 1;
+        let mut hasher = blake3::Hasher::new();
+        let mut buf: Vec<u8> = Vec::with_capacity(WINDOW + keep);
+        let mut done = 0u64;
+        let mut delta = Vec::new();
+        loop {
+            let want = (WINDOW as u64).min(size - done) as usize;
+            let start = buf.len();
+            buf.resize(start + want, 0);
+            if let Err(e) = file.read_exact(&mut buf[start..]) {
+                return Ok(Err(e.to_string()));
+            }
+            done += want as u64;
+            let eof = done == size;
+            delta.clear();
+            fast_rsync::diff(&index, &buf, &mut delta).map_err(|e| {
+                Error::Corrupt(format!("diffing against the helper's signature: {e}"))
+            })?;
+            let ops = parse(&delta).map_err(|e| Error::Unexpected(format!("delta: {e}")))?;
+            let mut pos = 0usize;
+            let mut last_copy_end = 0usize;
+            for op in &ops {
+                match op {
+                    DeltaOp::Copy { len, .. } => {
+                        pos += *len as usize;
+                        last_copy_end = pos;
+                    }
+                    DeltaOp::Literal(l) => pos += l.len(),
+                }
+            }
+            let cut = if eof {
+                buf.len()
+            } else {
+                last_copy_end.max(buf.len().saturating_sub(keep))
+            };
+            let mut piece = DeltaWriter::new();
+            let mut pos = 0usize;
+            for op in ops {
+                if pos >= cut {
+                    break;
+                }
+                match op {
+                    DeltaOp::Copy { offset, len } => {
+                        piece.copy(offset, len);
+                        pos += len as usize;
+                    }
+                    DeltaOp::Literal(l) => {
+                        let take = l.len().min(cut - pos);
+                        piece.literal(&l[..take]);
+                        pos += take;
+                    }
+                }
+            }
+            self.tally.literal_bytes += piece.literal;
+            self.tally.matched_bytes += piece.produced - piece.literal;
+            hasher.update(&buf[..cut]);
+            let bytes = piece.finish();
+            let compressed = match self.zstd.compress(&bytes) {
+                Ok(z) if z.len() < bytes.len() - bytes.len() / 10 => Some(z),
+                _ => None,
+            };
+            self.tx.send(&Request::Op(match compressed {
+                Some(z) => Op::DeltaPiece {
+                    zstd: true,
+                    bytes: z,
+                },
+                None => Op::DeltaPiece { zstd: false, bytes },
+            }))?;
+            buf.drain(..cut);
+            if eof {
+                break;
+            }
+        }
+        Ok(Ok(Hash::from(hasher.finalize())))
     }
 
     /// Sends `size` bytes of `file` from its start; returns their hash, or

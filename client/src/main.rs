@@ -278,10 +278,11 @@ fn run(cli: Cli) -> Result<ExitCode> {
                         "entries_scanned": report.scanned,
                         "linked_unchanged": report.linked,
                         "linked_by_hash": report.linked_by_hash,
-                        "sent_delta": 0,
+                        "sent_delta": report.delta_files,
                         "sent_whole": report.sent,
-                        "literal_bytes": report.content_bytes,
-                        "matched_bytes": 0,
+                        "content_bytes": report.content_bytes,
+                        "literal_bytes": report.literal_bytes,
+                        "matched_bytes": report.matched_bytes,
                         "wire_bytes_sent": report.wire_sent,
                         "wire_bytes_received": report.wire_received,
                         "elapsed_seconds": report.elapsed,
@@ -298,6 +299,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
                      Unchanged, hard-linked: {}\n\
                      Already on the host, linked by content: {}\n\
                      Sent whole: {} ({} of content, {} chunks compressed)\n\
+                     Sent as deltas: {} ({} literal, {} matched on the host)\n\
                      Bytes sent: {}\n\
                      Bytes received: {}\n\
                      Elapsed: {:.2} s",
@@ -308,6 +310,9 @@ fn run(cli: Cli) -> Result<ExitCode> {
                     report.sent,
                     human_bytes(report.content_bytes),
                     report.compressed_chunks,
+                    report.delta_files,
+                    human_bytes(report.literal_bytes),
+                    human_bytes(report.matched_bytes),
                     report.wire_sent,
                     report.wire_received,
                     report.elapsed

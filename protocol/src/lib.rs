@@ -8,9 +8,11 @@
 //! - [`frame`]: length-delimited frames with a size limit;
 //! - [`manifest`]: the per-snapshot list of entries;
 //! - [`compare`]: differences between two manifests;
+//! - [`delta`]: the rsync delta format, and signature checks;
 //! - [`retention`]: retention policies and prune decisions.
 
 pub mod compare;
+pub mod delta;
 pub mod entry;
 pub mod frame;
 pub mod manifest;
@@ -22,8 +24,8 @@ pub mod snapshot;
 pub use entry::{Entry, EntryKind, Hash, Meta};
 pub use frame::{FrameError, FrameReader, FrameWriter, MAX_FRAME};
 pub use message::{
-    CommitStats, DATA_CHUNK, ErrorKind, Finding, FindingKind, Hello, Op, PROTOCOL_VERSION,
-    RemoteError, Request, Response, SnapshotInfo, SnapshotStats, VerifySummary,
+    CommitStats, DATA_CHUNK, DELTA_PIECE_MAX, ErrorKind, Finding, FindingKind, Hello, Op,
+    PROTOCOL_VERSION, RemoteError, Request, Response, SnapshotInfo, SnapshotStats, VerifySummary,
 };
 pub use path::{PathError, RelPath, walk_order};
 pub use retention::{Policy, PruneDecision};

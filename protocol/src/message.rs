@@ -21,6 +21,9 @@ pub const PROTOCOL_VERSION: u32 = 1;
 /// [`Response::FileData`] frame.
 pub const DATA_CHUNK: usize = 256 * 1024;
 
+/// Largest delta piece, uncompressed.
+pub const DELTA_PIECE_MAX: usize = 7 * 1024 * 1024;
+
 /// The first frame each way. Its layout never changes between versions, so
 /// a mismatch is always reported as one.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -81,6 +84,12 @@ pub enum Request {
         /// The set, created when missing.
         set: SetName,
     },
+    /// During a backup: the rsync signature of the base snapshot's file at
+    /// `path`, to send that file as a delta. Answer: [`Response::Signature`].
+    Signature {
+        /// The file, in the base snapshot.
+        path: RelPath,
+    },
     /// One step of the backup in progress.
     Op(Op),
     /// Finish the backup in progress. Answer: [`Response::Committed`].
@@ -138,6 +147,26 @@ pub enum Op {
     /// A chunk of the current file's content, zstd-compressed; it
     /// decompresses to at most [`DATA_CHUNK`] bytes.
     DataZstd(#[serde(with = "serde_bytes")] Vec<u8>),
+    /// A file rebuilt from the base snapshot's file at the same path and
+    /// [`Op::DeltaPiece`]s, then [`Op::End`].
+    Delta {
+        /// Where it goes (and where its base is).
+        path: RelPath,
+        /// Its metadata.
+        meta: Meta,
+        /// Its length; the pieces must rebuild exactly this many bytes.
+        size: u64,
+    },
+    /// The next part of the current file as a standalone rsync delta
+    /// against the whole base file, zstd-compressed when `zstd` is set (it
+    /// then decompresses to at most [`DELTA_PIECE_MAX`] bytes).
+    DeltaPiece {
+        /// Whether the bytes are zstd-compressed.
+        zstd: bool,
+        /// The delta.
+        #[serde(with = "serde_bytes")]
+        bytes: Vec<u8>,
+    },
     /// The current file is complete; its BLAKE3 as the client read it.
     End {
         /// Hash of everything sent in the `Data` chunks.
@@ -172,6 +201,8 @@ pub struct CommitStats {
     pub linked_by_hash: u64,
     /// Files written from data sent by the client.
     pub written: u64,
+    /// Of which rebuilt from deltas.
+    pub delta_files: u64,
     /// Bytes of file content written.
     pub bytes_written: u64,
     /// Links that hit the filesystem's hard-link limit and were copied.
@@ -214,6 +245,8 @@ pub enum Response {
     ManifestChunk(#[serde(with = "serde_bytes")] Vec<u8>),
     /// The manifest is complete.
     ManifestEnd,
+    /// The signature asked for, or `None` when the base has no such file.
+    Signature(#[serde(with = "serde_bytes")] Option<Vec<u8>>),
     /// A chunk of a stored file.
     FileData(#[serde(with = "serde_bytes")] Vec<u8>),
     /// The stored file is complete.

@@ -32,6 +32,8 @@ struct OpenFile {
     sink: FileSink,
     meta: Meta,
     size: u64,
+    /// For a file rebuilt from a delta: the base file and its length.
+    base: Option<(File, u64)>,
 }
 
 /// A backup in progress: see the module documentation.
@@ -175,6 +177,18 @@ impl BackupRun {
                     let path = open.sink.path().clone();
                     open.sink.write(&data).ctx(path)
                 }
+                Op::DeltaPiece { zstd, bytes } => {
+                    let piece = if zstd {
+                        self.zstd
+                            .decompress(&bytes, offsnap_protocol::DELTA_PIECE_MAX)
+                            .map_err(|e| {
+                                protocol(format!("{}: bad compressed delta: {e}", open.sink.path()))
+                            })?
+                    } else {
+                        bytes
+                    };
+                    apply_piece(open, &piece)
+                }
                 Op::End { hash } => self.end_file(hash),
                 Op::Cancel => {
                     if let Some(open) = self.file.take() {
@@ -272,10 +286,28 @@ impl BackupRun {
                     sink,
                     meta,
                     size,
+                    base: None,
                 });
                 Ok(())
             }
-            Op::Data(_) | Op::DataZstd(_) | Op::End { .. } | Op::Cancel => {
+            Op::Delta { path, meta, size } => {
+                let prev_last = self.last.clone();
+                self.check_order(&path)?;
+                let base = self.open_base(&path)?;
+                let sink = self
+                    .tree
+                    .begin_file(&path)
+                    .ctx(format!("snapshot {}", self.name))?;
+                self.file = Some(OpenFile {
+                    prev_last,
+                    sink,
+                    meta,
+                    size,
+                    base: Some(base),
+                });
+                Ok(())
+            }
+            Op::Data(_) | Op::DataZstd(_) | Op::DeltaPiece { .. } | Op::End { .. } | Op::Cancel => {
                 Err(protocol("file data outside a file"))
             }
         }
@@ -283,7 +315,11 @@ impl BackupRun {
 
     fn end_file(&mut self, hash: offsnap_protocol::Hash) -> Result<(), RemoteError> {
         let Some(OpenFile {
-            sink, meta, size, ..
+            sink,
+            meta,
+            size,
+            base,
+            ..
         }) = self.file.take()
         else {
             return Err(protocol("file end outside a file"));
@@ -309,12 +345,59 @@ impl BackupRun {
             .ctx(format!("snapshot {}", self.name))?;
         self.stats.written += 1;
         self.stats.bytes_written += size;
+        if base.is_some() {
+            self.stats.delta_files += 1;
+        }
         self.by_hash.entry(hash).or_insert((path.clone(), true));
         self.record(&Entry {
             path,
             kind: EntryKind::File { size, hash },
             meta,
         })
+    }
+
+    /// Opens the base snapshot's regular file at `path`.
+    fn open_base(&mut self, path: &RelPath) -> Result<(File, u64), RemoteError> {
+        let Some(base) = &mut self.base else {
+            return Err(protocol(format!(
+                "{path}: no base snapshot to diff against"
+            )));
+        };
+        let (dir, name) = base.parent_of(path).ctx(format!("base of {path}"))?;
+        let f = fsx::open_file(dir, name).ctx(format!("base of {path}"))?;
+        let len = f.metadata().ctx(format!("base of {path}"))?.len();
+        Ok((f, len))
+    }
+
+    /// The rsync signature of the base snapshot's file at `path`, computed
+    /// window by window (memory stays bounded), or `None` if there is none.
+    pub fn signature(&mut self, path: &RelPath) -> Result<Option<Vec<u8>>, RemoteError> {
+        let (mut file, len) = match self.open_base(path) {
+            Ok(b) => b,
+            Err(e) if e.kind == ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        let block = offsnap_protocol::delta::block_size_for(len);
+        let opts = fast_rsync::SignatureOptions {
+            block_size: block,
+            crypto_hash_size: 16,
+        };
+        let window = (block as usize) * (8 * 1024 * 1024 / block as usize).max(1);
+        let mut buf = vec![0u8; window];
+        let mut out: Option<Vec<u8>> = None;
+        let mut done = 0u64;
+        while done < len || out.is_none() {
+            let want = window.min((len - done) as usize);
+            std::io::Read::read_exact(&mut file, &mut buf[..want])
+                .ctx(format!("base of {path}"))?;
+            let sig = fast_rsync::Signature::calculate(&buf[..want], opts);
+            match &mut out {
+                None => out = Some(sig.into_serialized()),
+                Some(o) => o.extend_from_slice(&sig.serialized()[12..]),
+            }
+            done += want as u64;
+        }
+        Ok(out)
     }
 
     /// Makes the snapshot durable and visible; see the module documentation.
@@ -394,7 +477,57 @@ fn op_word(op: &Op) -> &'static str {
         Op::File { .. } => "a new file",
         Op::LinkFrom(_) => "a link by content",
         Op::Data(_) | Op::DataZstd(_) => "data",
+        Op::Delta { .. } => "a delta",
+        Op::DeltaPiece { .. } => "a delta piece",
         Op::End { .. } => "a file end",
         Op::Cancel => "a cancel",
     }
+}
+
+/// Applies one standalone delta piece to the file being rebuilt: copies
+/// come from the base with positioned reads, every length is checked
+/// against the base and against the size announced, so a delta can neither
+/// read outside its base nor write past the file's end.
+fn apply_piece(open: &mut OpenFile, piece: &[u8]) -> Result<(), RemoteError> {
+    use offsnap_protocol::delta::{DeltaOp, parse};
+    use std::os::unix::fs::FileExt;
+    let path = open.sink.path().clone();
+    let Some((base, base_len)) = &open.base else {
+        return Err(protocol(format!("{path}: a delta piece for a whole file")));
+    };
+    let ops = parse(piece).map_err(|e| protocol(format!("{path}: {e}")))?;
+    let mut buf = Vec::new();
+    for op in ops {
+        let len = match op {
+            DeltaOp::Copy { len, .. } => len,
+            DeltaOp::Literal(l) => l.len() as u64,
+        };
+        if open.sink.written().saturating_add(len) > open.size {
+            return Err(protocol(format!(
+                "{path}: the delta expands past the {} bytes announced",
+                open.size
+            )));
+        }
+        match op {
+            DeltaOp::Literal(l) => open.sink.write(l).ctx(&path)?,
+            DeltaOp::Copy { offset, len } => {
+                if offset.checked_add(len).is_none_or(|end| end > *base_len) {
+                    return Err(protocol(format!(
+                        "{path}: the delta copies from outside its base"
+                    )));
+                }
+                let mut at = offset;
+                let end = offset + len;
+                while at < end {
+                    let n = (end - at).min(1 << 20) as usize;
+                    buf.resize(n, 0);
+                    base.read_exact_at(&mut buf, at)
+                        .ctx(format!("base of {path}"))?;
+                    open.sink.write(&buf).ctx(&path)?;
+                    at += n as u64;
+                }
+            }
+        }
+    }
+    Ok(())
 }

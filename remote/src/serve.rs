@@ -177,7 +177,10 @@ impl<W: Write> Session<'_, W> {
                     return Err(e.into());
                 }
             };
-            let in_backup = matches!(req, Request::Op(_) | Request::Commit);
+            let in_backup = matches!(
+                req,
+                Request::Op(_) | Request::Commit | Request::Signature { .. }
+            );
             if let Err(e) = self.handle(req) {
                 self.send_error(e.clone())?;
                 // A failed backup ends the session: the client's pipelined
@@ -232,6 +235,14 @@ impl<W: Write> Session<'_, W> {
                 let (run, snapshot, base) = BackupRun::start(&root, &set, self.cfg.clock.now())?;
                 self.backup = Some(run);
                 self.send(&Response::BackupStarted { snapshot, base })?;
+                self.flush()
+            }
+            Request::Signature { path } => {
+                let Some(run) = &mut self.backup else {
+                    return Err(protocol("signature request outside a backup"));
+                };
+                let sig = run.signature(&path)?;
+                self.send(&Response::Signature(sig))?;
                 self.flush()
             }
             Request::Op(op) => match &mut self.backup {

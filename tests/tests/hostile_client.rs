@@ -280,3 +280,131 @@ fn a_wrong_protocol_version_names_both_versions() {
         "{err}"
     );
 }
+
+/// Makes a base snapshot of set `t` holding `src/f` (1,000 bytes) with the
+/// real client, so deltas have something to apply to.
+fn with_base(s: &Scratch) -> std::path::PathBuf {
+    write_file(&s.src().join("f"), &[7u8; 1000], 0o644, (1_700_000_000, 0));
+    let out = s.offsnap(
+        Some("2025-01-01T00:00:00Z"),
+        &[&"backup", &"--set", &"t", &s.src(), &s.dest()],
+    );
+    assert_ok(&out);
+    s.dest()
+}
+
+#[test]
+fn hostile_deltas_are_refused() {
+    use offsnap_protocol::delta::DeltaWriter;
+    let s = Scratch::new();
+    let root = with_base(&s);
+    let before = dated_snapshots(&root.join("t"));
+    let src = Request::Op(Op::Entry(Entry {
+        path: RelPath::new(b"src".to_vec()).unwrap(),
+        kind: EntryKind::Dir,
+        meta: META,
+    }));
+    let delta = |size| {
+        Request::Op(Op::Delta {
+            path: RelPath::new(b"src/f".to_vec()).unwrap(),
+            meta: META,
+            size,
+        })
+    };
+    let piece = |build: &dyn Fn(&mut DeltaWriter)| {
+        let mut w = DeltaWriter::new();
+        build(&mut w);
+        Request::Op(Op::DeltaPiece {
+            zstd: false,
+            bytes: w.finish(),
+        })
+    };
+    let cases: Vec<(Vec<Request>, &str)> = vec![
+        // A delta that expands past its declared size, by literal or by copy.
+        (
+            vec![src.clone(), delta(10), piece(&|w| w.literal(&[1; 100]))],
+            "expands past",
+        ),
+        (
+            vec![src.clone(), delta(10), piece(&|w| w.copy(0, 900))],
+            "expands past",
+        ),
+        // Copies from outside the base.
+        (
+            vec![src.clone(), delta(5000), piece(&|w| w.copy(900, 200))],
+            "outside its base",
+        ),
+        (
+            vec![
+                src.clone(),
+                delta(5000),
+                piece(&|w| w.copy(u64::MAX - 5, 10)),
+            ],
+            "outside its base",
+        ),
+        // Garbage and bombs.
+        (
+            vec![
+                src.clone(),
+                delta(10),
+                Request::Op(Op::DeltaPiece {
+                    zstd: false,
+                    bytes: b"junk".to_vec(),
+                }),
+            ],
+            "bad magic",
+        ),
+        (
+            vec![
+                src.clone(),
+                delta(64 << 20),
+                Request::Op(Op::DeltaPiece {
+                    zstd: true,
+                    bytes: zstd::bulk::compress(&vec![0u8; 32 << 20], 3).unwrap(),
+                }),
+            ],
+            "bad compressed delta",
+        ),
+        // A delta for a path with no base, and through ../
+        (
+            vec![
+                src.clone(),
+                Request::Op(Op::Delta {
+                    path: RelPath::new(b"src/nothing".to_vec()).unwrap(),
+                    meta: META,
+                    size: 1,
+                }),
+            ],
+            "base of src/nothing",
+        ),
+    ];
+    for (reqs, want) in cases {
+        let mut raw = Vec::new();
+        for r in &reqs {
+            raw.extend(encode(r));
+        }
+        raw.extend(encode(&Request::Op(Op::End {
+            hash: Hash::of(b""),
+        })));
+        raw.extend(encode(&Request::Commit));
+        let (err, ok) = attack(&root, &raw);
+        assert!(!ok, "{want}: accepted");
+        assert!(err.contains(want), "{want}: {err}");
+        assert_eq!(dated_snapshots(&root.join("t")), before);
+    }
+    // A signature request through `..` never reaches the wire as a path.
+    let sig = patch(
+        encode(&Request::Signature {
+            path: RelPath::new(b"xx/ff".to_vec()).unwrap(),
+        }),
+        b"xx/ff",
+        b"../ff",
+    );
+    let (err, ok) = attack(&root, &sig);
+    assert!(!ok && err.contains("malformed"), "{err}");
+    // The base snapshot is intact.
+    assert_eq!(
+        fs::read(root.join("t").join(&before[0]).join("src/f")).unwrap(),
+        vec![7u8; 1000]
+    );
+}

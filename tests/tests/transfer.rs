@@ -125,3 +125,45 @@ fn text_travels_compressed_and_random_data_raw() {
     let snap = noise_run["snapshot"].as_str().unwrap();
     assert_same_tree(&s.src(), &s.restore(snap).join("src"));
 }
+
+#[test]
+fn a_changed_big_file_travels_as_a_small_delta() {
+    let s = Scratch::new();
+    let mut rng = Rng::new(21);
+    // Several diff windows, with changes at and near their edges.
+    let mut data = rng.noise(7 << 20);
+    write_file(&s.src().join("big.bin"), &data, 0o644, (1_700_000_000, 0));
+    write_file(
+        &s.src().join("small.txt"),
+        b"small files go whole",
+        0o644,
+        (1_700_000_000, 0),
+    );
+    let first = backup_json(&s, &day(0, 0));
+    assert_eq!(n(&first, "sent_delta"), 0);
+
+    for at in [5_000usize, (2 << 20) - 3, 2 << 20, (4 << 20) + 12_345] {
+        let patch = rng.noise(1000);
+        data[at..at + 1000].copy_from_slice(&patch);
+    }
+    data.extend(rng.noise(300_000));
+    data.drain(100_000..100_500); // a shift: later blocks still match
+    write_file(&s.src().join("big.bin"), &data, 0o644, (1_700_000_100, 0));
+    let second = backup_json(&s, &day(1, 0));
+    assert_eq!(n(&second, "sent_delta"), 1, "{second}");
+    let literal = n(&second, "literal_bytes");
+    // The edits, the append and a few blocks around each edit.
+    assert!(literal > 300_000 && literal < 700_000, "{second}");
+    assert_eq!(n(&second, "matched_bytes") + literal, data.len() as u64);
+    assert!(n(&second, "wire_bytes_sent") < 800_000, "{second}");
+    let snap = second["snapshot"].as_str().unwrap();
+    assert_same_tree(&s.src(), &s.restore(snap).join("src"));
+    // The old version is untouched in the first snapshot.
+    let first_copy = s
+        .set_dir()
+        .join(first["snapshot"].as_str().unwrap())
+        .join("src/big.bin");
+    assert_eq!(fs::metadata(&first_copy).unwrap().len(), 7 << 20);
+    let out = s.offsnap(None, &[&"verify", &"--set", &"t", &"--all", &s.dest()]);
+    assert_ok(&out);
+}
