@@ -178,7 +178,8 @@ measure() {
   log "$scen run$run $tool: ${wall}s load=$load up=$up down=$down rss=${crss}/${hrss}KiB cpu=$ccpu/$hcpu"
 }
 
-# One step of each tool; the order flips every step so neither always goes first.
+# One step of each tool; the order flips every step and every run, so neither tool
+# always goes first (the first step after generating a corpus pays for ext4's catch-up).
 FLIP=0
 both() {  # both RUN SCEN OFFSNAP_FN RSYNC_FN
   if [ $((FLIP % 2)) = 0 ]; then "$3"; "$4"; else "$4"; "$3"; fi
@@ -204,6 +205,7 @@ C="$WORK/corpus" DO="$WORK/dest-offsnap" DR="$WORK/dest-rsync"
 RSYNC=(rsync -a --delete -e "$SSH" --rsync-path="$WRAP rsync")
 
 for run in $(seq "$RUNS"); do
+  FLIP=$run   # S1 of run 1 starts with rsync, of run 2 with offsnap, ...
   rm -rf "$C" "$DO" "$DR"; mkdir -p "$C/big" "$DO" "$DR/small" "$DR/big"
   log "run $run: generating $FILES small files"
   "$PY" "$SB/make-corpus.py" small "$C/small" --files "$FILES" --seed 1 >&2

@@ -252,18 +252,27 @@ impl Base {
 
     /// The base entry at `path`, if any, skipping entries before it.
     fn find(&mut self, path: &offsnap_protocol::RelPath) -> Result<Option<Entry>> {
+        Ok(self.find_counting(path)?.1)
+    }
+
+    /// Like [`Base::find`], also counting the entries skipped before it.
+    fn find_counting(&mut self, path: &RelPath) -> Result<(u64, Option<Entry>)> {
+        let mut skipped = 0;
         while let Some(e) = &self.next {
             match e.path.walk_cmp(path) {
-                std::cmp::Ordering::Less => self.advance()?,
+                std::cmp::Ordering::Less => {
+                    skipped += 1;
+                    self.advance()?
+                }
                 std::cmp::Ordering::Equal => {
                     let found = self.next.take();
                     self.advance()?;
-                    return Ok(found);
+                    return Ok((skipped, found));
                 }
-                std::cmp::Ordering::Greater => return Ok(None),
+                std::cmp::Ordering::Greater => return Ok((skipped, None)),
             }
         }
-        Ok(None)
+        Ok((skipped, None))
     }
 }
 
@@ -289,6 +298,8 @@ struct Outbox<'a> {
     zstd: zstd::bulk::Compressor<'static>,
     /// Whether compressing the current file still pays off.
     compress: bool,
+    /// An `Unchanged` or `Skip` not sent yet (runs are merged).
+    base_run: Option<Op>,
     /// Paths whose signatures were asked for, in order, not yet used.
     pending: VecDeque<RelPath>,
     /// The signatures, in the same order.
@@ -355,6 +366,7 @@ fn send_all(
         zstd: zstd::bulk::Compressor::new(1)
             .map_err(|e| Error::Unexpected(format!("zstd: {e}")))?,
         compress: true,
+        base_run: None,
         pending,
         sigs,
         buf: vec![0u8; DATA_CHUNK],
@@ -371,29 +383,44 @@ fn send_all(
             }
         };
         out.tally.scanned += 1;
-        let old = base.find(&item.path)?;
+        let (skipped, old) = base.find_counting(&item.path)?;
+        out.base(Op::Skip(skipped))?;
+        let same = old.as_ref().is_some_and(|o| match (&item.kind, &o.kind) {
+            (ScanKind::Dir, EntryKind::Dir) => o.meta == item.meta,
+            (ScanKind::Symlink(t), EntryKind::Symlink { target }) => {
+                t == target && o.meta == item.meta
+            }
+            (ScanKind::File(size), _) => unchanged(o, *size, &item.meta),
+            _ => false,
+        });
+        if same {
+            if matches!(item.kind, ScanKind::File(_)) {
+                out.tally.files += 1;
+                out.tally.linked += 1;
+            }
+            out.base(Op::Unchanged(1))?;
+            continue;
+        }
+        if old.is_some() {
+            out.base(Op::Skip(1))?;
+        }
         match &item.kind {
-            ScanKind::Dir => out.tx.send(&Request::Op(Op::Entry(Entry {
+            ScanKind::Dir => out.send(Op::Entry(Entry {
                 path: item.path.clone(),
                 kind: EntryKind::Dir,
                 meta: item.meta,
-            })))?,
-            ScanKind::Symlink(target) => out.tx.send(&Request::Op(Op::Entry(Entry {
+            }))?,
+            ScanKind::Symlink(target) => out.send(Op::Entry(Entry {
                 path: item.path.clone(),
                 kind: EntryKind::Symlink {
                     target: target.clone(),
                 },
                 meta: item.meta,
-            })))?,
-            ScanKind::File(size) => {
+            }))?,
+            ScanKind::File(_) => {
                 out.tally.files += 1;
-                match old {
-                    Some(old) if unchanged(&old, *size, &item.meta) => {
-                        out.tally.linked += 1;
-                        out.tx.send(&Request::Op(Op::Link(old)))?
-                    }
-                    old => out.file(&item, old.as_ref())?,
-                }
+                out.flush_base()?;
+                out.file(&item, old.as_ref())?
             }
             ScanKind::Other(what) => out.tally.problems.push(format!(
                 "{}: skipped, a {what} (not supported yet)",
@@ -401,6 +428,7 @@ fn send_all(
             )),
         }
     }
+    out.flush_base()?;
     Ok(out.tally)
 }
 
@@ -420,6 +448,37 @@ enum Read1 {
 }
 
 impl Outbox<'_> {
+    /// Queues an `Unchanged` or `Skip` of base entries, merged with the
+    /// previous one of the same kind.
+    fn base(&mut self, op: Op) -> Result<()> {
+        match (&mut self.base_run, op) {
+            (_, Op::Skip(0) | Op::Unchanged(0)) => Ok(()),
+            (Some(Op::Skip(n)), Op::Skip(m)) | (Some(Op::Unchanged(n)), Op::Unchanged(m)) => {
+                *n += m;
+                Ok(())
+            }
+            (_, op) => {
+                self.flush_base()?;
+                self.base_run = Some(op);
+                Ok(())
+            }
+        }
+    }
+
+    /// Sends the queued base op, if any.
+    fn flush_base(&mut self) -> Result<()> {
+        match self.base_run.take() {
+            Some(op) => self.tx.send(&Request::Op(op)),
+            None => Ok(()),
+        }
+    }
+
+    /// Sends an op after the queued base op.
+    fn send(&mut self, op: Op) -> Result<()> {
+        self.flush_base()?;
+        self.tx.send(&Request::Op(op))
+    }
+
     /// Stores a new or changed file: by hash when its content is already
     /// on the host, else by sending it; retried when it changes meanwhile.
     fn file(&mut self, item: &ScanItem, old: Option<&Entry>) -> Result<()> {

@@ -126,8 +126,13 @@ pub enum Request {
 pub enum Op {
     /// A directory or symlink, recorded as given.
     Entry(Entry),
-    /// A file unchanged since the base snapshot: hard-link it from there.
-    Link(Entry),
+    /// The next `n` entries of the base snapshot's manifest (after those
+    /// already taken or skipped) are unchanged: keep them as they are
+    /// (files as hard links). The helper reads the same manifest, so an
+    /// unchanged tree costs a few bytes however many files it holds.
+    Unchanged(u64),
+    /// Skip the next `n` entries of the base manifest (gone or replaced).
+    Skip(u64),
     /// A new or changed file whose content (by its BLAKE3) is already
     /// stored, in the base snapshot or earlier in this run (moved, renamed,
     /// copied, touched): link it from there, or copy it when its metadata

@@ -44,6 +44,8 @@ pub struct BackupRun {
     work: OwnedFd,
     tree: TreeWriter,
     base: Option<DirCursor>,
+    /// The base manifest, read along with the client's ops.
+    base_entries: Option<offsnap_protocol::manifest::ManifestReader<File>>,
     /// A reader over this run's own tree, for links to files it wrote.
     this_run: DirCursor,
     /// Where each content hash is stored: in the base snapshot, or (when
@@ -104,6 +106,13 @@ impl BackupRun {
                 }
             }
         }
+        let base_entries = match &base {
+            Some(b) => Some(
+                offsnap_protocol::manifest::open_file(set.open_manifest(&b.name)?)
+                    .map_err(|e| err(ErrorKind::Corrupt, format!("manifest of {}: {e}", b.name)))?,
+            ),
+            None => None,
+        };
         let this_run = DirCursor::new(tree_fd.try_clone().ctx(&ctx)?);
         let zstd = zstd::bulk::Decompressor::new().ctx(&ctx)?;
         let run = BackupRun {
@@ -113,6 +122,7 @@ impl BackupRun {
             work,
             tree: TreeWriter::new(tree_fd, Existing::Fail),
             base: base_cursor,
+            base_entries,
             this_run,
             by_hash,
             zstd,
@@ -222,32 +232,18 @@ impl BackupRun {
                 .ctx(format!("snapshot {}", self.name))?;
                 self.record(&entry)
             }
-            Op::Link(entry) => {
-                self.check_order(&entry.path)?;
-                let EntryKind::File { size, .. } = entry.kind else {
-                    return Err(protocol(format!(
-                        "{}: only files can be linked",
-                        entry.path
-                    )));
-                };
-                let Some(base) = &mut self.base else {
-                    return Err(protocol(format!(
-                        "{}: link requested but the set has no earlier snapshot",
-                        entry.path
-                    )));
-                };
-                let how = self
-                    .tree
-                    .link_from(base, &entry.path, &entry.path, size, &entry.meta)
-                    .ctx(format!("snapshot {}", self.name))?;
-                match how {
-                    Linked::HardLink => self.stats.linked += 1,
-                    Linked::Copied => {
-                        self.stats.link_limit_copies += 1;
-                        self.stats.bytes_written += size;
-                    }
+            Op::Unchanged(n) => {
+                for _ in 0..n {
+                    let entry = self.next_base()?;
+                    self.keep(entry)?;
                 }
-                self.record(&entry)
+                Ok(())
+            }
+            Op::Skip(n) => {
+                for _ in 0..n {
+                    self.next_base()?;
+                }
+                Ok(())
             }
             Op::LinkFrom(entry) => {
                 self.check_order(&entry.path)?;
@@ -354,6 +350,48 @@ impl BackupRun {
             kind: EntryKind::File { size, hash },
             meta,
         })
+    }
+
+    /// The next entry of the base manifest.
+    fn next_base(&mut self) -> Result<Entry, RemoteError> {
+        let Some(reader) = &mut self.base_entries else {
+            return Err(protocol("no base snapshot"));
+        };
+        reader
+            .next_entry()
+            .map_err(|e| err(ErrorKind::Corrupt, format!("base manifest: {e}")))?
+            .ok_or_else(|| protocol("more unchanged entries than the base snapshot holds"))
+    }
+
+    /// Keeps a base entry as it is: directories and symlinks made again,
+    /// files hard-linked.
+    fn keep(&mut self, entry: Entry) -> Result<(), RemoteError> {
+        self.check_order(&entry.path)?;
+        let ctx = format!("snapshot {}", self.name);
+        match &entry.kind {
+            EntryKind::Dir => self.tree.dir(&entry.path, &entry.meta).ctx(&ctx)?,
+            EntryKind::Symlink { target } => self
+                .tree
+                .symlink(&entry.path, target, &entry.meta)
+                .ctx(&ctx)?,
+            EntryKind::File { size, .. } => {
+                let Some(base) = &mut self.base else {
+                    return Err(protocol("no base snapshot"));
+                };
+                let how = self
+                    .tree
+                    .link_from(base, &entry.path, &entry.path, *size, &entry.meta)
+                    .ctx(&ctx)?;
+                match how {
+                    Linked::HardLink => self.stats.linked += 1,
+                    Linked::Copied => {
+                        self.stats.link_limit_copies += 1;
+                        self.stats.bytes_written += size;
+                    }
+                }
+            }
+        }
+        self.record(&entry)
     }
 
     /// Opens the base snapshot's regular file at `path`.
@@ -473,7 +511,8 @@ impl BackupRun {
 fn op_word(op: &Op) -> &'static str {
     match op {
         Op::Entry(_) => "an entry",
-        Op::Link(_) => "a link",
+        Op::Unchanged(_) => "unchanged entries",
+        Op::Skip(_) => "skipped entries",
         Op::File { .. } => "a new file",
         Op::LinkFrom(_) => "a link by content",
         Op::Data(_) | Op::DataZstd(_) => "data",

@@ -210,6 +210,8 @@ fn lying_lengths_and_bad_streams_are_refused() {
             vec![file(3), Request::Op(Op::DataZstd(b"not zstd".to_vec()))],
             "bad compressed data",
         ),
+        // Unchanged entries of a base snapshot that does not exist.
+        (vec![Request::Op(Op::Unchanged(5))], "no base snapshot"),
         // Content claimed to be stored already, that is not.
         (
             vec![Request::Op(Op::LinkFrom(Entry {
@@ -392,6 +394,9 @@ fn hostile_deltas_are_refused() {
         assert!(err.contains(want), "{want}: {err}");
         assert_eq!(dated_snapshots(&root.join("t")), before);
     }
+    // More unchanged entries than the base holds.
+    let (err, ok) = attack(&root, &encode(&Request::Op(Op::Unchanged(1000))));
+    assert!(!ok && err.contains("more unchanged entries"), "{err}");
     // A signature request through `..` never reaches the wire as a path.
     let sig = patch(
         encode(&Request::Signature {

@@ -167,3 +167,24 @@ fn a_changed_big_file_travels_as_a_small_delta() {
     let out = s.offsnap(None, &[&"verify", &"--set", &"t", &"--all", &s.dest()]);
     assert_ok(&out);
 }
+
+#[test]
+fn an_unchanged_tree_costs_a_few_bytes() {
+    let s = Scratch::new();
+    let mut rng = Rng::new(2);
+    offsnap_tests::random::make_tree(&mut rng, &s.src(), 2000);
+    let first = backup_json(&s, &day(0, 0));
+    let files = n(&first, "files_scanned");
+    assert!(files > 1000);
+    let second = backup_json(&s, &day(1, 0));
+    assert_eq!(n(&second, "linked_unchanged"), files);
+    // One op for the whole tree, plus the session's requests.
+    assert!(n(&second, "wire_bytes_sent") < 1024, "{second}");
+    let snap = second["snapshot"].as_str().unwrap();
+    assert_same_tree(&s.src(), &s.restore(snap).join("src"));
+    // A few changes and removals in between still cost little.
+    offsnap_tests::random::mutate(&mut rng, &s.src(), 5);
+    let third = backup_json(&s, &day(2, 0));
+    let snap = third["snapshot"].as_str().unwrap();
+    assert_same_tree(&s.src(), &s.restore(snap).join("src"));
+}
