@@ -11,7 +11,7 @@ use std::time::Instant;
 use std::collections::{HashSet, VecDeque};
 use std::sync::mpsc;
 
-use offsnap_protocol::manifest::ManifestReader;
+use offsnap_protocol::manifest::{ManifestReader, ManifestWriter};
 use offsnap_protocol::{
     CommitStats, DATA_CHUNK, Entry, EntryKind, Hash, Meta, Op, RelPath, Request, Response, SetName,
     SnapshotName,
@@ -150,6 +150,14 @@ pub fn backup(mut session: Session, opts: &BackupOptions) -> Result<BackupReport
             return Err(crate::transport::fail(transport.as_mut(), e));
         }
     };
+    // Cache the new snapshot's manifest if ours came out the same.
+    if let (Some(mirror), Some(want)) = (sent.mirror, stats.manifest_hash)
+        && let Ok((w, hash, _)) = mirror.finish()
+        && hash == want
+        && let Ok(tmp) = w.into_inner()
+    {
+        manifests::keep(tmp, &hash);
+    }
     let mut pruned = Vec::new();
     let mut prune_error = None;
     if let (Some(policy), Some(mut rx), Some(tx), true) = (&opts.prune, rx, tx.as_mut(), may_prune)
@@ -225,6 +233,7 @@ struct SendTally {
     literal_bytes: u64,
     matched_bytes: u64,
     problems: Vec<String>,
+    mirror: Option<ManifestWriter<std::io::BufWriter<tempfile::NamedTempFile>>>,
 }
 
 /// Walks the base manifest alongside the scan.
@@ -300,6 +309,10 @@ struct Outbox<'a> {
     compress: bool,
     /// An `Unchanged` or `Skip` not sent yet (runs are merged).
     base_run: Option<Op>,
+    /// The manifest the helper is writing, written here too from the same
+    /// entries: when the hashes agree it is cached and the next run need
+    /// not download it.
+    mirror: Option<ManifestWriter<std::io::BufWriter<tempfile::NamedTempFile>>>,
     /// Paths whose signatures were asked for, in order, not yet used.
     pending: VecDeque<RelPath>,
     /// The signatures, in the same order.
@@ -367,6 +380,9 @@ fn send_all(
             .map_err(|e| Error::Unexpected(format!("zstd: {e}")))?,
         compress: true,
         base_run: None,
+        mirror: manifests::cache_dir()
+            .and_then(|_| manifests::cache_temp().ok())
+            .and_then(|t| ManifestWriter::new(std::io::BufWriter::new(t)).ok()),
         pending,
         sigs,
         buf: vec![0u8; DATA_CHUNK],
@@ -393,11 +409,12 @@ fn send_all(
             (ScanKind::File(size), _) => unchanged(o, *size, &item.meta),
             _ => false,
         });
-        if same {
+        if same && let Some(o) = &old {
             if matches!(item.kind, ScanKind::File(_)) {
                 out.tally.files += 1;
                 out.tally.linked += 1;
             }
+            out.record(o);
             out.base(Op::Unchanged(1))?;
             continue;
         }
@@ -405,18 +422,18 @@ fn send_all(
             out.base(Op::Skip(1))?;
         }
         match &item.kind {
-            ScanKind::Dir => out.send(Op::Entry(Entry {
+            ScanKind::Dir => out.entry(Entry {
                 path: item.path.clone(),
                 kind: EntryKind::Dir,
                 meta: item.meta,
-            }))?,
-            ScanKind::Symlink(target) => out.send(Op::Entry(Entry {
+            })?,
+            ScanKind::Symlink(target) => out.entry(Entry {
                 path: item.path.clone(),
                 kind: EntryKind::Symlink {
                     target: target.clone(),
                 },
                 meta: item.meta,
-            }))?,
+            })?,
             ScanKind::File(_) => {
                 out.tally.files += 1;
                 out.flush_base()?;
@@ -429,6 +446,7 @@ fn send_all(
         }
     }
     out.flush_base()?;
+    out.tally.mirror = out.mirror.take();
     Ok(out.tally)
 }
 
@@ -465,6 +483,15 @@ impl Outbox<'_> {
         }
     }
 
+    /// Notes an entry the helper records, in the mirrored manifest.
+    fn record(&mut self, e: &Entry) {
+        if let Some(m) = &mut self.mirror
+            && m.push(e).is_err()
+        {
+            self.mirror = None;
+        }
+    }
+
     /// Sends the queued base op, if any.
     fn flush_base(&mut self) -> Result<()> {
         match self.base_run.take() {
@@ -473,10 +500,11 @@ impl Outbox<'_> {
         }
     }
 
-    /// Sends an op after the queued base op.
-    fn send(&mut self, op: Op) -> Result<()> {
+    /// Sends a directory or symlink entry after the queued base op.
+    fn entry(&mut self, e: Entry) -> Result<()> {
         self.flush_base()?;
-        self.tx.send(&Request::Op(op))
+        self.record(&e);
+        self.tx.send(&Request::Op(Op::Entry(e)))
     }
 
     /// Stores a new or changed file: by hash when its content is already
@@ -573,6 +601,7 @@ impl Outbox<'_> {
         };
         if self.stored.contains(&hash) {
             self.tally.linked_by_hash += 1;
+            self.record(&entry);
             self.tx.send(&Request::Op(Op::LinkFrom(entry)))?;
             return Ok(Read1::Done);
         }
@@ -587,7 +616,7 @@ impl Outbox<'_> {
                 size,
             }))?;
             let sent = self.delta(&mut file, size, sig, old.size())?;
-            return self.finish(&file, sent, hash, size, &still, true);
+            return self.finish(&entry, &file, sent, hash, size, &still, true);
         }
         self.tx.send(&Request::Op(Op::File {
             path: item.path.clone(),
@@ -603,13 +632,15 @@ impl Outbox<'_> {
         } else {
             self.stream(&mut file, size)?
         };
-        self.finish(&file, sent, hash, size, &still, false)
+        self.finish(&entry, &file, sent, hash, size, &still, false)
     }
 
     /// Ends a file whose content was sent: `End` when what was sent is what
     /// was hashed first and the file did not change meanwhile, else `Cancel`.
+    #[allow(clippy::too_many_arguments)]
     fn finish(
         &mut self,
+        entry: &Entry,
         file: &File,
         sent: std::result::Result<Hash, String>,
         hash: Hash,
@@ -629,6 +660,7 @@ impl Outbox<'_> {
             }
         }
         self.tx.send(&Request::Op(Op::End { hash }))?;
+        self.record(entry);
         self.stored.insert(hash);
         if delta {
             self.tally.delta_files += 1;

@@ -26,7 +26,14 @@ pub fn fetch(
 /// Downloads the manifest of `snap` into a temporary file, checks its hash,
 /// and returns the file positioned at its start.
 pub fn fetch_file(session: &mut Session, set: &SetName, snap: &SnapshotInfo) -> Result<File> {
-    let mut file = tempfile::tempfile().map_err(|e| Error::io(std::env::temp_dir(), e))?;
+    if let Some(f) = cached(&snap.manifest_hash) {
+        return Ok(f);
+    }
+    let tmp = cache_temp()?;
+    let mut file = tmp
+        .as_file()
+        .try_clone()
+        .map_err(|e| Error::io(tmp.path(), e))?;
     session.tx.send(&Request::GetManifest {
         set: set.clone(),
         snapshot: snap.name,
@@ -49,6 +56,7 @@ pub fn fetch_file(session: &mut Session, set: &SetName, snap: &SnapshotInfo) -> 
             snap.name
         )));
     }
+    keep(tmp, &hash);
     Ok(file)
 }
 
@@ -81,4 +89,66 @@ impl Read for PosReader {
 pub fn entries(file: &File) -> Result<ManifestReader<PosReader>> {
     let reader = PosReader::new(file).map_err(|e| Error::io("manifest", e))?;
     ManifestReader::new(reader).map_err(|e| Error::Corrupt(format!("manifest: {e}")))
+}
+
+/// Where fetched manifests are kept, by hash: `$XDG_CACHE_HOME/offsnap/manifests`
+/// (or `~/.cache/offsnap/manifests`); `None` when neither is set or usable.
+pub fn cache_dir() -> Option<std::path::PathBuf> {
+    let base = std::env::var_os("XDG_CACHE_HOME")
+        .filter(|v| !v.is_empty())
+        .map(std::path::PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| std::path::PathBuf::from(h).join(".cache")))?;
+    let dir = base.join("offsnap").join("manifests");
+    std::fs::create_dir_all(&dir).ok()?;
+    Some(dir)
+}
+
+/// How many manifests the cache keeps (the most recently used).
+const CACHE_KEEP: usize = 8;
+
+/// A cached manifest with this hash, checked, if there is one.
+fn cached(hash: &offsnap_protocol::Hash) -> Option<File> {
+    let path = cache_dir()?.join(hash.to_hex());
+    let mut f = File::open(&path).ok()?;
+    match manifest::verify_file(&mut f) {
+        Ok((h, _)) if h == *hash => {
+            // Mark it used, for the cache's trimming.
+            let _ = f.set_modified(std::time::SystemTime::now());
+            Some(f)
+        }
+        _ => {
+            let _ = std::fs::remove_file(&path);
+            None
+        }
+    }
+}
+
+/// Moves a verified manifest file into the cache under its hash, and
+/// trims the cache to its most recently used entries.
+pub fn keep(tmp: tempfile::NamedTempFile, hash: &offsnap_protocol::Hash) {
+    let Some(dir) = cache_dir() else { return };
+    if tmp.persist(dir.join(hash.to_hex())).is_err() {
+        return;
+    }
+    let Ok(rd) = std::fs::read_dir(&dir) else {
+        return;
+    };
+    let mut files: Vec<(std::time::SystemTime, std::path::PathBuf)> = rd
+        .flatten()
+        .filter_map(|e| Some((e.metadata().ok()?.modified().ok()?, e.path())))
+        .collect();
+    files.sort();
+    let excess = files.len().saturating_sub(CACHE_KEEP);
+    for (_, p) in files.into_iter().take(excess) {
+        let _ = std::fs::remove_file(p);
+    }
+}
+
+/// A temporary file in the cache directory (so it can be kept by a
+/// rename), else in the system's temporary directory.
+pub fn cache_temp() -> Result<tempfile::NamedTempFile> {
+    match cache_dir() {
+        Some(dir) => tempfile::NamedTempFile::new_in(&dir).map_err(|e| Error::io(dir, e)),
+        None => tempfile::NamedTempFile::new().map_err(|e| Error::io(std::env::temp_dir(), e)),
+    }
 }

@@ -210,6 +210,9 @@ pub struct CommitStats {
     pub delta_files: u64,
     /// Bytes of file content written.
     pub bytes_written: u64,
+    /// The new snapshot's manifest hash (a client that built the same
+    /// manifest can cache it without downloading it).
+    pub manifest_hash: Option<Hash>,
     /// Links that hit the filesystem's hard-link limit and were copied.
     pub link_limit_copies: u64,
 }

@@ -450,10 +450,11 @@ impl BackupRun {
         let ctx = format!("set {:?}: committing snapshot {name}", self.set.name());
         self.tree.finish().ctx(&ctx)?;
         fsx::sync_filesystem(&self.work).ctx(&ctx)?;
-        let (out, _hash, _len) = self
+        let (out, hash, _len) = self
             .manifest
             .finish()
             .map_err(|e| err(ErrorKind::Io, format!("{ctx}: {e}")))?;
+        self.stats.manifest_hash = Some(hash);
         let file = out
             .into_inner()
             .map_err(|e| crate::error::io(&ctx, e.into_error()))?;

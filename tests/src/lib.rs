@@ -116,7 +116,8 @@ impl Scratch {
         for a in args {
             cmd.arg(a.as_ref());
         }
-        cmd.current_dir(self.dir.path());
+        cmd.current_dir(self.dir.path())
+            .env("XDG_CACHE_HOME", self.dir.path().join("cache"));
         match now {
             Some(t) => cmd.env("OFFSNAP_NOW", t),
             None => cmd.env_remove("OFFSNAP_NOW"),
@@ -135,6 +136,11 @@ impl Scratch {
         let name = stdout(&out).trim().to_string();
         assert_eq!(name.len(), 18, "snapshot name {name:?}");
         name
+    }
+
+    /// The client's manifest cache.
+    pub fn cache(&self) -> PathBuf {
+        self.path("cache/offsnap/manifests")
     }
 
     /// Restores snapshot `snap` of set `t` into a fresh directory; returns it.

@@ -178,13 +178,39 @@ fn an_unchanged_tree_costs_a_few_bytes() {
     assert!(files > 1000);
     let second = backup_json(&s, &day(1, 0));
     assert_eq!(n(&second, "linked_unchanged"), files);
-    // One op for the whole tree, plus the session's requests.
+    // One op for the whole tree, plus the session's requests; and no
+    // manifest comes down: the client built the same one and kept it.
     assert!(n(&second, "wire_bytes_sent") < 1024, "{second}");
+    assert!(n(&second, "wire_bytes_received") < 1024, "{second}");
     let snap = second["snapshot"].as_str().unwrap();
     assert_same_tree(&s.src(), &s.restore(snap).join("src"));
     // A few changes and removals in between still cost little.
     offsnap_tests::random::mutate(&mut rng, &s.src(), 5);
     let third = backup_json(&s, &day(2, 0));
     let snap = third["snapshot"].as_str().unwrap();
+    assert_same_tree(&s.src(), &s.restore(snap).join("src"));
+}
+
+#[test]
+fn a_damaged_cached_manifest_is_fetched_again() {
+    let s = Scratch::new();
+    let mut rng = Rng::new(3);
+    offsnap_tests::random::make_tree(&mut rng, &s.src(), 300);
+    backup_json(&s, &day(0, 0));
+    let cached: Vec<_> = fs::read_dir(s.cache())
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert_eq!(cached.len(), 1, "the run's own manifest is cached");
+    let mut bytes = fs::read(&cached[0]).unwrap();
+    let mid = bytes.len() / 2;
+    bytes[mid] ^= 1;
+    fs::write(&cached[0], bytes).unwrap();
+    let second = backup_json(&s, &day(1, 0));
+    assert!(
+        n(&second, "wire_bytes_received") > 1024,
+        "fetched again: {second}"
+    );
+    let snap = second["snapshot"].as_str().unwrap();
     assert_same_tree(&s.src(), &s.restore(snap).join("src"));
 }
