@@ -135,7 +135,8 @@ pub fn backup(mut session: Session, opts: &BackupOptions) -> Result<BackupReport
             ),
         };
         match (sent, received) {
-            (Ok((s, wire_sent)), Ok(((snap, stats), wire_received))) => {
+            (Ok((mut s, wire_sent)), Ok(((snap, stats, warnings), wire_received))) => {
+                s.problems.extend(warnings);
                 Ok((s, snap, stats, wire_sent, wire_received, rx))
             }
             // The helper's own account of a failure beats our broken pipe.
@@ -207,14 +208,16 @@ pub fn backup(mut session: Session, opts: &BackupOptions) -> Result<BackupReport
 fn receive(
     rx: &mut Receiver,
     sigs: mpsc::Sender<Option<Vec<u8>>>,
-) -> Result<(SnapshotName, CommitStats)> {
+) -> Result<(SnapshotName, CommitStats, Vec<String>)> {
+    let mut warnings = Vec::new();
     loop {
         match rx.recv()? {
             Response::Signature(s) => {
                 // The sending side gone means the run is failing anyway.
                 let _ = sigs.send(s);
             }
-            Response::Committed { snapshot, stats } => return Ok((snapshot, stats)),
+            Response::Warning(w) => warnings.push(w),
+            Response::Committed { snapshot, stats } => return Ok((snapshot, stats, warnings)),
             other => return Err(Error::Unexpected(format!("{other:?}"))),
         }
     }

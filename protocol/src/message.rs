@@ -281,6 +281,8 @@ pub enum Response {
     Verified(VerifySummary),
     /// What a prune kept and removed, oldest first.
     Pruned(Vec<crate::PruneDecision>),
+    /// During a backup: something was left out, the run goes on.
+    Warning(String),
     /// The request failed. During a backup, the run is over.
     Error(RemoteError),
 }

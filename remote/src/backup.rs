@@ -52,6 +52,8 @@ pub struct BackupRun {
     /// `true`) already in this run.
     by_hash: HashMap<Hash, (RelPath, bool)>,
     zstd: zstd::bulk::Decompressor<'static>,
+    /// Files left out, to tell the client.
+    warnings: Vec<String>,
     manifest: ManifestWriter<BufWriter<File>>,
     last: Option<RelPath>,
     file: Option<OpenFile>,
@@ -126,6 +128,7 @@ impl BackupRun {
             this_run,
             by_hash,
             zstd,
+            warnings: Vec::new(),
             manifest,
             last: None,
             file: None,
@@ -264,9 +267,20 @@ impl BackupRun {
                     (false, Some(base)) => base,
                     (false, None) => return Err(protocol("no base snapshot")),
                 };
-                self.tree
+                match self
+                    .tree
                     .link_from(source, &from, &entry.path, size, &entry.meta)
-                    .ctx(format!("snapshot {}", self.name))?;
+                {
+                    Err(e) if stored_file_problem(&e) => {
+                        self.by_hash.remove(&hash);
+                        self.warnings.push(format!(
+                            "{}: its content's stored copy {from} is damaged or unreadable ({e}); left out of this snapshot, the next run sends it again (run offsnap verify)",
+                            entry.path
+                        ));
+                        return Ok(());
+                    }
+                    other => other.ctx(format!("snapshot {}", self.name))?,
+                };
                 self.stats.linked_by_hash += 1;
                 self.record(&entry)
             }
@@ -353,6 +367,12 @@ impl BackupRun {
     }
 
     /// The next entry of the base manifest.
+    /// Warnings for the client since the last call (files left out).
+    pub fn take_warnings(&mut self) -> Vec<String> {
+        std::mem::take(&mut self.warnings)
+    }
+
+    /// The next entry of the base manifest.
     fn next_base(&mut self) -> Result<Entry, RemoteError> {
         let Some(reader) = &mut self.base_entries else {
             return Err(protocol("no base snapshot"));
@@ -378,10 +398,19 @@ impl BackupRun {
                 let Some(base) = &mut self.base else {
                     return Err(protocol("no base snapshot"));
                 };
-                let how = self
-                    .tree
-                    .link_from(base, &entry.path, &entry.path, *size, &entry.meta)
-                    .ctx(&ctx)?;
+                let linked =
+                    self.tree
+                        .link_from(base, &entry.path, &entry.path, *size, &entry.meta);
+                let how = match linked {
+                    Err(e) if stored_file_problem(&e) => {
+                        self.warnings.push(format!(
+                            "{}: the stored copy in the previous snapshot is damaged or unreadable ({e}); left out of this snapshot, the next run sends it again (run offsnap verify)",
+                            entry.path
+                        ));
+                        return Ok(());
+                    }
+                    other => other.ctx(&ctx)?,
+                };
                 match how {
                     Linked::HardLink => self.stats.linked += 1,
                     Linked::Copied => {
@@ -570,4 +599,16 @@ fn apply_piece(open: &mut OpenFile, piece: &[u8]) -> Result<(), RemoteError> {
         }
     }
     Ok(())
+}
+
+/// Whether a failure to link a stored file means that file is gone,
+/// altered or unreadable (the run goes on without it), rather than a
+/// failure of the snapshot being written (the run stops).
+fn stored_file_problem(e: &std::io::Error) -> bool {
+    matches!(
+        e.kind(),
+        std::io::ErrorKind::NotFound
+            | std::io::ErrorKind::InvalidData
+            | std::io::ErrorKind::PermissionDenied
+    )
 }

@@ -245,10 +245,16 @@ impl<W: Write> Session<'_, W> {
                 self.send(&Response::Signature(sig))?;
                 self.flush()
             }
-            Request::Op(op) => match &mut self.backup {
-                Some(run) => run.apply(op),
-                None => Err(protocol("backup op outside a backup")),
-            },
+            Request::Op(op) => {
+                let Some(run) = &mut self.backup else {
+                    return Err(protocol("backup op outside a backup"));
+                };
+                run.apply(op)?;
+                for w in run.take_warnings() {
+                    self.send(&Response::Warning(w))?;
+                }
+                Ok(())
+            }
             Request::Stats { set } => {
                 let root = Root::open(&self.cfg.root, false)?;
                 let stats = crate::stats::stats(&root.open_set(&set)?)?;

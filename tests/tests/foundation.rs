@@ -675,3 +675,34 @@ fn thousands_of_files_back_up_and_restore_exactly() {
         stderr(&out)
     );
 }
+
+#[test]
+fn a_damaged_stored_file_is_reported_and_heals_in_the_next_run() {
+    let s = Scratch::new();
+    let mut rng = Rng::new(31);
+    make_tree(&mut rng, &s.src(), 40);
+    write_file(
+        &s.src().join("precious"),
+        b"keep me safe",
+        0o644,
+        (1_700_000_000, 0),
+    );
+    let first = s.backup(&day(0, 0));
+    // Someone deletes a file from the stored snapshot by hand.
+    fs::remove_file(s.set_dir().join(&first).join("src/precious")).unwrap();
+    let out = s.offsnap(
+        Some(&day(1, 0)),
+        &[&"backup", &"--set", &"t", &s.src(), &s.dest()],
+    );
+    assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("src/precious: the stored copy"),
+        "{}",
+        stderr(&out)
+    );
+    let second = stdout(&out).trim().to_string();
+    assert!(!s.set_dir().join(&second).join("src/precious").exists());
+    // The next run sends it again: complete and exact.
+    let third = s.backup(&day(2, 0));
+    assert_same_tree(&s.src(), &s.restore(&third).join("src"));
+}
