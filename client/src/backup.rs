@@ -579,6 +579,27 @@ impl Outbox<'_> {
         let size = before.len();
         let meta = scan::meta_of(&before);
         let still = |f: &File| matches!(f.metadata(), Ok(md) if md.len() == size && scan::meta_of(&md) == meta);
+        // A big changed file with a signature waiting: a delta, hashed as
+        // it is read (one pass; a large file that matches stored content
+        // elsewhere is rare enough not to pay a second read for it).
+        if let (Some(sig), Some(old)) = (sig, old)
+            && delta_candidate(old, size)
+        {
+            self.compress = true;
+            self.tx.send(&Request::Op(Op::Delta {
+                path: item.path.clone(),
+                meta,
+                size,
+            }))?;
+            let sent = self.delta(&mut file, size, sig, old.size())?;
+            let hash = *sent.as_ref().unwrap_or(&Hash([0; 32]));
+            let entry = Entry {
+                path: item.path.clone(),
+                kind: EntryKind::File { size, hash },
+                meta,
+            };
+            return self.finish(&entry, &file, sent, hash, size, &still, true);
+        }
         // First: the content's hash (and, for small files, the content).
         let mut hasher = blake3::Hasher::new();
         let mut whole = Vec::new();
@@ -608,19 +629,8 @@ impl Outbox<'_> {
             self.tx.send(&Request::Op(Op::LinkFrom(entry)))?;
             return Ok(Read1::Done);
         }
-        // Then the content itself: as a delta against the old version, or whole.
+        // Then the content itself.
         self.compress = true;
-        if let (Some(sig), Some(old)) = (sig, old)
-            && delta_candidate(old, size)
-        {
-            self.tx.send(&Request::Op(Op::Delta {
-                path: item.path.clone(),
-                meta,
-                size,
-            }))?;
-            let sent = self.delta(&mut file, size, sig, old.size())?;
-            return self.finish(&entry, &file, sent, hash, size, &still, true);
-        }
         self.tx.send(&Request::Op(Op::File {
             path: item.path.clone(),
             meta,
