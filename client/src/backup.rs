@@ -32,6 +32,8 @@ pub struct BackupOptions {
     pub set: SetName,
     /// The sources, each stored under its final name.
     pub sources: Vec<PathBuf>,
+    /// What to leave out.
+    pub scan: scan::ScanOptions,
     /// Prune by this policy after a successful run (skipped when the
     /// helper is append-only or read-only).
     pub prune: Option<offsnap_protocol::Policy>,
@@ -117,7 +119,7 @@ pub fn backup(mut session: Session, opts: &BackupOptions) -> Result<BackupReport
             (r.map(|r| (r, rx.bytes())), rx)
         });
         let sent = match tx.as_mut() {
-            Some(t) => send_all(t, &sources, base_manifest, sig_rx).and_then(|s| {
+            Some(t) => send_all(t, &sources, &opts.scan, base_manifest, sig_rx).and_then(|s| {
                 t.send(&Request::Commit)?;
                 t.flush()?;
                 Ok((s, t.bytes()))
@@ -338,11 +340,12 @@ fn delta_candidate(old: &Entry, size: u64) -> bool {
 fn request_signatures(
     tx: &mut Sender,
     sources: &[Source],
+    opts: &scan::ScanOptions,
     base: &File,
 ) -> Result<VecDeque<RelPath>> {
     let mut old = Base::new(Some(manifests::entries(base)?))?;
     let mut pending = VecDeque::new();
-    for item in scan::scan(sources).flatten() {
+    for item in scan::scan(sources, opts)?.flatten() {
         let ScanKind::File(size) = item.kind else {
             continue;
         };
@@ -363,12 +366,13 @@ fn request_signatures(
 fn send_all(
     tx: &mut Sender,
     sources: &[Source],
+    opts: &scan::ScanOptions,
     base: Option<File>,
     sigs: mpsc::Receiver<Option<Vec<u8>>>,
 ) -> Result<SendTally> {
     let stored = stored_hashes(base.as_ref())?;
     let pending = match &base {
-        Some(f) => request_signatures(tx, sources, f)?,
+        Some(f) => request_signatures(tx, sources, opts, f)?,
         None => VecDeque::new(),
     };
     let reader = match &base {
@@ -391,7 +395,7 @@ fn send_all(
         buf: vec![0u8; DATA_CHUNK],
         tally: SendTally::default(),
     };
-    for res in scan::scan(sources) {
+    for res in scan::scan(sources, opts)? {
         let item = match res {
             Ok(item) => item,
             Err(p) => {

@@ -67,6 +67,19 @@ enum Command {
         /// Do not prune old snapshots after the backup
         #[arg(long)]
         no_prune: bool,
+        /// Leave out what matches this gitignore-style pattern (anchored at
+        /// each SOURCE with a leading /; repeatable)
+        #[arg(long, value_name = "PATTERN")]
+        exclude: Vec<String>,
+        /// Read exclude patterns from FILE, one per line (repeatable)
+        #[arg(long, value_name = "FILE")]
+        exclude_from: Vec<PathBuf>,
+        /// Do not cross into other filesystems (mounts under a SOURCE)
+        #[arg(short = 'x', long)]
+        one_file_system: bool,
+        /// Back up cache directories too (those holding a CACHEDIR.TAG)
+        #[arg(long)]
+        no_cachedir_tag: bool,
         /// Print a summary of what was sent and linked, like rsync's --stats
         #[arg(long)]
         stats: bool,
@@ -244,6 +257,10 @@ fn run(cli: Cli) -> Result<ExitCode> {
             mut paths,
             policy,
             no_prune,
+            exclude,
+            exclude_from,
+            one_file_system,
+            no_cachedir_tag,
             stats,
             json,
         } => {
@@ -254,10 +271,18 @@ fn run(cli: Cli) -> Result<ExitCode> {
             let opts = BackupOptions {
                 set: set_name(&common.set)?,
                 sources: paths,
+                scan: offsnap::scan::ScanOptions {
+                    excludes: exclude,
+                    exclude_from,
+                    one_file_system,
+                    keep_cachedir: no_cachedir_tag,
+                },
                 prune: (!no_prune).then(|| policy.policy()),
             };
-            // Check the sources before starting anything remote.
-            offsnap::scan::resolve_sources(&opts.sources)?;
+            // Check the sources and patterns before starting anything remote.
+            for src in offsnap::scan::resolve_sources(&opts.sources)? {
+                offsnap::scan::excludes_for(&src.path, &opts.scan)?;
+            }
             let session = connect(&dest, &connect_opts(&common)?)?;
             let report = backup(session, &opts)?;
             for p in &report.problems {

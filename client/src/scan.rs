@@ -118,24 +118,93 @@ pub fn meta_of(md: &Metadata) -> Meta {
     }
 }
 
-/// Walks all sources in order, yielding entries and problems.
-pub fn scan(sources: &[Source]) -> impl Iterator<Item = Result<ScanItem, ScanProblem>> + '_ {
-    sources.iter().flat_map(|src| {
-        walkdir::WalkDir::new(&src.path)
-            .follow_links(false)
-            .follow_root_links(true)
-            .sort_by(|a, b| a.file_name().as_bytes().cmp(b.file_name().as_bytes()))
-            .into_iter()
-            .map(move |res| item(src, res))
-    })
+/// What to leave out, and where to stop.
+#[derive(Debug, Clone, Default)]
+pub struct ScanOptions {
+    /// gitignore-style patterns, anchored at each source's root.
+    pub excludes: Vec<String>,
+    /// Files of such patterns, one per line.
+    pub exclude_from: Vec<PathBuf>,
+    /// Do not cross into other filesystems.
+    pub one_file_system: bool,
+    /// Back up directories holding a valid `CACHEDIR.TAG` too.
+    pub keep_cachedir: bool,
 }
 
-fn item(src: &Source, res: walkdir::Result<walkdir::DirEntry>) -> Result<ScanItem, ScanProblem> {
+/// The file that marks a cache directory, and how it must start
+/// (<https://bford.info/cachedir/>).
+const CACHEDIR_TAG: &str = "CACHEDIR.TAG";
+const CACHEDIR_SIGNATURE: &[u8] = b"Signature: 8a477f597d28d172789f06886806bc55";
+
+fn is_tagged_cache(dir: &Path) -> bool {
+    use std::io::Read;
+    let mut head = [0u8; 43];
+    std::fs::File::open(dir.join(CACHEDIR_TAG))
+        .and_then(|mut f| f.read_exact(&mut head))
+        .is_ok()
+        && head == CACHEDIR_SIGNATURE
+}
+
+/// Builds the command-line exclude matcher for one source; bad patterns
+/// and unreadable pattern files are errors.
+pub fn excludes_for(root: &Path, opts: &ScanOptions) -> Result<ignore::gitignore::Gitignore> {
+    let mut b = ignore::gitignore::GitignoreBuilder::new(root);
+    for p in &opts.excludes {
+        b.add_line(None, p)
+            .map_err(|e| Error::Usage(format!("--exclude {p:?}: {e}")))?;
+    }
+    for f in &opts.exclude_from {
+        std::fs::metadata(f).map_err(|e| {
+            Error::Usage(format!("--exclude-from {}: {}", f.display(), describe(&e)))
+        })?;
+        if let Some(e) = b.add(f) {
+            return Err(Error::Usage(format!("--exclude-from {}: {e}", f.display())));
+        }
+    }
+    b.build()
+        .map_err(|e| Error::Usage(format!("exclude patterns: {e}")))
+}
+
+/// Walks all sources in order, yielding entries and problems. Leaves out
+/// what `--exclude`/`--exclude-from` and per-directory `.offsnapignore`
+/// files (gitignore syntax) exclude, and cache directories. Hidden files
+/// and `.gitignore`d files are backed up like any other.
+pub fn scan<'a>(
+    sources: &'a [Source],
+    opts: &'a ScanOptions,
+) -> Result<impl Iterator<Item = Result<ScanItem, ScanProblem>> + 'a> {
+    let mut walks = Vec::with_capacity(sources.len());
+    for src in sources {
+        let cli = excludes_for(&src.path, opts)?;
+        let keep_cachedir = opts.keep_cachedir;
+        let walk = ignore::WalkBuilder::new(&src.path)
+            .standard_filters(false)
+            .follow_links(false)
+            .same_file_system(opts.one_file_system)
+            .add_custom_ignore_filename(".offsnapignore")
+            .sort_by_file_name(|a, b| a.as_bytes().cmp(b.as_bytes()))
+            .filter_entry(move |e| {
+                if e.depth() == 0 {
+                    return true;
+                }
+                let is_dir = e.file_type().is_some_and(|t| t.is_dir());
+                if cli.matched(e.path(), is_dir).is_ignore() {
+                    return false;
+                }
+                !(is_dir && !keep_cachedir && is_tagged_cache(e.path()))
+            })
+            .build();
+        walks.push(walk.map(move |res| item(src, res)));
+    }
+    Ok(walks.into_iter().flatten())
+}
+
+fn item(
+    src: &Source,
+    res: Result<ignore::DirEntry, ignore::Error>,
+) -> Result<ScanItem, ScanProblem> {
     let ent = res.map_err(|e| ScanProblem {
-        local: e
-            .path()
-            .map(Path::to_path_buf)
-            .unwrap_or_else(|| src.path.clone()),
+        local: src.path.clone(),
         message: e.io_error().map(describe).unwrap_or_else(|| e.to_string()),
     })?;
     let local = ent.path().to_path_buf();
