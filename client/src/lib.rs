@@ -12,6 +12,7 @@
 //! - [`manifests`]: fetching manifests.
 
 pub mod backup;
+pub mod config;
 pub mod dest;
 pub mod error;
 pub mod inspect;

@@ -8,6 +8,7 @@ use std::process::ExitCode;
 use anyhow::{Context, Result, anyhow};
 use clap::{Args, Parser, Subcommand};
 use offsnap::backup::{BackupOptions, backup};
+use offsnap::config::Profile;
 use offsnap::dest::{ConnectOptions, Dest, connect};
 use offsnap::restore::{RestoreOptions, Which, restore};
 use offsnap::{Error, list};
@@ -29,6 +30,12 @@ struct Cli {
 
 #[derive(Args, Clone)]
 struct Common {
+    /// Use this profile of the config file [default: its `default`]
+    #[arg(long, value_name = "NAME")]
+    profile: Option<String>,
+    /// Read this config file [default: ~/.config/offsnap/config.toml]
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
     /// Backup set: one per machine or profile [default: this machine's hostname]
     #[arg(long, value_name = "NAME")]
     set: Option<String>,
@@ -59,8 +66,9 @@ enum Command {
     Backup {
         #[command(flatten)]
         common: Common,
-        /// Directories or files to back up, then the destination (a directory).
-        #[arg(required = true, num_args = 2.., value_name = "SOURCE... DEST")]
+        /// Directories or files to back up, then the destination (a
+        /// directory, or [user@]host:PATH) [default: the profile's]
+        #[arg(value_name = "SOURCE... DEST")]
         paths: Vec<PathBuf>,
         #[command(flatten)]
         policy: PolicyArgs,
@@ -100,8 +108,22 @@ enum Command {
         /// Only show what would be removed, and why each other snapshot stays
         #[arg(long, short = 'n')]
         dry_run: bool,
-        /// Where the backups are.
+        /// Where the backups are [default: the profile's destination]
+        dest: Option<String>,
+    },
+    /// Write a commented starter config file with one profile.
+    ///
+    /// Afterwards `offsnap backup` alone backs the profile's sources up.
+    Init {
+        #[command(flatten)]
+        common: Common,
+        /// Replace an existing config file
+        #[arg(long)]
+        force: bool,
+        /// Where backups will go (a directory, or [user@]host:PATH).
         dest: String,
+        /// What to back up [default: ~/Documents]
+        sources: Vec<String>,
     },
     /// List the snapshots at DEST, oldest first, with their sizes and
     /// changes.
@@ -114,8 +136,8 @@ enum Command {
         /// Print one JSON array of objects instead
         #[arg(long)]
         json: bool,
-        /// Where the backups are.
-        dest: String,
+        /// Where the backups are [default: the profile's destination]
+        dest: Option<String>,
     },
     /// List a directory of a snapshot (its root by default).
     Ls {
@@ -161,8 +183,8 @@ enum Command {
         /// Check every snapshot (each stored file is read once)
         #[arg(long)]
         all: bool,
-        /// Where the backups are.
-        dest: String,
+        /// Where the backups are [default: the profile's destination]
+        dest: Option<String>,
     },
     /// Copy a snapshot, or paths inside it, out to a directory.
     #[command(after_help = EXIT_CODES)]
@@ -199,10 +221,38 @@ fn main() -> ExitCode {
     }
 }
 
-/// The set name: as given, or this machine's hostname made valid.
-fn set_name(given: &Option<String>) -> Result<SetName> {
+impl Common {
+    /// The profile in effect: the named one, or the config's default.
+    fn profile(&self) -> Result<Option<Profile>> {
+        let (config, path) = offsnap::config::load(self.config.as_deref())?;
+        Ok(config
+            .profile(self.profile.as_deref(), path.as_deref())?
+            .map(|(_, p)| p))
+    }
+
+    /// DEST as given, or the profile's destination.
+    fn dest(&self, given: Option<&str>) -> Result<Dest> {
+        let dest = match given {
+            Some(d) => d.to_string(),
+            None => self.profile()?.and_then(|p| p.destination).ok_or_else(|| {
+                Error::Usage(
+                    "no destination: name one, or set `destination` in a profile of the config file (see offsnap init)"
+                        .into(),
+                )
+            })?,
+        };
+        Ok(Dest::parse(&dest)?)
+    }
+}
+
+/// The set name: as given, the profile's, or this machine's hostname made valid.
+fn set_name(common: &Common) -> Result<SetName> {
+    let given = match &common.set {
+        Some(s) => Some(s.clone()),
+        None => common.profile()?.and_then(|p| p.set),
+    };
     if let Some(s) = given {
-        return SetName::new(s).map_err(|e| Error::Usage(e.to_string()).into());
+        return SetName::new(&s).map_err(|e| Error::Usage(e.to_string()).into());
     }
     let host =
         hostname::get().context("cannot read this machine's hostname; name the set with --set")?;
@@ -227,7 +277,8 @@ fn set_name(given: &Option<String>) -> Result<SetName> {
 }
 
 fn connect_opts(common: &Common) -> Result<ConnectOptions> {
-    let remote_cmd = match &common.remote_cmd {
+    let profile = common.profile()?.unwrap_or_default();
+    let remote_cmd = match common.remote_cmd.as_ref().or(profile.remote_cmd.as_ref()) {
         Some(cmd) => {
             let words = shell_words::split(cmd)
                 .map_err(|e| Error::Usage(format!("--remote-cmd {cmd:?}: {e}")))?;
@@ -240,14 +291,13 @@ fn connect_opts(common: &Common) -> Result<ConnectOptions> {
     };
     Ok(ConnectOptions {
         remote_cmd,
-        port: common.port,
-        identity: common.identity.clone(),
+        port: common.port.or(profile.port),
+        identity: common
+            .identity
+            .clone()
+            .or(profile.identity.as_deref().map(offsnap::config::expand)),
         accept_new_host_key: common.accept_new_host_key,
     })
-}
-
-fn dest_of(s: &str) -> Result<Dest> {
-    Ok(Dest::parse(s)?)
 }
 
 fn run(cli: Cli) -> Result<ExitCode> {
@@ -264,20 +314,65 @@ fn run(cli: Cli) -> Result<ExitCode> {
             stats,
             json,
         } => {
-            let dest = paths.pop().ok_or_else(|| anyhow!("no destination"))?;
-            let dest = dest_of(dest.to_str().ok_or_else(|| {
-                Error::Usage(format!("destination {} is not valid UTF-8", dest.display()))
-            })?)?;
+            let profile = common.profile()?.unwrap_or_default();
+            let (sources, dest) = match paths.len() {
+                0 if !profile.sources.is_empty() => (
+                    profile
+                        .sources
+                        .iter()
+                        .map(|s| offsnap::config::expand(s))
+                        .collect(),
+                    common.dest(None)?,
+                ),
+                0 => {
+                    return Err(Error::Usage(
+                        "nothing to back up: give SOURCE... DEST, or write a profile in the config file (offsnap init DEST)"
+                            .into(),
+                    )
+                    .into());
+                }
+                1 => {
+                    return Err(Error::Usage(
+                        "give the sources and then the destination: offsnap backup SOURCE... DEST"
+                            .into(),
+                    )
+                    .into());
+                }
+                _ => {
+                    let dest = paths.pop().ok_or_else(|| anyhow!("no destination"))?;
+                    let dest = dest.to_str().ok_or_else(|| {
+                        Error::Usage(format!("destination {} is not valid UTF-8", dest.display()))
+                    })?;
+                    (paths, common.dest(Some(dest))?)
+                }
+            };
+            let retention = if policy.given() {
+                policy.policy()
+            } else {
+                profile
+                    .retention
+                    .as_ref()
+                    .map(|r| r.policy())
+                    .unwrap_or_else(offsnap_protocol::Policy::thirty_days)
+            };
+            let mut excludes = profile.exclude.clone();
+            excludes.extend(exclude);
+            let mut from: Vec<PathBuf> = profile
+                .exclude_from
+                .iter()
+                .map(|f| offsnap::config::expand(f))
+                .collect();
+            from.extend(exclude_from);
             let opts = BackupOptions {
-                set: set_name(&common.set)?,
-                sources: paths,
+                set: set_name(&common)?,
+                sources,
                 scan: offsnap::scan::ScanOptions {
-                    excludes: exclude,
-                    exclude_from,
-                    one_file_system,
-                    keep_cachedir: no_cachedir_tag,
+                    excludes,
+                    exclude_from: from,
+                    one_file_system: one_file_system || profile.one_file_system,
+                    keep_cachedir: no_cachedir_tag || profile.cachedir_tag == Some(false),
                 },
-                prune: (!no_prune).then(|| policy.policy()),
+                prune: (!no_prune).then_some(retention),
             };
             // Check the sources and patterns before starting anything remote.
             for src in offsnap::scan::resolve_sources(&opts.sources)? {
@@ -383,23 +478,65 @@ fn run(cli: Cli) -> Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
+        Command::Init {
+            common,
+            force,
+            dest,
+            sources,
+        } => {
+            Dest::parse(&dest)?;
+            let path = match &common.config {
+                Some(p) => p.clone(),
+                None => offsnap::config::default_path()
+                    .ok_or_else(|| anyhow!("HOME is not set; name the file with --config"))?,
+            };
+            if path.exists() && !force {
+                return Err(Error::Usage(format!(
+                    "{} exists already (edit it, or pass --force to replace it)",
+                    path.display()
+                ))
+                .into());
+            }
+            let name = common.profile.as_deref().unwrap_or("default");
+            let text = offsnap::config::starter(name, &dest, &sources);
+            offsnap::config::parse(&text).map_err(|e| anyhow!("starter config: {e}"))?;
+            if let Some(dir) = path.parent() {
+                std::fs::create_dir_all(dir)
+                    .with_context(|| format!("creating {}", dir.display()))?;
+            }
+            std::fs::write(&path, text).with_context(|| format!("writing {}", path.display()))?;
+            println!("{}", path.display());
+            if std::io::stderr().is_terminal() {
+                eprintln!("wrote profile {name:?}; edit it, then run: offsnap backup");
+            }
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Prune {
             common,
             policy,
             dry_run,
             dest,
         } => {
-            let dest = dest_of(&dest)?;
-            let set = set_name(&common.set)?;
+            let dest = common.dest(dest.as_deref())?;
+            let set = set_name(&common)?;
+            let policy = if policy.given() {
+                policy.policy()
+            } else {
+                common
+                    .profile()?
+                    .and_then(|p| p.retention)
+                    .map(|r| r.policy())
+                    .unwrap_or_else(offsnap_protocol::Policy::thirty_days)
+            };
             let mut session = connect(&dest, &connect_opts(&common)?)?;
-            let decisions = list::prune(&mut session, &set, &policy.policy(), dry_run)?;
+            let decisions = list::prune(&mut session, &set, &policy, dry_run)?;
             session.close()?;
             print_decisions(&decisions, dry_run);
             Ok(ExitCode::SUCCESS)
         }
         Command::Snapshots { common, json, dest } => {
-            let dest = dest_of(&dest)?;
-            let set = set_name(&common.set)?;
+            let dest = common.dest(dest.as_deref())?;
+            let set = set_name(&common)?;
             let mut session = connect(&dest, &connect_opts(&common)?)?;
             let stats = list::stats(&mut session, &set)?;
             session.close()?;
@@ -449,8 +586,8 @@ fn run(cli: Cli) -> Result<ExitCode> {
             dest,
             path,
         } => {
-            let dest = dest_of(&dest)?;
-            let set = set_name(&common.set)?;
+            let dest = common.dest(Some(&dest))?;
+            let set = set_name(&common)?;
             let which: Which = snapshot
                 .parse()
                 .map_err(|e: offsnap_protocol::NameError| Error::Usage(e.to_string()))?;
@@ -465,8 +602,8 @@ fn run(cli: Cli) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Versions { common, dest, path } => {
-            let dest = dest_of(&dest)?;
-            let set = set_name(&common.set)?;
+            let dest = common.dest(Some(&dest))?;
+            let set = set_name(&common)?;
             let path = snapshot_path(&path)?;
             let mut session = connect(&dest, &connect_opts(&common)?)?;
             let snaps = list::snapshots(&mut session, &set)?;
@@ -502,8 +639,8 @@ fn run(cli: Cli) -> Result<ExitCode> {
             snap_a,
             snap_b,
         } => {
-            let dest = dest_of(&dest)?;
-            let set = set_name(&common.set)?;
+            let dest = common.dest(Some(&dest))?;
+            let set = set_name(&common)?;
             let parse = |s: &str| -> Result<Which> {
                 s.parse()
                     .map_err(|e: offsnap_protocol::NameError| Error::Usage(e.to_string()).into())
@@ -530,8 +667,8 @@ fn run(cli: Cli) -> Result<ExitCode> {
             all,
             dest,
         } => {
-            let dest = dest_of(&dest)?;
-            let set = set_name(&common.set)?;
+            let dest = common.dest(dest.as_deref())?;
+            let set = set_name(&common)?;
             let mut session = connect(&dest, &connect_opts(&common)?)?;
             let chosen = if all {
                 None
@@ -581,7 +718,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             dest,
             paths,
         } => {
-            let dest = dest_of(&dest)?;
+            let dest = common.dest(Some(&dest))?;
             let snapshot: Which = snapshot
                 .parse()
                 .map_err(|e: offsnap_protocol::NameError| Error::Usage(e.to_string()))?;
@@ -590,7 +727,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 .map(|p| snapshot_path(p))
                 .collect::<Result<Vec<_>>>()?;
             let opts = RestoreOptions {
-                set: set_name(&common.set)?,
+                set: set_name(&common)?,
                 snapshot,
                 to,
                 paths,

@@ -95,6 +95,21 @@ pub struct PolicyArgs {
 }
 
 impl PolicyArgs {
+    /// Whether any rule was given.
+    pub fn given(&self) -> bool {
+        self.keep_within.is_some()
+            || self.keep_last.is_some()
+            || self.keep_hourly.is_some()
+            || self.keep_daily.is_some()
+            || self.keep_weekly.is_some()
+            || self.keep_monthly.is_some()
+            || self.keep_yearly.is_some()
+            || self.keep_within_hourly.is_some()
+            || self.keep_within_daily.is_some()
+            || self.keep_within_weekly.is_some()
+            || self.keep_within_monthly.is_some()
+    }
+
     /// The policy: the given rules, or 30 days when none is given.
     pub fn policy(&self) -> Policy {
         let p = Policy {

@@ -117,7 +117,8 @@ impl Scratch {
             cmd.arg(a.as_ref());
         }
         cmd.current_dir(self.dir.path())
-            .env("XDG_CACHE_HOME", self.dir.path().join("cache"));
+            .env("XDG_CACHE_HOME", self.dir.path().join("cache"))
+            .env("XDG_CONFIG_HOME", self.dir.path().join("config"));
         match now {
             Some(t) => cmd.env("OFFSNAP_NOW", t),
             None => cmd.env_remove("OFFSNAP_NOW"),
