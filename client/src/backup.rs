@@ -290,25 +290,32 @@ impl Base {
     }
 }
 
-/// The contents already on the host: those of the base snapshot's files,
-/// and those sent earlier in this run.
-fn stored_hashes(base: Option<&File>) -> Result<HashSet<Hash>> {
-    let mut out = HashSet::new();
+/// The contents already on the host (those of the base snapshot's files),
+/// and the sizes of large ones.
+fn stored_hashes(base: Option<&File>) -> Result<(HashSet<Hash>, HashSet<u64>)> {
+    let mut hashes = HashSet::new();
+    let mut sizes = HashSet::new();
     if let Some(file) = base {
         for e in manifests::entries(file)? {
             let e = e.map_err(|e| Error::Corrupt(format!("base manifest: {e}")))?;
-            if let EntryKind::File { hash, .. } = e.kind {
-                out.insert(hash);
+            if let EntryKind::File { hash, size } = e.kind {
+                hashes.insert(hash);
+                if size > IN_MEMORY {
+                    sizes.insert(size);
+                }
             }
         }
     }
-    Ok(out)
+    Ok((hashes, sizes))
 }
 
 /// State of the sending side of a run.
 struct Outbox<'a> {
     tx: &'a mut Sender,
     stored: HashSet<Hash>,
+    /// Sizes of the large stored files: a large file can only match
+    /// stored content of its own size, so others skip the hashing pass.
+    stored_sizes: HashSet<u64>,
     zstd: zstd::bulk::Compressor<'static>,
     /// Whether compressing the current file still pays off.
     compress: bool,
@@ -370,7 +377,7 @@ fn send_all(
     base: Option<File>,
     sigs: mpsc::Receiver<Option<Vec<u8>>>,
 ) -> Result<SendTally> {
-    let stored = stored_hashes(base.as_ref())?;
+    let (stored, stored_sizes) = stored_hashes(base.as_ref())?;
     let pending = match &base {
         Some(f) => request_signatures(tx, sources, opts, f)?,
         None => VecDeque::new(),
@@ -383,6 +390,7 @@ fn send_all(
     let mut out = Outbox {
         tx,
         stored,
+        stored_sizes,
         zstd: zstd::bulk::Compressor::new(1)
             .map_err(|e| Error::Unexpected(format!("zstd: {e}")))?,
         compress: true,
@@ -604,6 +612,28 @@ impl Outbox<'_> {
             };
             return self.finish(&entry, &file, sent, hash, size, &still, true);
         }
+        // A large file no stored file matches in size is sent right away,
+        // hashed as it is read: one pass instead of two.
+        if size > IN_MEMORY && !self.stored_sizes.contains(&size) {
+            self.compress = true;
+            self.tx.send(&Request::Op(Op::File {
+                path: item.path.clone(),
+                meta,
+                size,
+            }))?;
+            let sent = self.stream(&mut file, size)?;
+            let hash = *sent.as_ref().unwrap_or(&Hash([0; 32]));
+            let entry = Entry {
+                path: item.path.clone(),
+                kind: EntryKind::File { size, hash },
+                meta,
+            };
+            let done = self.finish(&entry, &file, sent, hash, size, &still, false);
+            if matches!(done, Ok(Read1::Done)) {
+                self.stored_sizes.insert(size);
+            }
+            return done;
+        }
         // First: the content's hash (and, for small files, the content).
         let mut hasher = blake3::Hasher::new();
         let mut whole = Vec::new();
@@ -679,6 +709,9 @@ impl Outbox<'_> {
         self.tx.send(&Request::Op(Op::End { hash }))?;
         self.record(entry);
         self.stored.insert(hash);
+        if size > IN_MEMORY {
+            self.stored_sizes.insert(size);
+        }
         if delta {
             self.tally.delta_files += 1;
         } else {

@@ -45,7 +45,11 @@ pub struct FileSink {
     file: File,
     hasher: blake3::Hasher,
     written: u64,
+    flushed: u64,
 }
+
+/// How much a file grows between hints to start writing it out.
+const WRITEBACK_STEP: u64 = 8 << 20;
 
 impl FileSink {
     /// Appends data.
@@ -53,6 +57,18 @@ impl FileSink {
         self.file.write_all(data)?;
         self.hasher.update(data);
         self.written += data.len() as u64;
+        // Start writing big files out as they come (the kernel begins
+        // writeback of what it is told is not needed again), so the flush
+        // before the snapshot is committed has little left to do.
+        if self.written - self.flushed >= WRITEBACK_STEP {
+            let _ = rustix::fs::fadvise(
+                &self.file,
+                self.flushed,
+                std::num::NonZeroU64::new(self.written - self.flushed),
+                rustix::fs::Advice::DontNeed,
+            );
+            self.flushed = self.written;
+        }
         Ok(())
     }
 
@@ -147,6 +163,7 @@ impl TreeWriter {
             file,
             hasher: blake3::Hasher::new(),
             written: 0,
+            flushed: 0,
         })
     }
 
