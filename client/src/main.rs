@@ -125,6 +125,20 @@ enum Command {
         /// What to back up [default: ~/Documents]
         sources: Vec<String>,
     },
+    /// Say when the last good backup was (from this machine's run log);
+    /// exits 1 if it is older than --max-age, for monitoring.
+    Status {
+        #[command(flatten)]
+        common: Common,
+        /// Exit 1 if the last successful backup is older than this (e.g. 2d, 12h)
+        #[arg(long, value_name = "DURATION", value_parser = offsnap_remote::retention::parse_duration)]
+        max_age: Option<i64>,
+    },
+    /// Run backups by themselves: a systemd user timer, or a crontab line.
+    Schedule {
+        #[command(subcommand)]
+        action: ScheduleAction,
+    },
     /// List the snapshots at DEST, oldest first, with their sizes and
     /// changes.
     ///
@@ -207,6 +221,31 @@ enum Command {
     },
 }
 
+#[derive(Subcommand)]
+enum ScheduleAction {
+    /// Install a timer that backs the profile up every so often.
+    Install {
+        #[command(flatten)]
+        common: Common,
+        /// How often: 15m, 30m, 1h, 6h, 1d, 1w
+        #[arg(long, value_name = "INTERVAL", default_value = "1h")]
+        every: String,
+        /// Print the unit files (or crontab line) instead of installing
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// Show the installed timer.
+    Status {
+        #[command(flatten)]
+        common: Common,
+    },
+    /// Remove the timer.
+    Remove {
+        #[command(flatten)]
+        common: Common,
+    },
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match run(cli) {
@@ -224,10 +263,13 @@ fn main() -> ExitCode {
 impl Common {
     /// The profile in effect: the named one, or the config's default.
     fn profile(&self) -> Result<Option<Profile>> {
+        Ok(self.named_profile()?.map(|(_, p)| p))
+    }
+
+    /// The profile in effect, with its name.
+    fn named_profile(&self) -> Result<Option<(String, Profile)>> {
         let (config, path) = offsnap::config::load(self.config.as_deref())?;
-        Ok(config
-            .profile(self.profile.as_deref(), path.as_deref())?
-            .map(|(_, p)| p))
+        Ok(config.profile(self.profile.as_deref(), path.as_deref())?)
     }
 
     /// DEST as given, or the profile's destination.
@@ -315,6 +357,11 @@ fn run(cli: Cli) -> Result<ExitCode> {
             json,
         } => {
             let profile = common.profile()?.unwrap_or_default();
+            let paths_from_profile = paths.is_empty();
+            let dest_text = match paths.last() {
+                Some(d) if paths.len() > 1 => d.display().to_string(),
+                _ => profile.destination.clone().unwrap_or_default(),
+            };
             let (sources, dest) = match paths.len() {
                 0 if !profile.sources.is_empty() => (
                     profile
@@ -378,8 +425,30 @@ fn run(cli: Cli) -> Result<ExitCode> {
             for src in offsnap::scan::resolve_sources(&opts.sources)? {
                 offsnap::scan::excludes_for(&src.path, &opts.scan)?;
             }
-            let session = connect(&dest, &connect_opts(&common)?)?;
-            let report = backup(session, &opts)?;
+            let started = std::time::Instant::now();
+            let outcome = connect_opts(&common)
+                .map_err(|e| Error::Usage(e.to_string()))
+                .and_then(|o| connect(&dest, &o))
+                .and_then(|session| backup(session, &opts));
+            let profile_name = common.named_profile().ok().flatten().map(|(n, _)| n);
+            let _ = offsnap::runlog::append(&offsnap::runlog::Run {
+                time: jiff::Timestamp::now().to_string(),
+                profile: if common.profile.is_some() || paths_from_profile {
+                    profile_name
+                } else {
+                    None
+                },
+                dest: dest_text.clone(),
+                set: opts.set.to_string(),
+                ok: outcome.is_ok(),
+                partial: outcome.as_ref().is_ok_and(|r| r.is_partial()),
+                snapshot: outcome.as_ref().ok().map(|r| r.snapshot.to_string()),
+                files: outcome.as_ref().map(|r| r.files).unwrap_or(0),
+                bytes: outcome.as_ref().map(|r| r.content_bytes).unwrap_or(0),
+                seconds: started.elapsed().as_secs_f64(),
+                error: outcome.as_ref().err().map(|e| e.to_string()),
+            });
+            let report = outcome?;
             for p in &report.problems {
                 eprintln!("offsnap: {p}");
             }
@@ -478,6 +547,69 @@ fn run(cli: Cli) -> Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
+        Command::Status { common, max_age } => {
+            let name = common.named_profile()?.map(|(n, _)| n);
+            let runs = offsnap::runlog::read();
+            let mine: Vec<&offsnap::runlog::Run> = runs
+                .iter()
+                .filter(|r| name.is_none() || r.profile == name)
+                .collect();
+            let now = jiff::Timestamp::now();
+            let age = |r: &offsnap::runlog::Run| {
+                r.time
+                    .parse::<jiff::Timestamp>()
+                    .map(|t| now.as_second() - t.as_second())
+                    .unwrap_or(i64::MAX)
+            };
+            let what = name
+                .as_deref()
+                .map(|n| format!("profile {n}"))
+                .unwrap_or_else(|| "any profile".into());
+            let last_ok = mine.iter().rev().find(|r| r.ok);
+            let last_fail = mine.iter().rev().find(|r| !r.ok);
+            match last_ok {
+                Some(r) => println!(
+                    "last backup: {} ({} ago), snapshot {} of set {} at {}: {} files, {} sent, {:.1}s{}",
+                    r.time,
+                    ago(age(r)),
+                    r.snapshot.as_deref().unwrap_or("?"),
+                    r.set,
+                    r.dest,
+                    r.files,
+                    human_bytes(r.bytes),
+                    r.seconds,
+                    if r.partial { " (partial)" } else { "" }
+                ),
+                None => println!("no successful backup recorded for {what}"),
+            }
+            if let Some(f) = last_fail
+                && last_ok.is_none_or(|ok| f.time > ok.time)
+            {
+                println!(
+                    "last failure: {} ({} ago): {}",
+                    f.time,
+                    ago(age(f)),
+                    f.error.as_deref().unwrap_or("?")
+                );
+            }
+            let stale = match (last_ok, max_age) {
+                (None, _) => true,
+                (Some(r), Some(max)) => age(r) > max,
+                (Some(_), None) => false,
+            };
+            if stale {
+                eprintln!(
+                    "offsnap: {} has no successful backup{}",
+                    what,
+                    max_age
+                        .map(|m| format!(" in the last {}", ago(m)))
+                        .unwrap_or_default()
+                );
+                return Ok(ExitCode::FAILURE);
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Schedule { action } => schedule(action),
         Command::Init {
             common,
             force,
@@ -788,6 +920,145 @@ fn mtime_text(meta: &offsnap_protocol::Meta) -> String {
     jiff::Timestamp::from_second(meta.mtime_sec)
         .map(|t| t.strftime("%Y-%m-%d %H:%M:%S").to_string())
         .unwrap_or_else(|_| meta.mtime_sec.to_string())
+}
+
+/// A duration in seconds, roughly, for people.
+fn ago(secs: i64) -> String {
+    match secs {
+        s if s < 0 || s == i64::MAX => "unknown time".into(),
+        s if s < 120 => format!("{s}s"),
+        s if s < 7200 => format!("{}m", s / 60),
+        s if s < 2 * 86_400 => format!("{}h", s / 3600),
+        s => format!("{}d", s / 86_400),
+    }
+}
+
+/// `offsnap schedule …`.
+fn schedule(action: ScheduleAction) -> Result<ExitCode> {
+    use offsnap::schedule as sch;
+    let named = |common: &Common| -> Result<String> {
+        common.named_profile()?.map(|(n, _)| n).ok_or_else(|| {
+            Error::Usage(
+                "schedule needs a profile with sources and a destination: write one with offsnap init"
+                    .into(),
+            )
+            .into()
+        })
+    };
+    match action {
+        ScheduleAction::Install {
+            common,
+            every,
+            dry_run,
+        } => {
+            let name = named(&common)?;
+            let every = sch::parse_every(&every)?;
+            let exe = std::env::current_exe()
+                .and_then(std::fs::canonicalize)
+                .context("finding the offsnap executable")?;
+            let config = match &common.config {
+                Some(c) => Some(std::path::absolute(c)?),
+                None => None,
+            };
+            let state = offsnap::runlog::path().ok_or_else(|| anyhow!("HOME is not set"))?;
+            let (service, timer) = sch::unit_names(&name);
+            let service_text = sch::service_text(&exe, &name, config.as_deref());
+            let timer_text = sch::timer_text(&name, every);
+            let dir = sch::units_dir().ok_or_else(|| anyhow!("HOME is not set"))?;
+            if dry_run {
+                println!(
+                    "# {}\n{service_text}\n# {}\n{timer_text}",
+                    dir.join(&service).display(),
+                    dir.join(&timer).display()
+                );
+                println!("# without systemd, this crontab line does the same:");
+                println!(
+                    "{}",
+                    sch::crontab_line(
+                        &exe,
+                        &name,
+                        config.as_deref(),
+                        every,
+                        &state.join(format!("{name}.log"))
+                    )
+                );
+                return Ok(ExitCode::SUCCESS);
+            }
+            std::fs::create_dir_all(&state)
+                .with_context(|| format!("creating {}", state.display()))?;
+            if !sch::systemd_user() {
+                println!(
+                    "{}",
+                    sch::crontab_line(
+                        &exe,
+                        &name,
+                        config.as_deref(),
+                        every,
+                        &state.join(format!("{name}.log"))
+                    )
+                );
+                eprintln!(
+                    "offsnap: no systemd user manager here; add the line above with `crontab -e`"
+                );
+                return Ok(ExitCode::SUCCESS);
+            }
+            std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+            std::fs::write(dir.join(&service), service_text)?;
+            std::fs::write(dir.join(&timer), timer_text)?;
+            sch::systemctl(&["daemon-reload"])?;
+            sch::systemctl(&["enable", "--now", &timer])?;
+            println!(
+                "installed {} and {}",
+                dir.join(&service).display(),
+                dir.join(&timer).display()
+            );
+            eprintln!(
+                "runs {}; see them with: systemctl --user list-timers; offsnap status",
+                every.on_calendar()
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        ScheduleAction::Status { common } => {
+            let name = named(&common)?;
+            let (_, timer) = sch::unit_names(&name);
+            let dir = sch::units_dir().ok_or_else(|| anyhow!("HOME is not set"))?;
+            if !dir.join(&timer).exists() {
+                println!("no timer installed for profile {name}");
+                return Ok(ExitCode::FAILURE);
+            }
+            println!("{}", dir.join(&timer).display());
+            if sch::systemd_user() {
+                let _ = std::process::Command::new("systemctl")
+                    .args(["--user", "list-timers", &timer])
+                    .status();
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        ScheduleAction::Remove { common } => {
+            let name = named(&common)?;
+            let (service, timer) = sch::unit_names(&name);
+            let dir = sch::units_dir().ok_or_else(|| anyhow!("HOME is not set"))?;
+            if sch::systemd_user() {
+                let _ = sch::systemctl(&["disable", "--now", &timer]);
+            }
+            let mut removed = false;
+            for f in [&service, &timer] {
+                removed |= std::fs::remove_file(dir.join(f)).is_ok();
+            }
+            if sch::systemd_user() {
+                let _ = sch::systemctl(&["daemon-reload"]);
+            }
+            println!(
+                "{}",
+                if removed {
+                    "removed the timer"
+                } else {
+                    "no timer was installed (remove a crontab line with crontab -e)"
+                }
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+    }
 }
 
 /// One line per snapshot: kept (and by which rules) or removed.

@@ -61,6 +61,10 @@ pub fn append(run: &Run) -> std::io::Result<()> {
 pub fn read() -> Vec<Run> {
     let Some(dir) = path() else { return Vec::new() };
     std::fs::read_to_string(dir.join("runs.jsonl"))
-        .map(|t| t.lines().filter_map(|l| serde_json::from_str(l).ok()).collect())
+        .map(|t| {
+            t.lines()
+                .filter_map(|l| serde_json::from_str(l).ok())
+                .collect()
+        })
         .unwrap_or_default()
 }

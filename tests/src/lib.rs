@@ -118,7 +118,11 @@ impl Scratch {
         }
         cmd.current_dir(self.dir.path())
             .env("XDG_CACHE_HOME", self.dir.path().join("cache"))
-            .env("XDG_CONFIG_HOME", self.dir.path().join("config"));
+            .env("XDG_CONFIG_HOME", self.dir.path().join("config"))
+            .env("XDG_STATE_HOME", self.dir.path().join("state"))
+            // No user systemd: `schedule` must not touch the real one.
+            .env("XDG_RUNTIME_DIR", self.dir.path().join("no-runtime"))
+            .env_remove("DBUS_SESSION_BUS_ADDRESS");
         match now {
             Some(t) => cmd.env("OFFSNAP_NOW", t),
             None => cmd.env_remove("OFFSNAP_NOW"),

@@ -1,0 +1,146 @@
+//! Daily use: the run log behind `offsnap status`, and `schedule`.
+
+#![allow(clippy::unwrap_used)]
+
+use std::fs;
+use std::process::Command;
+
+use offsnap_tests::*;
+
+fn init(s: &Scratch) {
+    write_file(&s.src().join("a"), b"a", 0o644, (1_700_000_000, 0));
+    let out = s.offsnap(None, &[&"init", &"--profile", &"home", &s.dest(), &s.src()]);
+    assert_ok(&out);
+}
+
+#[test]
+fn status_reports_the_last_success_and_failure() {
+    let s = Scratch::new();
+    init(&s);
+    // Nothing yet: non-zero, for monitoring.
+    let out = s.offsnap(None, &[&"status"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stdout(&out).contains("no successful backup"),
+        "{}",
+        stdout(&out)
+    );
+
+    let out = s.offsnap(Some(&day(0, 0)), &[&"backup"]);
+    assert_ok(&out);
+    let snap = stdout(&out).trim().to_string();
+    let out = s.offsnap(None, &[&"status", &"--max-age", &"1h"]);
+    assert_ok(&out);
+    let text = stdout(&out);
+    assert!(text.contains(&snap) && text.contains("1 files"), "{text}");
+
+    // A failed run is shown, and an old success fails --max-age.
+    fs::write(
+        s.path("config/offsnap/config.toml"),
+        format!(
+            "default = \"home\"\n[profiles.home]\nsources = [{:?}]\ndestination = {:?}\n",
+            s.src().display().to_string(),
+            "/sys/offsnap-cannot-write-here",
+        ),
+    )
+    .unwrap();
+    let out = s.offsnap(Some(&day(1, 0)), &[&"backup"]);
+    assert_eq!(out.status.code(), Some(1), "{} {}", stdout(&out), stderr(&out));
+    std::thread::sleep(std::time::Duration::from_millis(2100));
+    let out = s.offsnap(None, &[&"status", &"--max-age", &"1s"]);
+    assert_eq!(out.status.code(), Some(1));
+    let text = stdout(&out);
+    assert!(
+        text.contains("last failure") && text.contains("offsnap-cannot-write-here"),
+        "{text}"
+    );
+    assert!(text.contains(&snap), "{text}");
+    let log = fs::read_to_string(s.path("state/offsnap/runs.jsonl")).unwrap();
+    assert_eq!(log.lines().count(), 2);
+}
+
+#[test]
+fn schedule_writes_valid_units_or_a_crontab_line() {
+    let s = Scratch::new();
+    init(&s);
+    let out = s.offsnap(
+        None,
+        &[&"schedule", &"install", &"--every", &"6h", &"--dry-run"],
+    );
+    assert_ok(&out);
+    let text = stdout(&out);
+    assert!(
+        text.contains("OnCalendar=*-*-* 0/6:00:00") && text.contains("Persistent=true"),
+        "{text}"
+    );
+    assert!(
+        text.contains("0 */6 * * *") && text.contains("backup --profile home"),
+        "{text}"
+    );
+
+    // The unit files pass systemd's own check, where it is installed.
+    let analyze = Command::new("systemd-analyze").arg("--version").output();
+    if analyze.is_ok_and(|o| o.status.success()) {
+        let dir = s.path("units");
+        fs::create_dir(&dir).unwrap();
+        let mut current = None;
+        let mut files: Vec<(String, String)> = Vec::new();
+        for line in text.lines() {
+            if let Some(p) = line
+                .strip_prefix("# ")
+                .filter(|p| p.ends_with(".service") || p.ends_with(".timer"))
+            {
+                let name = std::path::Path::new(p)
+                    .file_name()
+                    .unwrap()
+                    .to_string_lossy()
+                    .into_owned();
+                files.push((name, String::new()));
+                current = Some(files.len() - 1);
+            } else if line.starts_with("# ") {
+                current = None;
+            } else if let Some(i) = current {
+                files[i].1.push_str(line);
+                files[i].1.push('\n');
+            }
+        }
+        assert_eq!(files.len(), 2);
+        for (name, body) in &files {
+            fs::write(dir.join(name), body).unwrap();
+        }
+        let out = Command::new("systemd-analyze")
+            .arg("verify")
+            .arg(dir.join(&files[0].0))
+            .arg(dir.join(&files[1].0))
+            .env("SYSTEMD_LOG_LEVEL", "warning")
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            out.status.success() || !err.contains("offsnap-home"),
+            "systemd-analyze verify: {err}"
+        );
+    } else {
+        eprintln!("SKIPPED: systemd-analyze is not installed; unit files not verified");
+    }
+
+    // Without a systemd user manager, install prints the crontab line.
+    let out = s.offsnap(None, &[&"schedule", &"install", &"--every", &"15m"]);
+    assert_ok(&out);
+    assert!(
+        stdout(&out).starts_with("*/15 * * * * "),
+        "{}",
+        stdout(&out)
+    );
+    assert!(stderr(&out).contains("crontab -e"), "{}", stderr(&out));
+    // Nothing installed, so status says so; remove is harmless.
+    let out = s.offsnap(None, &[&"schedule", &"status"]);
+    assert_eq!(out.status.code(), Some(1));
+    let out = s.offsnap(None, &[&"schedule", &"remove"]);
+    assert_ok(&out);
+
+    // A bad interval is a clear error.
+    let out = s.offsnap(None, &[&"schedule", &"install", &"--every", &"7m"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("--every"), "{}", stderr(&out));
+}
