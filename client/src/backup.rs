@@ -19,6 +19,7 @@ use offsnap_protocol::{
 
 use crate::error::{Error, Result};
 use crate::manifests::{self, PosReader};
+use crate::progress::Progress;
 use crate::scan::{self, ScanItem, ScanKind, Source};
 use crate::session::{Receiver, Sender, Session};
 
@@ -34,6 +35,8 @@ pub struct BackupOptions {
     pub sources: Vec<PathBuf>,
     /// What to leave out.
     pub scan: scan::ScanOptions,
+    /// What to show while working.
+    pub show: crate::progress::Show,
     /// Prune by this policy after a successful run (skipped when the
     /// helper is append-only or read-only).
     pub prune: Option<offsnap_protocol::Policy>,
@@ -119,7 +122,7 @@ pub fn backup(mut session: Session, opts: &BackupOptions) -> Result<BackupReport
             (r.map(|r| (r, rx.bytes())), rx)
         });
         let sent = match tx.as_mut() {
-            Some(t) => send_all(t, &sources, &opts.scan, base_manifest, sig_rx).and_then(|s| {
+            Some(t) => send_all(t, &sources, opts, base_manifest, sig_rx).and_then(|s| {
                 t.send(&Request::Commit)?;
                 t.flush()?;
                 Ok((s, t.bytes()))
@@ -329,6 +332,7 @@ struct Outbox<'a> {
     pending: VecDeque<RelPath>,
     /// The signatures, in the same order.
     sigs: mpsc::Receiver<Option<Vec<u8>>>,
+    progress: &'a Progress,
     buf: Vec<u8>,
     tally: SendTally,
 }
@@ -348,40 +352,79 @@ fn request_signatures(
     tx: &mut Sender,
     sources: &[Source],
     opts: &scan::ScanOptions,
-    base: &File,
-) -> Result<VecDeque<RelPath>> {
-    let mut old = Base::new(Some(manifests::entries(base)?))?;
+    base: Option<&File>,
+    progress: &Progress,
+) -> Result<(VecDeque<RelPath>, u64)> {
+    let mut old = Base::new(base.map(manifests::entries).transpose()?)?;
     let mut pending = VecDeque::new();
+    let mut to_read = 0;
     for item in scan::scan(sources, opts)?.flatten() {
+        progress.scanned();
         let ScanKind::File(size) = item.kind else {
             continue;
         };
-        if let Some(o) = old.find(&item.path)?
-            && !unchanged(&o, size, &item.meta)
-            && delta_candidate(&o, size)
-        {
-            tx.send(&Request::Signature {
-                path: item.path.clone(),
-            })?;
-            pending.push_back(item.path);
+        match old.find(&item.path)? {
+            Some(o) if unchanged(&o, size, &item.meta) => {}
+            Some(o) if delta_candidate(&o, size) => {
+                to_read += size;
+                tx.send(&Request::Signature {
+                    path: item.path.clone(),
+                })?;
+                pending.push_back(item.path);
+            }
+            _ => to_read += size,
         }
     }
     tx.flush()?;
-    Ok(pending)
+    Ok((pending, to_read))
 }
 
 fn send_all(
     tx: &mut Sender,
     sources: &[Source],
-    opts: &scan::ScanOptions,
+    opts: &BackupOptions,
     base: Option<File>,
     sigs: mpsc::Receiver<Option<Vec<u8>>>,
 ) -> Result<SendTally> {
     let (stored, stored_sizes) = stored_hashes(base.as_ref())?;
-    let pending = match &base {
-        Some(f) => request_signatures(tx, sources, opts, f)?,
-        None => VecDeque::new(),
+    let progress = Progress::new(opts.show);
+    // The first pass asks for signatures, and counts what is to be read
+    // for the progress bar; without either purpose it is skipped.
+    let pending = if base.is_some() || opts.show.progress {
+        let (pending, to_read) =
+            request_signatures(tx, sources, &opts.scan, base.as_ref(), &progress)?;
+        progress.start_sending(to_read);
+        pending
+    } else {
+        VecDeque::new()
     };
+    let result = send_all_with(
+        tx,
+        sources,
+        &opts.scan,
+        base,
+        sigs,
+        stored,
+        stored_sizes,
+        pending,
+        &progress,
+    );
+    progress.finish();
+    result
+}
+
+#[allow(clippy::too_many_arguments)]
+fn send_all_with(
+    tx: &mut Sender,
+    sources: &[Source],
+    opts: &scan::ScanOptions,
+    base: Option<File>,
+    sigs: mpsc::Receiver<Option<Vec<u8>>>,
+    stored: HashSet<Hash>,
+    stored_sizes: HashSet<u64>,
+    pending: VecDeque<RelPath>,
+    progress: &Progress,
+) -> Result<SendTally> {
     let reader = match &base {
         Some(f) => Some(manifests::entries(f)?),
         None => None,
@@ -400,6 +443,7 @@ fn send_all(
             .and_then(|t| ManifestWriter::new(std::io::BufWriter::new(t)).ok()),
         pending,
         sigs,
+        progress,
         buf: vec![0u8; DATA_CHUNK],
         tally: SendTally::default(),
     };
@@ -528,7 +572,14 @@ impl Outbox<'_> {
         let sig = self.signature_for(&item.path)?;
         for _ in 0..READ_ATTEMPTS {
             match self.file_once(item, old, sig.as_deref())? {
-                Read1::Done => return Ok(()),
+                Read1::Done => {
+                    if let ScanKind::File(size) = item.kind {
+                        self.progress.read(size);
+                    }
+                    self.progress
+                        .stored(if old.is_some() { "changed" } else { "new" }, &item.local);
+                    return Ok(());
+                }
                 Read1::Changed => continue,
                 Read1::Failed(why) => {
                     self.tally

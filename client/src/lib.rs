@@ -18,6 +18,7 @@ pub mod error;
 pub mod inspect;
 pub mod list;
 pub mod manifests;
+pub mod progress;
 pub mod restore;
 pub mod runlog;
 pub mod scan;

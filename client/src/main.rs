@@ -91,6 +91,15 @@ enum Command {
         /// Print a summary of what was sent and linked, like rsync's --stats
         #[arg(long)]
         stats: bool,
+        /// Show a progress bar even when stderr is not a terminal
+        #[arg(long)]
+        progress: bool,
+        /// Print only errors: no progress bar, no summary line
+        #[arg(short, long, conflicts_with_all = ["progress", "verbose"])]
+        quiet: bool,
+        /// List each file sent, and always print the summary line
+        #[arg(short, long)]
+        verbose: bool,
         /// Print the run's result as one JSON object (instead of the name)
         #[arg(long)]
         json: bool,
@@ -354,6 +363,9 @@ fn run(cli: Cli) -> Result<ExitCode> {
             one_file_system,
             no_cachedir_tag,
             stats,
+            progress,
+            quiet,
+            verbose,
             json,
         } => {
             let profile = common.profile()?.unwrap_or_default();
@@ -420,6 +432,10 @@ fn run(cli: Cli) -> Result<ExitCode> {
                     keep_cachedir: no_cachedir_tag || profile.cachedir_tag == Some(false),
                 },
                 prune: (!no_prune).then_some(retention),
+                show: offsnap::progress::Show {
+                    progress: progress || (std::io::stderr().is_terminal() && !quiet && !json),
+                    verbose,
+                },
             };
             // Check the sources and patterns before starting anything remote.
             for src in offsnap::scan::resolve_sources(&opts.sources)? {
@@ -511,7 +527,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 } else {
                     println!("{out}");
                 }
-            } else if std::io::stderr().is_terminal() && !json {
+            } else if (verbose || (std::io::stderr().is_terminal() && !quiet)) && !json {
                 eprintln!(
                     "{} files: {} unchanged, {} found on the host, {} sent ({}), in {:.1}s",
                     report.files,

@@ -45,7 +45,13 @@ fn status_reports_the_last_success_and_failure() {
     )
     .unwrap();
     let out = s.offsnap(Some(&day(1, 0)), &[&"backup"]);
-    assert_eq!(out.status.code(), Some(1), "{} {}", stdout(&out), stderr(&out));
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{} {}",
+        stdout(&out),
+        stderr(&out)
+    );
     std::thread::sleep(std::time::Duration::from_millis(2100));
     let out = s.offsnap(None, &[&"status", &"--max-age", &"1s"]);
     assert_eq!(out.status.code(), Some(1));
@@ -143,4 +149,77 @@ fn schedule_writes_valid_units_or_a_crontab_line() {
     let out = s.offsnap(None, &[&"schedule", &"install", &"--every", &"7m"]);
     assert_eq!(out.status.code(), Some(2));
     assert!(stderr(&out).contains("--every"), "{}", stderr(&out));
+}
+
+#[test]
+fn no_terminal_no_progress_and_a_terminal_shows_it() {
+    let s = Scratch::new();
+    let mut rng = offsnap_tests::random::Rng::new(4);
+    offsnap_tests::random::make_tree(&mut rng, &s.src(), 200);
+    // Not a terminal (cron, systemd): nothing on stderr but errors.
+    let out = s.offsnap(
+        Some(&day(0, 0)),
+        &[&"backup", &"--set", &"t", &s.src(), &s.dest()],
+    );
+    assert_ok(&out);
+    assert_eq!(stderr(&out), "", "non-terminal runs must be quiet");
+
+    // A terminal, driven through tmux: the bar and the summary line.
+    if Command::new("tmux").arg("-V").output().is_err() {
+        eprintln!("SKIPPED: tmux is not installed; the terminal display was not checked");
+        return;
+    }
+    let session = format!("offsnap-test-{}", std::process::id());
+    let done = s.path("done");
+    let script = format!(
+        "XDG_CACHE_HOME={cache} XDG_CONFIG_HOME={config} XDG_STATE_HOME={state} OFFSNAP_NOW={now} {bin} backup --set t {src} {dest}; touch {done}; sleep 30",
+        cache = s.path("cache").display(),
+        config = s.path("config").display(),
+        state = s.path("state").display(),
+        now = day(1, 0),
+        bin = offsnap_bin().display(),
+        src = s.src().display(),
+        dest = s.dest().display(),
+        done = done.display(),
+    );
+    let st = Command::new("tmux")
+        .args([
+            "new-session",
+            "-d",
+            "-x",
+            "160",
+            "-y",
+            "20",
+            "-s",
+            &session,
+            &script,
+        ])
+        .env_remove("TMUX")
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while !done.exists() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the run in tmux never ended"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let pane = Command::new("tmux")
+        .args(["capture-pane", "-p", "-t", &session])
+        .output()
+        .unwrap();
+    let _ = Command::new("tmux")
+        .args(["kill-session", "-t", &session])
+        .status();
+    let screen = String::from_utf8_lossy(&pane.stdout);
+    assert!(
+        screen.contains("B/s") && screen.contains('['),
+        "no progress bar:\n{screen}"
+    );
+    assert!(
+        screen.contains(" files: ") && screen.contains(" unchanged, "),
+        "no summary:\n{screen}"
+    );
 }
