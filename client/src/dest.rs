@@ -148,6 +148,8 @@ pub struct ConnectOptions {
     pub identity: Option<PathBuf>,
     /// Record an unknown host's key instead of refusing it.
     pub accept_new_host_key: bool,
+    /// Send at most this many bytes per second (`--bwlimit`).
+    pub bwlimit: Option<u64>,
 }
 
 /// The helper command run on SSH hosts unless `--remote-cmd` says otherwise.
@@ -238,6 +240,13 @@ pub fn connect(dest: &Dest, opts: &ConnectOptions) -> Result<Session> {
             let target = ssh_target(d, opts)?;
             Box::new(SshTransport::start(&target, &remote_command(d, opts))?)
         }
+    };
+    let transport: Box<dyn Transport> = match opts.bwlimit {
+        Some(rate) => Box::new(crate::transport::Limited {
+            inner: transport,
+            rate,
+        }),
+        None => transport,
     };
     Session::connect(transport)
 }

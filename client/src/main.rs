@@ -43,6 +43,9 @@ struct Common {
     /// [default: offsnap-remote; a local destination needs none]
     #[arg(long, value_name = "CMD")]
     remote_cmd: Option<String>,
+    /// Send at most RATE per second: KiB, or with a K, M or G suffix (2M)
+    #[arg(long, value_name = "RATE", value_parser = offsnap::transport::parse_rate)]
+    bwlimit: Option<u64>,
     /// SSH port of the backup host
     #[arg(short = 'p', long, value_name = "PORT")]
     port: Option<u16>,
@@ -348,6 +351,7 @@ fn connect_opts(common: &Common) -> Result<ConnectOptions> {
             .clone()
             .or(profile.identity.as_deref().map(offsnap::config::expand)),
         accept_new_host_key: common.accept_new_host_key,
+        bwlimit: common.bwlimit,
     })
 }
 

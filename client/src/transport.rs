@@ -203,3 +203,122 @@ impl Transport for InProcess {
         }
     }
 }
+
+/// Any transport, its sending side limited to `rate` bytes per second.
+pub struct Limited {
+    /// The transport.
+    pub inner: Box<dyn Transport>,
+    /// Bytes per second.
+    pub rate: u64,
+}
+
+impl Transport for Limited {
+    fn streams(&mut self) -> Result<Streams> {
+        let s = self.inner.streams()?;
+        Ok(Streams {
+            from: s.from,
+            to: Box::new(Throttled::new(s.to, self.rate)),
+        })
+    }
+
+    fn finish(&mut self) -> Result<()> {
+        self.inner.finish()
+    }
+
+    fn kill(&mut self) {
+        self.inner.kill()
+    }
+}
+
+/// A writer that keeps its average rate at or below `rate` bytes per
+/// second (`--bwlimit`), sleeping as needed.
+pub struct Throttled<W> {
+    inner: W,
+    rate: u64,
+    start: std::time::Instant,
+    sent: u64,
+}
+
+impl<W: Write> Throttled<W> {
+    /// Wraps `inner` at `rate` bytes per second (at least 1).
+    pub fn new(inner: W, rate: u64) -> Throttled<W> {
+        Throttled {
+            inner,
+            rate: rate.max(1),
+            start: std::time::Instant::now(),
+            sent: 0,
+        }
+    }
+}
+
+impl<W: Write> Write for Throttled<W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        // Small writes keep the rate smooth.
+        let n = self.inner.write(&buf[..buf.len().min(16 * 1024)])?;
+        self.sent += n as u64;
+        let due = std::time::Duration::from_secs_f64(self.sent as f64 / self.rate as f64);
+        let elapsed = self.start.elapsed();
+        if due > elapsed {
+            std::thread::sleep(due - elapsed);
+        }
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+/// Parses a rate as rsync does: a number of KiB per second, or with a
+/// suffix `K`, `M`, `G` (powers of 1024); returns bytes per second.
+pub fn parse_rate(s: &str) -> std::result::Result<u64, String> {
+    let t = s.trim();
+    let (num, mult) = match t.char_indices().last() {
+        Some((i, c)) if c.is_ascii_alphabetic() => (
+            &t[..i],
+            match c.to_ascii_uppercase() {
+                'K' => 1u64 << 10,
+                'M' => 1 << 20,
+                'G' => 1 << 30,
+                _ => {
+                    return Err(format!(
+                        "{s:?}: use a number of KiB/s, or a K, M or G suffix"
+                    ));
+                }
+            },
+        ),
+        _ => (t, 1 << 10),
+    };
+    let v: f64 = num
+        .parse()
+        .map_err(|_| format!("{s:?}: use a number of KiB/s, or a K, M or G suffix"))?;
+    if v.is_nan() || v <= 0.0 || !v.is_finite() {
+        return Err(format!("{s:?}: the rate must be above zero"));
+    }
+    Ok(((v * mult as f64) as u64).max(1))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rates_parse_like_rsync() {
+        assert_eq!(parse_rate("100"), Ok(100 * 1024));
+        assert_eq!(parse_rate("2M"), Ok(2 << 20));
+        assert_eq!(parse_rate("1.5k"), Ok(1536));
+        assert!(
+            parse_rate("0").is_err() && parse_rate("fast").is_err() && parse_rate("2X").is_err()
+        );
+    }
+
+    #[test]
+    fn throttled_writes_keep_to_the_rate() -> std::io::Result<()> {
+        let mut w = Throttled::new(Vec::new(), 400 * 1024);
+        let t = std::time::Instant::now();
+        w.write_all(&vec![0u8; 200 * 1024])?;
+        let took = t.elapsed().as_secs_f64();
+        assert!(took >= 0.45, "{took}");
+        Ok(())
+    }
+}

@@ -214,3 +214,33 @@ fn a_damaged_cached_manifest_is_fetched_again() {
     let snap = second["snapshot"].as_str().unwrap();
     assert_same_tree(&s.src(), &s.restore(snap).join("src"));
 }
+
+#[test]
+fn bwlimit_keeps_the_rate() {
+    let s = Scratch::new();
+    let mut rng = Rng::new(77);
+    write_file(
+        &s.src().join("noise"),
+        &rng.noise(3 << 20),
+        0o644,
+        (1_700_000_000, 0),
+    );
+    let t = std::time::Instant::now();
+    let out = s.offsnap(
+        Some(&day(0, 0)),
+        &[
+            &"backup",
+            &"--set",
+            &"t",
+            &"--bwlimit",
+            &"1M",
+            &s.src(),
+            &s.dest(),
+        ],
+    );
+    assert_ok(&out);
+    let took = t.elapsed().as_secs_f64();
+    assert!(took >= 2.5, "3 MiB at 1 MiB/s took {took:.2}s");
+    let snap = stdout(&out).trim().to_string();
+    assert_same_tree(&s.src(), &s.restore(&snap).join("src"));
+}
