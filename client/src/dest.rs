@@ -201,9 +201,14 @@ pub fn ssh_target(d: &SshDest, opts: &ConnectOptions) -> Result<SshTarget> {
 
 /// The command line that starts the helper on an SSH host.
 pub fn remote_command(d: &SshDest, opts: &ConnectOptions) -> String {
-    let cmd = match &opts.remote_cmd {
-        Some(words) => shell_words::join(words),
-        None => DEFAULT_REMOTE_CMD.to_string(),
+    // By default the helper is looked for in ~/.local/bin (where
+    // `offsnap remote install` puts it) and then on the PATH.
+    let (prefix, cmd) = match &opts.remote_cmd {
+        Some(words) => ("", shell_words::join(words)),
+        None => (
+            "PATH=\"$HOME/.local/bin:$PATH\" ",
+            DEFAULT_REMOTE_CMD.to_string(),
+        ),
     };
     // `~` and `~/x` mean the login's home, where the command starts, as a
     // shell would expand them for scp and rsync.
@@ -212,7 +217,10 @@ pub fn remote_command(d: &SshDest, opts: &ConnectOptions) -> String {
         p => p.strip_prefix("~/").unwrap_or(p),
     };
     let path = if path.is_empty() { "." } else { path };
-    format!("exec {cmd} serve --root {}", shell_words::quote(path))
+    format!(
+        "{prefix}exec {cmd} serve --root {}",
+        shell_words::quote(path)
+    )
 }
 
 /// Starts a helper for `dest` and opens a session with it. A local

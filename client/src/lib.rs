@@ -16,6 +16,7 @@ pub mod config;
 pub mod dest;
 pub mod error;
 pub mod inspect;
+pub mod install;
 pub mod list;
 pub mod manifests;
 pub mod progress;

@@ -146,6 +146,11 @@ enum Command {
         #[arg(long, value_name = "DURATION", value_parser = offsnap_remote::retention::parse_duration)]
         max_age: Option<i64>,
     },
+    /// Manage the helper on a backup host.
+    Remote {
+        #[command(subcommand)]
+        action: RemoteAction,
+    },
     /// Run backups by themselves: a systemd user timer, or a crontab line.
     Schedule {
         #[command(subcommand)]
@@ -230,6 +235,18 @@ enum Command {
         dest: String,
         /// Paths inside the snapshot to restore [default: all of it]
         paths: Vec<PathBuf>,
+    },
+}
+
+#[derive(Subcommand)]
+enum RemoteAction {
+    /// Copy this machine's offsnap-remote to ~/.local/bin on an SSH host
+    /// (when the host's OS and architecture match this one's).
+    Install {
+        #[command(flatten)]
+        common: Common,
+        /// The host: [user@]host, an ~/.ssh/config alias, or ssh://…
+        host: String,
     },
 }
 
@@ -630,6 +647,29 @@ fn run(cli: Cli) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Schedule { action } => schedule(action),
+        Command::Remote {
+            action: RemoteAction::Install { common, host },
+        } => {
+            let spec = if host.contains(':') {
+                host.clone()
+            } else {
+                format!("{host}:")
+            };
+            let Dest::Ssh(d) = Dest::parse(&spec)? else {
+                return Err(Error::Usage(format!("{host:?} is not an SSH host")).into());
+            };
+            let version = offsnap::install::install(&d, &connect_opts(&common)?)?;
+            println!("{version}");
+            if std::io::stderr().is_terminal() {
+                eprintln!(
+                    "installed ~/{}/offsnap-remote on {}; backups to {}:PATH now find it",
+                    offsnap::install::INSTALL_DIR,
+                    d.host,
+                    host
+                );
+            }
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Init {
             common,
             force,

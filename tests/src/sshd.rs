@@ -53,6 +53,12 @@ impl Sshd {
     /// Starts a server, or returns `None` when this machine has none (a
     /// failure instead under `OFFSNAP_REQUIRE_SSHD=1`).
     pub fn start() -> Option<Sshd> {
+        Self::start_with("")
+    }
+
+    /// Like [`Sshd::start`], with extra `sshd_config` lines first (the
+    /// first value of an option wins).
+    pub fn start_with(extra: &str) -> Option<Sshd> {
         let required = std::env::var_os("OFFSNAP_REQUIRE_SSHD").is_some_and(|v| v == "1");
         let (Some(sshd), Some(_)) = (find("sshd"), find("ssh-keygen")) else {
             assert!(
@@ -105,7 +111,7 @@ impl Sshd {
             fs::write(
                 d.join("sshd_config"),
                 format!(
-                    "Port {port}\nListenAddress 127.0.0.1\nHostKey {dir}/host_key\n\
+                    "{extra}Port {port}\nListenAddress 127.0.0.1\nHostKey {dir}/host_key\n\
                      AuthorizedKeysFile {dir}/authorized_keys\nPubkeyAuthentication yes\n\
                      PasswordAuthentication no\nKbdInteractiveAuthentication no\n\
                      PermitRootLogin prohibit-password\nAllowUsers {user}\nUsePAM {use_pam}\n\

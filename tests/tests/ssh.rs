@@ -460,3 +460,70 @@ fn an_alias_from_ssh_config_works() {
         b"via alias"
     );
 }
+
+#[test]
+fn remote_install_puts_a_working_helper_on_the_host() {
+    let scratch = Scratch::new();
+    let remote_home = scratch.path("remote-home");
+    fs::create_dir(&remote_home).unwrap();
+    let Some(sshd) = Sshd::start_with(&format!("SetEnv HOME={}\n", remote_home.display())) else {
+        return;
+    };
+    let home = scratch.path("home");
+    let e = Env {
+        s: scratch,
+        sshd,
+        home,
+    };
+    fs::create_dir_all(e.home.join(".ssh")).unwrap();
+    e.trust_host();
+    let port = e.sshd.port.to_string();
+    let host = format!("{}@127.0.0.1", e.sshd.user);
+    let out = e.run(&[
+        &"remote",
+        &"install",
+        &"-p",
+        &port,
+        &"-i",
+        &e.sshd.client_key,
+        &host,
+    ]);
+    assert_ok(&out);
+    assert!(
+        stdout(&out).starts_with("offsnap-remote "),
+        "{}",
+        stdout(&out)
+    );
+    let installed = remote_home.join(".local/bin/offsnap-remote");
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(
+        fs::metadata(&installed).unwrap().permissions().mode() & 0o777,
+        0o755
+    );
+    assert_eq!(
+        fs::read(&installed).unwrap(),
+        fs::read(remote_bin()).unwrap()
+    );
+
+    // A backup now finds it with no --remote-cmd.
+    write_file(&e.s.src().join("f"), b"found it", 0o644, (1_700_000_000, 0));
+    let dest = e.s.dest();
+    let d = e.dest(&dest);
+    let out = e.run(&[
+        &"backup",
+        &"--set",
+        &"t",
+        &"-p",
+        &port,
+        &"-i",
+        &e.sshd.client_key,
+        &e.s.src(),
+        &d,
+    ]);
+    assert_ok(&out);
+    let snap = stdout(&out).trim().to_string();
+    assert_eq!(
+        fs::read(dest.join("t").join(&snap).join("src/f")).unwrap(),
+        b"found it"
+    );
+}
