@@ -126,6 +126,54 @@ pub fn crontab_line(
     )
 }
 
+/// A launchd agent for macOS (`~/Library/LaunchAgents/LABEL.plist`).
+pub fn launchd_plist(
+    exe: &Path,
+    profile: &str,
+    config: Option<&Path>,
+    every: Every,
+    log: &Path,
+) -> String {
+    let seconds = match every {
+        Every::Minutes(m) => m * 60,
+        Every::Hours(h) => h * 3600,
+        Every::Daily => 86_400,
+        Every::Weekly => 7 * 86_400,
+    };
+    let mut args = vec![exe.display().to_string(), "backup".into()];
+    if let Some(c) = config {
+        args.push("--config".into());
+        args.push(c.display().to_string());
+    }
+    args.push("--profile".into());
+    args.push(profile.into());
+    let esc = |s: &str| {
+        s.replace('&', "&amp;")
+            .replace('<', "&lt;")
+            .replace('>', "&gt;")
+    };
+    let args: String = args
+        .iter()
+        .map(|a| format!("    <string>{}</string>\n", esc(a)))
+        .collect();
+    format!(
+        "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n\
+         <!DOCTYPE plist PUBLIC \"-//Apple//DTD PLIST 1.0//EN\" \"http://www.apple.com/DTDs/PropertyList-1.0.dtd\">\n\
+         <plist version=\"1.0\">\n<dict>\n  <key>Label</key>\n  <string>{}</string>\n\
+         <key>ProgramArguments</key>\n  <array>\n{args}  </array>\n\
+         <key>StartInterval</key>\n  <integer>{seconds}</integer>\n\
+         <key>StandardOutPath</key>\n  <string>{log}</string>\n\
+         <key>StandardErrorPath</key>\n  <string>{log}</string>\n</dict>\n</plist>\n",
+        launchd_label(profile),
+        log = esc(&log.display().to_string()),
+    )
+}
+
+/// The launchd label for a profile.
+pub fn launchd_label(profile: &str) -> String {
+    format!("org.offsnap.{profile}")
+}
+
 /// Whether a systemd user manager answers.
 pub fn systemd_user() -> bool {
     std::process::Command::new("systemctl")

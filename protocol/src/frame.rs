@@ -45,7 +45,7 @@ pub enum FrameError {
     BadMagic,
     /// The peer speaks another version.
     #[error(
-        "protocol version mismatch: we speak version {ours} ({our_software}), the peer speaks version {theirs} ({their_software}); install the same offsnap version on both sides"
+        "protocol version mismatch: we speak version {ours} ({our_software}), the peer speaks version {theirs} ({their_software}); install the same offsnap version on both sides (offsnap remote install HOST copies this one to an SSH host)"
     )]
     Version {
         /// Our version.
