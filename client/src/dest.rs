@@ -312,14 +312,9 @@ mod tests {
     fn home_relative_paths_start_from_the_login() {
         let opts = ConnectOptions::default();
         let cmd = |s: &str| remote_command(&ssh(s), &opts);
-        assert_eq!(
-            cmd("h:~/backups"),
-            "exec offsnap-remote serve --root backups"
-        );
-        assert_eq!(cmd("h:~"), "exec offsnap-remote serve --root .");
-        assert_eq!(
-            cmd("h:/srv/my backups"),
-            "exec offsnap-remote serve --root '/srv/my backups'"
-        );
+        let p = "PATH=\"$HOME/.local/bin:$PATH\" exec offsnap-remote serve --root ";
+        assert_eq!(cmd("h:~/backups"), format!("{p}backups"));
+        assert_eq!(cmd("h:~"), format!("{p}."));
+        assert_eq!(cmd("h:/srv/my backups"), format!("{p}'/srv/my backups'"));
     }
 }
