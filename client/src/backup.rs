@@ -97,12 +97,16 @@ pub fn backup(mut session: Session, opts: &BackupOptions) -> Result<BackupReport
     let sources = scan::resolve_sources(&opts.sources)?;
     let (snapshot, base) = match session.call(&Request::BeginBackup {
         set: opts.set.clone(),
-    })? {
-        Response::BackupStarted { snapshot, base } => (snapshot, base),
-        other => return Err(Error::Unexpected(format!("{other:?}"))),
+    }) {
+        Ok(Response::BackupStarted { snapshot, base }) => (snapshot, base),
+        Ok(other) => return Err(session.fail(Error::Unexpected(format!("{other:?}")))),
+        Err(e) => return Err(session.fail(e)),
     };
     let base_manifest = match &base {
-        Some(info) => Some(manifests::fetch_file(&mut session, &opts.set, info)?),
+        Some(info) => match manifests::fetch_file(&mut session, &opts.set, info) {
+            Ok(f) => Some(f),
+            Err(e) => return Err(session.fail(e)),
+        },
         None => None,
     };
     let may_prune = !session

@@ -123,6 +123,20 @@ impl Session {
         transport.finish()
     }
 
+    /// Ends the session after `e`, explaining a broken stream by how the
+    /// helper or the connection ended (see [`crate::transport::fail`]).
+    pub fn fail(self, e: Error) -> Error {
+        let Session {
+            tx,
+            rx,
+            mut transport,
+            ..
+        } = self;
+        drop(tx);
+        drop(rx);
+        crate::transport::fail(transport.as_mut(), e)
+    }
+
     /// Ends the session after a failure: stops the helper and reaps it.
     pub fn abandon(self) {
         let Session {
