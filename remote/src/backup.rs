@@ -122,7 +122,7 @@ impl BackupRun {
             _lock: lock,
             name,
             work,
-            tree: TreeWriter::new(tree_fd, Existing::Fail),
+            tree: TreeWriter::new(tree_fd, Existing::Fail).keep_readable(fsx::must_keep_readable()),
             base: base_cursor,
             base_entries,
             this_run,

@@ -27,6 +27,7 @@ pub struct DirCursor {
     root: OwnedFd,
     stack: Vec<Level>,
     sync_dirs: bool,
+    readable: bool,
 }
 
 impl DirCursor {
@@ -36,7 +37,15 @@ impl DirCursor {
             root,
             stack: Vec::new(),
             sync_dirs: false,
+            readable: false,
         }
+    }
+
+    /// Makes the directories it leaves keep the owner's read and search
+    /// bits (see [`fsx::stored_mode`]).
+    pub fn keep_readable(mut self, yes: bool) -> Self {
+        self.readable = yes;
+        self
     }
 
     /// Makes the cursor fsync each directory it leaves.
@@ -108,7 +117,8 @@ impl DirCursor {
     fn pop_to(&mut self, depth: usize) -> io::Result<()> {
         while self.stack.len() > depth {
             let Some(level) = self.stack.pop() else { break };
-            if let Some(meta) = level.pending {
+            if let Some(mut meta) = level.pending {
+                meta.mode = fsx::stored_mode(meta.mode, true, self.readable);
                 fsx::apply_meta(&level.fd, &meta)?;
             }
             if self.sync_dirs {

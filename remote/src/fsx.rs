@@ -171,6 +171,26 @@ fn times(meta: &Meta) -> Timestamps {
     }
 }
 
+/// The mode a stored inode gets for a recorded `mode`. A helper that is
+/// not root must still be able to read what it stored (to link it into the
+/// next snapshot, serve a restore, verify it), so it keeps the owner's read
+/// bit on files and read and search bits on directories; the manifest
+/// keeps the true mode, which restores apply. Root stores modes exactly.
+pub fn stored_mode(mode: u32, dir: bool, readable: bool) -> u32 {
+    let mode = mode & 0o7777;
+    match (readable, dir) {
+        (false, _) => mode,
+        (true, true) => mode | 0o500,
+        (true, false) => mode | 0o400,
+    }
+}
+
+/// Whether this process must keep stored inodes readable (see
+/// [`stored_mode`]): it is not root.
+pub fn must_keep_readable() -> bool {
+    !rustix::process::geteuid().is_root()
+}
+
 /// Applies mode and mtime to an open file or directory.
 pub fn apply_meta(fd: impl AsFd, meta: &Meta) -> io::Result<()> {
     rfs::fchmod(&fd, Mode::from_raw_mode(meta.mode & 0o7777))?;

@@ -92,6 +92,7 @@ impl FileSink {
 pub struct TreeWriter {
     cursor: DirCursor,
     existing: Existing,
+    readable: bool,
 }
 
 impl TreeWriter {
@@ -100,7 +101,16 @@ impl TreeWriter {
         TreeWriter {
             cursor: DirCursor::new(root),
             existing,
+            readable: false,
         }
+    }
+
+    /// Keeps what it writes readable by its owner (a snapshot built by a
+    /// helper that is not root; see [`fsx::stored_mode`]).
+    pub fn keep_readable(mut self, yes: bool) -> Self {
+        self.readable = yes;
+        self.cursor = self.cursor.keep_readable(yes);
+        self
     }
 
     /// Creates (or, when allowed, reuses) the directory `path`; its metadata
@@ -174,7 +184,9 @@ impl TreeWriter {
             path, tmp, file, ..
         } = sink;
         let (parent, name) = self.cursor.parent_of(&path)?;
-        let res = fsx::apply_meta(&file, meta).and_then(|()| {
+        let mut stored = *meta;
+        stored.mode = fsx::stored_mode(meta.mode, false, self.readable);
+        let res = fsx::apply_meta(&file, &stored).and_then(|()| {
             drop(file);
             if replace
                 && let Some(st) = fsx::lstat(parent, name)?
@@ -229,7 +241,7 @@ impl TreeWriter {
                 format!("{from} in the stored snapshot is not the recorded file"),
             ));
         }
-        let same_meta = (st.st_mode & 0o7777) == meta.mode
+        let same_meta = (st.st_mode & 0o7777) == fsx::stored_mode(meta.mode, false, self.readable)
             && st.st_mtime == meta.mtime_sec
             && st.st_mtime_nsec as i64 == i64::from(meta.mtime_nsec);
         let name = path.file_name();

@@ -28,6 +28,7 @@ pub fn verify(
     // (device, inode) -> (size, hash) of what was read.
     let mut hashed: HashMap<(u64, u64), (u64, Hash)> = HashMap::new();
     let mut buf = vec![0u8; 1 << 20];
+    let readable = fsx::must_keep_readable();
     for snap in snapshots {
         sum.snapshots += 1;
         let mut found = |path: &[u8], kind: FindingKind| {
@@ -84,7 +85,8 @@ pub fn verify(
                 continue;
             }
             if want != FileType::Symlink
-                && (st.st_mode & 0o7777 != e.meta.mode
+                && (st.st_mode & 0o7777
+                    != fsx::stored_mode(e.meta.mode, want == FileType::Directory, readable)
                     || (want == FileType::RegularFile
                         && (st.st_mtime, st.st_mtime_nsec as i64)
                             != (e.meta.mtime_sec, i64::from(e.meta.mtime_nsec))))

@@ -706,3 +706,108 @@ fn a_damaged_stored_file_is_reported_and_heals_in_the_next_run() {
     let third = s.backup(&day(2, 0));
     assert_same_tree(&s.src(), &s.restore(&third).join("src"));
 }
+
+#[test]
+fn a_helper_that_is_not_root_keeps_odd_modes_working() {
+    if !rustix::process::geteuid().is_root()
+        || Command::new("setpriv").arg("--version").output().is_err()
+    {
+        eprintln!("SKIPPED: needs root and setpriv to run the helper as another user");
+        return;
+    }
+    let s = Scratch::new();
+    // A destination the unprivileged helper owns, reachable by it.
+    let place = tempfile::Builder::new()
+        .prefix("offsnap-nobody.")
+        .tempdir()
+        .unwrap();
+    fs::set_permissions(place.path(), fs::Permissions::from_mode(0o755)).unwrap();
+    let dest = place.path().join("dest");
+    fs::create_dir(&dest).unwrap();
+    rustix::fs::chown(
+        &dest,
+        Some(rustix::fs::Uid::from_raw(65534)),
+        Some(rustix::fs::Gid::from_raw(65534)),
+    )
+    .unwrap();
+    let helper = format!(
+        "setpriv --reuid=65534 --regid=65534 --clear-groups {}",
+        remote_bin().display()
+    );
+    let src = s.src();
+    fs::create_dir(src.join("locked")).unwrap();
+    write_file(
+        &src.join("locked/inside"),
+        b"behind 0311",
+        0o644,
+        (1_700_000_000, 0),
+    );
+    write_file(&src.join("secret"), b"mode 0000", 0o000, (1_700_000_001, 0));
+    write_file(&src.join("plain"), b"plain", 0o644, (1_700_000_002, 0));
+    fs::set_permissions(src.join("locked"), fs::Permissions::from_mode(0o311)).unwrap();
+    set_mtime(&src.join("locked"), (1_600_000_000, 0));
+    let run = |now: &str| {
+        let out = s.offsnap(
+            Some(now),
+            &[
+                &"backup",
+                &"--set",
+                &"t",
+                &"--remote-cmd",
+                &helper,
+                &src,
+                &dest,
+            ],
+        );
+        assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+        stdout(&out).trim().to_string()
+    };
+    let first = run(&day(0, 0));
+    write_file(
+        &src.join("plain"),
+        b"plain, changed",
+        0o644,
+        (1_700_000_100, 0),
+    );
+    let second = run(&day(1, 0));
+    let set = dest.join("t");
+    for rel in ["locked/inside", "secret"] {
+        assert_eq!(
+            inode(&set.join(&first).join("src").join(rel)),
+            inode(&set.join(&second).join("src").join(rel)),
+            "{rel} not linked"
+        );
+    }
+    // Restored exactly, odd modes included (the manifest has them).
+    let to = s.path("restored");
+    let out = s.offsnap(
+        None,
+        &[
+            &"restore",
+            &"--set",
+            &"t",
+            &"--remote-cmd",
+            &helper,
+            &dest,
+            &"--to",
+            &to,
+        ],
+    );
+    assert_ok(&out);
+    assert_same_tree(&src, &to.join("src"));
+    let out = s.offsnap(
+        None,
+        &[
+            &"verify",
+            &"--set",
+            &"t",
+            &"--all",
+            &"--remote-cmd",
+            &helper,
+            &dest,
+        ],
+    );
+    assert_ok(&out);
+    fs::set_permissions(src.join("locked"), fs::Permissions::from_mode(0o755)).unwrap();
+    fs::set_permissions(to.join("src/locked"), fs::Permissions::from_mode(0o755)).unwrap();
+}
