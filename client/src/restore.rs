@@ -157,7 +157,7 @@ pub fn restore(mut session: Session, opts: &RestoreOptions) -> Result<RestoreRep
             snap,
             &manifest,
             opts,
-            TreeWriter::new(root, existing),
+            TreeWriter::new(root, existing).apply_owners(fsx::is_root()),
             &mut rx,
         );
         if written.is_err() {

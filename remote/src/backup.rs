@@ -122,7 +122,9 @@ impl BackupRun {
             _lock: lock,
             name,
             work,
-            tree: TreeWriter::new(tree_fd, Existing::Fail).keep_readable(fsx::must_keep_readable()),
+            tree: TreeWriter::new(tree_fd, Existing::Fail)
+                .keep_readable(!fsx::is_root())
+                .apply_owners(fsx::is_root()),
             base: base_cursor,
             base_entries,
             this_run,

@@ -28,6 +28,7 @@ pub struct DirCursor {
     stack: Vec<Level>,
     sync_dirs: bool,
     readable: bool,
+    owners: bool,
 }
 
 impl DirCursor {
@@ -38,7 +39,14 @@ impl DirCursor {
             stack: Vec::new(),
             sync_dirs: false,
             readable: false,
+            owners: false,
         }
+    }
+
+    /// Makes the directories it leaves get their recorded owners (root).
+    pub fn apply_owners(mut self, yes: bool) -> Self {
+        self.owners = yes;
+        self
     }
 
     /// Makes the directories it leaves keep the owner's read and search
@@ -118,6 +126,9 @@ impl DirCursor {
         while self.stack.len() > depth {
             let Some(level) = self.stack.pop() else { break };
             if let Some(mut meta) = level.pending {
+                if self.owners {
+                    fsx::apply_owner(&level.fd, &meta)?;
+                }
                 meta.mode = fsx::stored_mode(meta.mode, true, self.readable);
                 fsx::apply_meta(&level.fd, &meta)?;
             }

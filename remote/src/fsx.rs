@@ -185,10 +185,31 @@ pub fn stored_mode(mode: u32, dir: bool, readable: bool) -> u32 {
     }
 }
 
-/// Whether this process must keep stored inodes readable (see
-/// [`stored_mode`]): it is not root.
-pub fn must_keep_readable() -> bool {
-    !rustix::process::geteuid().is_root()
+/// Whether this process is root: it stores modes exactly and applies
+/// owners; otherwise it keeps stored inodes readable (see [`stored_mode`]).
+pub fn is_root() -> bool {
+    rustix::process::geteuid().is_root()
+}
+
+/// Gives an open file or directory its recorded owner (only root can).
+/// Call before [`apply_meta`]: a change of owner clears setuid bits.
+pub fn apply_owner(fd: impl AsFd, meta: &Meta) -> io::Result<()> {
+    Ok(rfs::fchown(
+        &fd,
+        Some(rfs::Uid::from_raw(meta.uid)),
+        Some(rfs::Gid::from_raw(meta.gid)),
+    )?)
+}
+
+/// Gives the symlink `name` inside `dir` its recorded owner.
+pub fn apply_symlink_owner(dir: BorrowedFd<'_>, name: &[u8], meta: &Meta) -> io::Result<()> {
+    Ok(rfs::chownat(
+        dir,
+        name,
+        Some(rfs::Uid::from_raw(meta.uid)),
+        Some(rfs::Gid::from_raw(meta.gid)),
+        AtFlags::SYMLINK_NOFOLLOW,
+    )?)
 }
 
 /// Applies mode and mtime to an open file or directory.

@@ -93,6 +93,7 @@ pub struct TreeWriter {
     cursor: DirCursor,
     existing: Existing,
     readable: bool,
+    owners: bool,
 }
 
 impl TreeWriter {
@@ -102,7 +103,15 @@ impl TreeWriter {
             cursor: DirCursor::new(root),
             existing,
             readable: false,
+            owners: false,
         }
+    }
+
+    /// Gives what it writes its recorded owners (only root can).
+    pub fn apply_owners(mut self, yes: bool) -> Self {
+        self.owners = yes;
+        self.cursor = self.cursor.apply_owners(yes);
+        self
     }
 
     /// Keeps what it writes readable by its owner (a snapshot built by a
@@ -160,6 +169,9 @@ impl TreeWriter {
             Err(e) => return Err(with_path(e, path)),
             Ok(()) => {}
         }
+        if self.owners {
+            fsx::apply_symlink_owner(parent, name, meta).map_err(|e| with_path(e, path))?;
+        }
         fsx::apply_symlink_meta(parent, name, meta).map_err(|e| with_path(e, path))
     }
 
@@ -186,19 +198,26 @@ impl TreeWriter {
         let (parent, name) = self.cursor.parent_of(&path)?;
         let mut stored = *meta;
         stored.mode = fsx::stored_mode(meta.mode, false, self.readable);
-        let res = fsx::apply_meta(&file, &stored).and_then(|()| {
-            drop(file);
-            if replace
-                && let Some(st) = fsx::lstat(parent, name)?
-                && fsx::file_type(&st) == FileType::Directory
-            {
-                return Err(io::Error::new(
-                    io::ErrorKind::AlreadyExists,
-                    "a directory is in the way",
-                ));
-            }
-            fsx::rename(parent, &tmp, name, replace)
-        });
+        let owned = if self.owners {
+            fsx::apply_owner(&file, meta)
+        } else {
+            Ok(())
+        };
+        let res = owned
+            .and_then(|()| fsx::apply_meta(&file, &stored))
+            .and_then(|()| {
+                drop(file);
+                if replace
+                    && let Some(st) = fsx::lstat(parent, name)?
+                    && fsx::file_type(&st) == FileType::Directory
+                {
+                    return Err(io::Error::new(
+                        io::ErrorKind::AlreadyExists,
+                        "a directory is in the way",
+                    ));
+                }
+                fsx::rename(parent, &tmp, name, replace)
+            });
         if let Err(e) = res {
             let _ = fsx::unlink(parent, &tmp);
             return Err(if e.kind() == io::ErrorKind::AlreadyExists {
@@ -242,6 +261,7 @@ impl TreeWriter {
             ));
         }
         let same_meta = (st.st_mode & 0o7777) == fsx::stored_mode(meta.mode, false, self.readable)
+            && (!self.owners || (st.st_uid == meta.uid && st.st_gid == meta.gid))
             && st.st_mtime == meta.mtime_sec
             && st.st_mtime_nsec as i64 == i64::from(meta.mtime_nsec);
         let name = path.file_name();

@@ -28,7 +28,7 @@ pub fn verify(
     // (device, inode) -> (size, hash) of what was read.
     let mut hashed: HashMap<(u64, u64), (u64, Hash)> = HashMap::new();
     let mut buf = vec![0u8; 1 << 20];
-    let readable = fsx::must_keep_readable();
+    let readable = !fsx::is_root();
     for snap in snapshots {
         sum.snapshots += 1;
         let mut found = |path: &[u8], kind: FindingKind| {

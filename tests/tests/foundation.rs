@@ -811,3 +811,50 @@ fn a_helper_that_is_not_root_keeps_odd_modes_working() {
     fs::set_permissions(src.join("locked"), fs::Permissions::from_mode(0o755)).unwrap();
     fs::set_permissions(to.join("src/locked"), fs::Permissions::from_mode(0o755)).unwrap();
 }
+
+#[test]
+fn owners_are_kept_by_a_root_helper_and_restored_by_root() {
+    if !rustix::process::geteuid().is_root() {
+        eprintln!("SKIPPED: owners can only be applied as root");
+        return;
+    }
+    use std::os::unix::fs::MetadataExt;
+    let s = Scratch::new();
+    let src = s.src();
+    fs::create_dir(src.join("d")).unwrap();
+    write_file(&src.join("d/f"), b"owned", 0o640, (1_700_000_000, 0));
+    std::os::unix::fs::symlink("f", src.join("d/l")).unwrap();
+    let own = |p: &Path, u: u32, g: u32| {
+        rustix::fs::chownat(
+            rustix::fs::CWD,
+            p,
+            Some(rustix::fs::Uid::from_raw(u)),
+            Some(rustix::fs::Gid::from_raw(g)),
+            rustix::fs::AtFlags::SYMLINK_NOFOLLOW,
+        )
+        .unwrap()
+    };
+    own(&src.join("d/f"), 1234, 5678);
+    own(&src.join("d/l"), 2345, 6789);
+    own(&src.join("d"), 3456, 7890);
+    let snap = s.backup(&day(0, 0));
+    let to = s.restore(&snap);
+    for root in [s.set_dir().join(&snap), to] {
+        let ids = |rel: &str| {
+            let md = fs::symlink_metadata(root.join("src").join(rel)).unwrap();
+            (md.uid(), md.gid())
+        };
+        assert_eq!(ids("d/f"), (1234, 5678), "{}", root.display());
+        assert_eq!(ids("d/l"), (2345, 6789), "{}", root.display());
+        assert_eq!(ids("d"), (3456, 7890), "{}", root.display());
+    }
+    // A change of owner alone gives a new inode, with the new owner.
+    own(&src.join("d/f"), 4321, 8765);
+    let second = s.backup(&day(1, 0));
+    let md = fs::metadata(s.set_dir().join(&second).join("src/d/f")).unwrap();
+    assert_eq!((md.uid(), md.gid()), (4321, 8765));
+    assert_ne!(
+        inode(&s.set_dir().join(&snap).join("src/d/f")),
+        inode(&s.set_dir().join(&second).join("src/d/f"))
+    );
+}
