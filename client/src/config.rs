@@ -7,9 +7,8 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use offsnap_protocol::Policy;
-use offsnap_protocol::retention::Seconds;
-use serde::{Deserialize, Deserializer};
+use offsnap_remote::retention::PolicyArgs;
+use serde::Deserialize;
 
 use crate::error::{Error, Result};
 
@@ -52,61 +51,8 @@ pub struct Profile {
     pub port: Option<u16>,
     /// Helper command on the backup host.
     pub remote_cmd: Option<String>,
-    /// What to keep.
-    pub retention: Option<Retention>,
-}
-
-/// The `[profiles.NAME.retention]` table.
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Retention {
-    #[serde(default, deserialize_with = "duration")]
-    keep_within: Option<Seconds>,
-    keep_last: Option<u32>,
-    keep_hourly: Option<u32>,
-    keep_daily: Option<u32>,
-    keep_weekly: Option<u32>,
-    keep_monthly: Option<u32>,
-    keep_yearly: Option<u32>,
-    #[serde(default, deserialize_with = "duration")]
-    keep_within_hourly: Option<Seconds>,
-    #[serde(default, deserialize_with = "duration")]
-    keep_within_daily: Option<Seconds>,
-    #[serde(default, deserialize_with = "duration")]
-    keep_within_weekly: Option<Seconds>,
-    #[serde(default, deserialize_with = "duration")]
-    keep_within_monthly: Option<Seconds>,
-}
-
-fn duration<'de, D: Deserializer<'de>>(d: D) -> std::result::Result<Option<Seconds>, D::Error> {
-    let s = String::deserialize(d)?;
-    offsnap_remote::retention::parse_duration(&s)
-        .map(Some)
-        .map_err(serde::de::Error::custom)
-}
-
-impl Retention {
-    /// As a policy (30 days when the table sets nothing).
-    pub fn policy(&self) -> Policy {
-        let p = Policy {
-            keep_within: self.keep_within,
-            keep_last: self.keep_last,
-            keep_hourly: self.keep_hourly,
-            keep_daily: self.keep_daily,
-            keep_weekly: self.keep_weekly,
-            keep_monthly: self.keep_monthly,
-            keep_yearly: self.keep_yearly,
-            keep_within_hourly: self.keep_within_hourly,
-            keep_within_daily: self.keep_within_daily,
-            keep_within_weekly: self.keep_within_weekly,
-            keep_within_monthly: self.keep_within_monthly,
-        };
-        if p.is_empty() {
-            Policy::thirty_days()
-        } else {
-            p
-        }
-    }
+    /// What to keep (the `keep_*` rules; durations as text).
+    pub retention: Option<PolicyArgs>,
 }
 
 /// The config file's default location.
@@ -247,7 +193,7 @@ mod tests {
         assert_eq!(p.destination.as_deref(), Some("/mnt/usb/backups"));
         assert_eq!(
             p.retention.as_ref().map(|r| r.policy()),
-            Some(Policy::thirty_days())
+            Some(offsnap_protocol::Policy::thirty_days())
         );
         Ok(())
     }

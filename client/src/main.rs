@@ -1025,6 +1025,9 @@ fn schedule(action: ScheduleAction) -> Result<ExitCode> {
             let service_text = sch::service_text(&exe, &name, config.as_deref());
             let timer_text = sch::timer_text(&name, every);
             let dir = sch::units_dir().ok_or_else(|| anyhow!("HOME is not set"))?;
+            let log = state.join(format!("{name}.log"));
+            let cron = sch::crontab_line(&exe, &name, config.as_deref(), every, &log);
+            let plist = sch::launchd_plist(&exe, &name, config.as_deref(), every, &log);
             if dry_run {
                 println!(
                     "# {}\n{service_text}\n# {}\n{timer_text}",
@@ -1032,31 +1035,28 @@ fn schedule(action: ScheduleAction) -> Result<ExitCode> {
                     dir.join(&timer).display()
                 );
                 println!("# without systemd, this crontab line does the same:");
+                println!("{cron}");
                 println!(
-                    "{}",
-                    sch::crontab_line(
-                        &exe,
-                        &name,
-                        config.as_deref(),
-                        every,
-                        &state.join(format!("{name}.log"))
-                    )
+                    "# on macOS, ~/Library/LaunchAgents/{}.plist:",
+                    sch::launchd_label(&name)
                 );
+                print!("{plist}");
                 return Ok(ExitCode::SUCCESS);
             }
             std::fs::create_dir_all(&state)
                 .with_context(|| format!("creating {}", state.display()))?;
+            if std::env::consts::OS == "macos" {
+                let home = std::env::var_os("HOME").ok_or_else(|| anyhow!("HOME is not set"))?;
+                let agents = PathBuf::from(home).join("Library/LaunchAgents");
+                std::fs::create_dir_all(&agents)?;
+                let path = agents.join(format!("{}.plist", sch::launchd_label(&name)));
+                std::fs::write(&path, plist)?;
+                println!("{}", path.display());
+                eprintln!("offsnap: load it with: launchctl load {}", path.display());
+                return Ok(ExitCode::SUCCESS);
+            }
             if !sch::systemd_user() {
-                println!(
-                    "{}",
-                    sch::crontab_line(
-                        &exe,
-                        &name,
-                        config.as_deref(),
-                        every,
-                        &state.join(format!("{name}.log"))
-                    )
-                );
+                println!("{cron}");
                 eprintln!(
                     "offsnap: no systemd user manager here; add the line above with `crontab -e`"
                 );

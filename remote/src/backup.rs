@@ -286,39 +286,8 @@ impl BackupRun {
                 self.stats.linked_by_hash += 1;
                 self.record(&entry)
             }
-            Op::File { path, meta, size } => {
-                let prev_last = self.last.clone();
-                self.check_order(&path)?;
-                let sink = self
-                    .tree
-                    .begin_file(&path)
-                    .ctx(format!("snapshot {}", self.name))?;
-                self.file = Some(OpenFile {
-                    prev_last,
-                    sink,
-                    meta,
-                    size,
-                    base: None,
-                });
-                Ok(())
-            }
-            Op::Delta { path, meta, size } => {
-                let prev_last = self.last.clone();
-                self.check_order(&path)?;
-                let base = self.open_base(&path)?;
-                let sink = self
-                    .tree
-                    .begin_file(&path)
-                    .ctx(format!("snapshot {}", self.name))?;
-                self.file = Some(OpenFile {
-                    prev_last,
-                    sink,
-                    meta,
-                    size,
-                    base: Some(base),
-                });
-                Ok(())
-            }
+            Op::File { path, meta, size } => self.begin(path, meta, size, false),
+            Op::Delta { path, meta, size } => self.begin(path, meta, size, true),
             Op::Data(_) | Op::DataZstd(_) | Op::DeltaPiece { .. } | Op::End { .. } | Op::Cancel => {
                 Err(protocol("file data outside a file"))
             }
@@ -369,6 +338,36 @@ impl BackupRun {
     }
 
     /// The next entry of the base manifest.
+    /// Starts a file whose content (or, with `delta`, whose delta against
+    /// the base file at the same path) follows.
+    fn begin(
+        &mut self,
+        path: RelPath,
+        meta: Meta,
+        size: u64,
+        delta: bool,
+    ) -> Result<(), RemoteError> {
+        let prev_last = self.last.clone();
+        self.check_order(&path)?;
+        let base = if delta {
+            Some(self.open_base(&path)?)
+        } else {
+            None
+        };
+        let sink = self
+            .tree
+            .begin_file(&path)
+            .ctx(format!("snapshot {}", self.name))?;
+        self.file = Some(OpenFile {
+            prev_last,
+            sink,
+            meta,
+            size,
+            base,
+        });
+        Ok(())
+    }
+
     /// Warnings for the client since the last call (files left out).
     pub fn take_warnings(&mut self) -> Vec<String> {
         std::mem::take(&mut self.warnings)

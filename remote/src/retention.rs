@@ -55,12 +55,23 @@ pub fn parse_duration(s: &str) -> Result<Seconds, String> {
     Ok(total)
 }
 
-/// The policy flags, shared by `offsnap` and `offsnap-remote`.
-#[derive(Debug, Clone, Default, clap::Args)]
+/// A duration as text (`30d`) in a config file.
+fn duration<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Seconds>, D::Error> {
+    let s = <String as serde::Deserialize>::deserialize(d)?;
+    parse_duration(&s)
+        .map(Some)
+        .map_err(serde::de::Error::custom)
+}
+
+/// The policy flags, shared by `offsnap` and `offsnap-remote`, and the
+/// `retention` table of a config file (same names, durations as text).
+#[derive(Debug, Clone, Default, clap::Args, serde::Deserialize)]
+#[serde(deny_unknown_fields, default)]
 pub struct PolicyArgs {
     /// Keep every snapshot younger than this (e.g. 30d, 12h, 2w, 6m, 1y)
     /// [default when no other rule is given: 30d]
     #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    #[serde(deserialize_with = "duration")]
     pub keep_within: Option<Seconds>,
     /// Keep the newest N snapshots
     #[arg(long, value_name = "N")]
@@ -82,15 +93,19 @@ pub struct PolicyArgs {
     pub keep_yearly: Option<u32>,
     /// Keep the newest snapshot of each hour within this duration
     #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    #[serde(deserialize_with = "duration")]
     pub keep_within_hourly: Option<Seconds>,
     /// Keep the newest snapshot of each day within this duration
     #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    #[serde(deserialize_with = "duration")]
     pub keep_within_daily: Option<Seconds>,
     /// Keep the newest snapshot of each week within this duration
     #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    #[serde(deserialize_with = "duration")]
     pub keep_within_weekly: Option<Seconds>,
     /// Keep the newest snapshot of each month within this duration
     #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    #[serde(deserialize_with = "duration")]
     pub keep_within_monthly: Option<Seconds>,
 }
 

@@ -83,6 +83,10 @@ fn schedule_writes_valid_units_or_a_crontab_line() {
         text.contains("0 */6 * * *") && text.contains("backup --profile home"),
         "{text}"
     );
+    assert!(
+        text.contains("<key>StartInterval</key>\n  <integer>21600</integer>"),
+        "{text}"
+    );
 
     // The unit files pass systemd's own check, where it is installed.
     let analyze = Command::new("systemd-analyze").arg("--version").output();
