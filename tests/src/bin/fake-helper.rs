@@ -1,0 +1,129 @@
+//! A hostile helper for the test suites: speaks the offsnap protocol on
+//! stdin/stdout but lies. `FAKE_HELPER_MODE` picks the lie:
+//! `bad-signature` (block size 0), `lying-count` (a signature for another
+//! size), `escape` (a manifest whose paths leave the restore target),
+//! `absolute` (the same with an absolute path).
+
+#![allow(clippy::unwrap_used, missing_docs)]
+
+use std::io::Write;
+
+use offsnap_protocol::delta::SIGNATURE_MAGIC;
+use offsnap_protocol::manifest::{MANIFEST_MAGIC, MANIFEST_VERSION};
+use offsnap_protocol::{
+    EntryKind, FrameReader, FrameWriter, Hash, Hello, Meta, Request, Response, SnapshotInfo,
+    SnapshotName,
+};
+
+#[derive(serde::Serialize)]
+struct RawEntry {
+    #[serde(with = "serde_bytes")]
+    path: Vec<u8>,
+    kind: EntryKind,
+    meta: Meta,
+}
+
+const META: Meta = Meta {
+    mode: 0o644,
+    uid: 0,
+    gid: 0,
+    mtime_sec: 1_600_000_000,
+    mtime_nsec: 0,
+};
+
+/// A manifest with these raw entries, valid but for what the paths say.
+fn manifest(entries: &[RawEntry]) -> Vec<u8> {
+    let mut body = Vec::new();
+    for e in entries {
+        let rec = postcard::to_stdvec(e).unwrap();
+        body.extend_from_slice(&(rec.len() as u32).to_le_bytes());
+        body.extend_from_slice(&rec);
+    }
+    body.extend_from_slice(&0u32.to_le_bytes());
+    body.extend_from_slice(&(entries.len() as u64).to_le_bytes());
+    let mut out = MANIFEST_MAGIC.to_vec();
+    out.extend_from_slice(&MANIFEST_VERSION.to_le_bytes());
+    out.extend(zstd::bulk::compress(&body, 3).unwrap());
+    let hash = blake3::hash(&out);
+    out.extend_from_slice(hash.as_bytes());
+    out
+}
+
+fn main() {
+    let mode = std::env::var("FAKE_HELPER_MODE").unwrap_or_default();
+    let stdin = std::io::stdin().lock();
+    let stdout = std::io::stdout().lock();
+    let mut rx = FrameReader::new(stdin);
+    let mut tx = FrameWriter::new(stdout);
+    tx.write(&Hello::ours("fake-helper")).unwrap();
+    tx.flush().unwrap();
+    if rx.read_hello("fake-helper").is_err() {
+        return;
+    }
+    let file = |path: &[u8], size: u64| RawEntry {
+        path: path.to_vec(),
+        kind: EntryKind::File {
+            size,
+            hash: Hash([7; 32]),
+        },
+        meta: META,
+    };
+    let dir = |path: &[u8]| RawEntry {
+        path: path.to_vec(),
+        kind: EntryKind::Dir,
+        meta: META,
+    };
+    let entries = match mode.as_str() {
+        "escape" => vec![dir(b"src"), file(b"src/../../evil", 4)],
+        "absolute" => vec![file(b"/tmp/offsnap-fake-helper-evil", 4)],
+        _ => vec![dir(b"src"), file(b"src/big", 300_000)],
+    };
+    let bytes = manifest(&entries);
+    let name: SnapshotName = "2026-01-01T000000Z".parse().unwrap();
+    let info = SnapshotInfo {
+        name,
+        manifest_hash: Hash(*blake3::hash(&bytes[..bytes.len() - 32]).as_bytes()),
+        manifest_len: bytes.len() as u64,
+    };
+    while let Ok(req) = rx.read::<Request>() {
+        let answers = match req {
+            Request::ListSnapshots { .. } => vec![Response::Snapshots(vec![info.clone()])],
+            Request::GetManifest { .. } => vec![
+                Response::ManifestChunk(bytes.clone()),
+                Response::ManifestEnd,
+            ],
+            Request::BeginBackup { .. } => vec![Response::BackupStarted {
+                snapshot: name.next(),
+                base: Some(info.clone()),
+            }],
+            Request::Signature { .. } => {
+                let (block, blocks) = match mode.as_str() {
+                    "lying-count" => (2048u32, 3usize),
+                    _ => (0u32, 0usize),
+                };
+                let mut sig = SIGNATURE_MAGIC.to_be_bytes().to_vec();
+                sig.extend_from_slice(&block.to_be_bytes());
+                sig.extend_from_slice(&8u32.to_be_bytes());
+                sig.extend(std::iter::repeat_n(0u8, blocks * 12));
+                vec![Response::Signature(Some(sig))]
+            }
+            Request::GetFile { .. } => {
+                vec![Response::FileData(b"evil".to_vec()), Response::FileEnd]
+            }
+            Request::Op(_) => Vec::new(),
+            _ => vec![Response::Error(offsnap_protocol::RemoteError {
+                kind: offsnap_protocol::ErrorKind::Refused,
+                message: "fake helper".into(),
+            })],
+        };
+        for a in answers {
+            if tx.write(&a).is_err() {
+                return;
+            }
+        }
+        if tx.flush().is_err() {
+            return;
+        }
+    }
+    let _ = std::io::stdout().flush();
+}

@@ -1,0 +1,87 @@
+//! A hostile helper against the real client: bad signatures (block size
+//! 0, lying counts) and manifests whose paths leave the restore target.
+//! Each is a clear error, never a panic, and nothing is written outside.
+
+#![allow(clippy::unwrap_used)]
+
+use std::fs;
+
+use offsnap_tests::*;
+
+fn fake(mode: &str) -> String {
+    format!(
+        "env FAKE_HELPER_MODE={mode} {}",
+        env!("CARGO_BIN_EXE_fake-helper")
+    )
+}
+
+#[test]
+fn bad_signatures_are_refused_without_a_panic() {
+    for (mode, want) in [
+        ("bad-signature", "block size out of range"),
+        ("lying-count", "block count does not match"),
+    ] {
+        let s = Scratch::new();
+        let mut rng = offsnap_tests::random::Rng::new(1);
+        write_file(
+            &s.src().join("big"),
+            &rng.noise(300_000),
+            0o644,
+            (1_700_000_000, 0),
+        );
+        let helper = fake(mode);
+        let out = s.offsnap(
+            None,
+            &[
+                &"backup",
+                &"--set",
+                &"t",
+                &"--remote-cmd",
+                &helper,
+                &s.src(),
+                &s.dest(),
+            ],
+        );
+        assert_eq!(out.status.code(), Some(1), "{mode}: {}", stderr(&out));
+        let err = stderr(&out);
+        assert!(
+            err.contains("bad signature") && err.contains(want),
+            "{mode}: {err}"
+        );
+        assert!(!err.contains("panicked"), "{err}");
+    }
+}
+
+#[test]
+fn restore_paths_that_escape_are_refused() {
+    for mode in ["escape", "absolute"] {
+        let s = Scratch::new();
+        let outside = s.path("evil");
+        let to = s.path("deep/to");
+        let helper = fake(mode);
+        let out = s.offsnap(
+            None,
+            &[
+                &"restore",
+                &"--set",
+                &"t",
+                &"--remote-cmd",
+                &helper,
+                &s.dest(),
+                &"--to",
+                &to,
+            ],
+        );
+        assert_eq!(out.status.code(), Some(1), "{mode}: {}", stderr(&out));
+        let err = stderr(&out);
+        assert!(
+            err.contains("manifest") && err.contains("damaged"),
+            "{mode}: {err}"
+        );
+        assert!(!err.contains("panicked"), "{err}");
+        assert!(!outside.exists() && !s.path("deep/evil").exists());
+        assert!(!std::path::Path::new("/tmp/offsnap-fake-helper-evil").exists());
+        // Nothing at all was written in the target.
+        assert!(fs::read_dir(&to).map(|d| d.count() == 0).unwrap_or(true));
+    }
+}
