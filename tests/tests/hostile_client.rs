@@ -401,6 +401,7 @@ fn hostile_deltas_are_refused() {
     let sig = patch(
         encode(&Request::Signature {
             path: RelPath::new(b"xx/ff".to_vec()).unwrap(),
+            hash: Hash::of(b""),
         }),
         b"xx/ff",
         b"../ff",
