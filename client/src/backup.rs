@@ -371,12 +371,8 @@ fn request_signatures(
             Some(o) if unchanged(&o, size, &item.meta) => {}
             Some(o) if delta_candidate(&o, size) => {
                 to_read += size;
-                let EntryKind::File { hash, .. } = o.kind else {
-                    continue;
-                };
                 tx.send(&Request::Signature {
                     path: item.path.clone(),
-                    hash,
                 })?;
                 pending.push_back(item.path);
             }

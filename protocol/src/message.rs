@@ -89,9 +89,6 @@ pub enum Request {
     Signature {
         /// The file, in the base snapshot.
         path: RelPath,
-        /// Its content's hash, as the base manifest records it (the helper
-        /// may have the signature of that content ready).
-        hash: Hash,
     },
     /// One step of the backup in progress.
     Op(Op),

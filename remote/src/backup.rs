@@ -54,10 +54,6 @@ pub struct BackupRun {
     zstd: zstd::bulk::Decompressor<'static>,
     /// Files left out, to tell the client.
     warnings: Vec<String>,
-    /// Cached signatures of large stored files (`None` if unusable).
-    sigs: Option<OwnedFd>,
-    /// Contents of the large files of this snapshot (their signatures stay).
-    big: std::collections::HashSet<Hash>,
     manifest: ManifestWriter<BufWriter<File>>,
     last: Option<RelPath>,
     file: Option<OpenFile>,
@@ -121,7 +117,6 @@ impl BackupRun {
         };
         let this_run = DirCursor::new(tree_fd.try_clone().ctx(&ctx)?);
         let zstd = zstd::bulk::Decompressor::new().ctx(&ctx)?;
-        let sigs = crate::signature::cache_dir(set.meta_fd()).ok();
         let run = BackupRun {
             set,
             _lock: lock,
@@ -136,8 +131,6 @@ impl BackupRun {
             by_hash,
             zstd,
             warnings: Vec::new(),
-            sigs,
-            big: std::collections::HashSet::new(),
             manifest,
             last: None,
             file: None,
@@ -164,11 +157,6 @@ impl BackupRun {
     }
 
     fn record(&mut self, entry: &Entry) -> Result<(), RemoteError> {
-        if let EntryKind::File { size, hash } = entry.kind
-            && size >= crate::signature::CACHE_MIN
-        {
-            self.big.insert(hash);
-        }
         self.manifest
             .push(entry)
             .map_err(|e| err(ErrorKind::Io, format!("writing the manifest: {e}")))?;
@@ -333,14 +321,9 @@ impl BackupRun {
                 format!("{path}: the data written does not match the client's hash"),
             ));
         }
-        let mut sink = sink;
-        let sig = sink.take_signature();
         self.tree
             .finish_file(sink, &meta)
             .ctx(format!("snapshot {}", self.name))?;
-        if let (Some(sig), Some(dir)) = (sig, &self.sigs) {
-            crate::signature::keep(dir.as_fd(), &hash, &sig);
-        }
         self.stats.written += 1;
         self.stats.bytes_written += size;
         if base.is_some() {
@@ -371,13 +354,10 @@ impl BackupRun {
         } else {
             None
         };
-        let mut sink = self
+        let sink = self
             .tree
             .begin_file(&path)
             .ctx(format!("snapshot {}", self.name))?;
-        if size >= crate::signature::CACHE_MIN && self.sigs.is_some() {
-            sink = sink.signing(size);
-        }
         self.file = Some(OpenFile {
             prev_last,
             sink,
@@ -459,24 +439,33 @@ impl BackupRun {
 
     /// The rsync signature of the base snapshot's file at `path`, computed
     /// window by window (memory stays bounded), or `None` if there is none.
-    pub fn signature(
-        &mut self,
-        path: &RelPath,
-        hash: &Hash,
-    ) -> Result<Option<Vec<u8>>, RemoteError> {
+    pub fn signature(&mut self, path: &RelPath) -> Result<Option<Vec<u8>>, RemoteError> {
         let (mut file, len) = match self.open_base(path) {
             Ok(b) => b,
             Err(e) if e.kind == ErrorKind::NotFound => return Ok(None),
             Err(e) => return Err(e),
         };
-        if let Some(dir) = &self.sigs
-            && let Some(sig) = crate::signature::cached(dir.as_fd(), hash, len)
-        {
-            return Ok(Some(sig));
+        let block = offsnap_protocol::delta::block_size_for(len);
+        let opts = fast_rsync::SignatureOptions {
+            block_size: block,
+            crypto_hash_size: 16,
+        };
+        let window = (block as usize) * (8 * 1024 * 1024 / block as usize).max(1);
+        let mut buf = vec![0u8; window];
+        let mut out: Option<Vec<u8>> = None;
+        let mut done = 0u64;
+        while done < len || out.is_none() {
+            let want = window.min((len - done) as usize);
+            std::io::Read::read_exact(&mut file, &mut buf[..want])
+                .ctx(format!("base of {path}"))?;
+            let sig = fast_rsync::Signature::calculate(&buf[..want], opts);
+            match &mut out {
+                None => out = Some(sig.into_serialized()),
+                Some(o) => o.extend_from_slice(&sig.serialized()[12..]),
+            }
+            done += want as u64;
         }
-        crate::signature::of_file(&mut file, len)
-            .map(Some)
-            .ctx(format!("base of {path}"))
+        Ok(out)
     }
 
     /// Makes the snapshot durable and visible; see the module documentation.
@@ -522,9 +511,6 @@ impl BackupRun {
         fsx::fsync(self.set.fd()).ctx(&ctx)?;
         // The snapshot is complete and visible from here on: what follows
         // is tidying, whose failure must not report the run as failed.
-        if let Some(dir) = &self.sigs {
-            let _ = crate::signature::trim(dir, &self.big);
-        }
         if let Err(e) = self.set.set_latest(&self.name) {
             eprintln!("offsnap-remote: warning: {}", e.message);
         }

@@ -17,7 +17,6 @@ pub mod prune;
 pub mod retention;
 pub mod serve;
 pub mod set;
-pub mod signature;
 pub mod stats;
 pub mod tree;
 pub mod verify;

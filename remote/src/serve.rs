@@ -237,11 +237,11 @@ impl<W: Write> Session<'_, W> {
                 self.send(&Response::BackupStarted { snapshot, base })?;
                 self.flush()
             }
-            Request::Signature { path, hash } => {
+            Request::Signature { path } => {
                 let Some(run) = &mut self.backup else {
                     return Err(protocol("signature request outside a backup"));
                 };
-                let sig = run.signature(&path, &hash)?;
+                let sig = run.signature(&path)?;
                 self.send(&Response::Signature(sig))?;
                 self.flush()
             }

@@ -232,11 +232,6 @@ impl SetDir {
         self.fd.as_fd()
     }
 
-    /// The `.offsnap` directory's handle.
-    pub fn meta_fd(&self) -> BorrowedFd<'_> {
-        self.meta.as_fd()
-    }
-
     /// Opens a subdirectory of `.offsnap` (`manifests`, `incomplete`, `trash`).
     pub fn meta_dir(&self, which: &str) -> Result<OwnedFd, RemoteError> {
         fsx::open_dir(self.meta.as_fd(), which.as_bytes())

@@ -46,7 +46,6 @@ pub struct FileSink {
     hasher: blake3::Hasher,
     written: u64,
     flushed: u64,
-    sig: Option<crate::signature::SigBuilder>,
 }
 
 /// How much a file grows between hints to start writing it out.
@@ -57,9 +56,6 @@ impl FileSink {
     pub fn write(&mut self, data: &[u8]) -> io::Result<()> {
         self.file.write_all(data)?;
         self.hasher.update(data);
-        if let Some(s) = &mut self.sig {
-            s.update(data);
-        }
         self.written += data.len() as u64;
         // Start writing big files out as they come (the kernel begins
         // writeback of what it is told is not needed again), so the flush
@@ -74,17 +70,6 @@ impl FileSink {
             self.flushed = self.written;
         }
         Ok(())
-    }
-
-    /// Also builds the rsync signature of the `size` bytes to be written.
-    pub fn signing(mut self, size: u64) -> Self {
-        self.sig = Some(crate::signature::SigBuilder::new(size));
-        self
-    }
-
-    /// The signature of what was written, if it was built.
-    pub fn take_signature(&mut self) -> Option<Vec<u8>> {
-        self.sig.take().map(|s| s.finish())
     }
 
     /// Bytes written so far.
@@ -201,7 +186,6 @@ impl TreeWriter {
             hasher: blake3::Hasher::new(),
             written: 0,
             flushed: 0,
-            sig: None,
         })
     }
 

@@ -401,7 +401,6 @@ fn hostile_deltas_are_refused() {
     let sig = patch(
         encode(&Request::Signature {
             path: RelPath::new(b"xx/ff".to_vec()).unwrap(),
-            hash: Hash::of(b""),
         }),
         b"xx/ff",
         b"../ff",
