@@ -646,48 +646,18 @@ impl Outbox<'_> {
         let size = before.len();
         let meta = scan::meta_of(&before);
         let still = |f: &File| matches!(f.metadata(), Ok(md) if md.len() == size && scan::meta_of(&md) == meta);
-        // A big changed file with a signature waiting: a delta, hashed as
-        // it is read (one pass; a large file that matches stored content
-        // elsewhere is rare enough not to pay a second read for it).
+        // A big changed file with a signature waiting travels as a delta;
+        // a large file no stored file matches in size is sent right away.
+        // Both are hashed as they are read: one pass instead of two (a
+        // large file matching stored content elsewhere is rare enough not
+        // to pay a second read for it).
         if let (Some(sig), Some(old)) = (sig, old)
             && delta_candidate(old, size)
         {
-            self.compress = true;
-            self.tx.send(&Request::Op(Op::Delta {
-                path: item.path.clone(),
-                meta,
-                size,
-            }))?;
-            let sent = self.delta(&mut file, size, sig, old.size())?;
-            let hash = *sent.as_ref().unwrap_or(&Hash([0; 32]));
-            let entry = Entry {
-                path: item.path.clone(),
-                kind: EntryKind::File { size, hash },
-                meta,
-            };
-            return self.finish(&entry, &file, sent, hash, size, &still, true);
+            return self.one_pass(item, &mut file, size, meta, &still, Some((sig, old.size())));
         }
-        // A large file no stored file matches in size is sent right away,
-        // hashed as it is read: one pass instead of two.
         if size > IN_MEMORY && !self.stored_sizes.contains(&size) {
-            self.compress = true;
-            self.tx.send(&Request::Op(Op::File {
-                path: item.path.clone(),
-                meta,
-                size,
-            }))?;
-            let sent = self.stream(&mut file, size)?;
-            let hash = *sent.as_ref().unwrap_or(&Hash([0; 32]));
-            let entry = Entry {
-                path: item.path.clone(),
-                kind: EntryKind::File { size, hash },
-                meta,
-            };
-            let done = self.finish(&entry, &file, sent, hash, size, &still, false);
-            if matches!(done, Ok(Read1::Done)) {
-                self.stored_sizes.insert(size);
-            }
-            return done;
+            return self.one_pass(item, &mut file, size, meta, &still, None);
         }
         // First: the content's hash (and, for small files, the content).
         let mut hasher = blake3::Hasher::new();
@@ -735,6 +705,38 @@ impl Outbox<'_> {
             self.stream(&mut file, size)?
         };
         self.finish(&entry, &file, sent, hash, size, &still, false)
+    }
+
+    /// Announces a file (as a delta against `delta`'s signature and base
+    /// size, or whole), sends it while hashing it, and ends it.
+    fn one_pass(
+        &mut self,
+        item: &ScanItem,
+        file: &mut File,
+        size: u64,
+        meta: Meta,
+        still: &dyn Fn(&File) -> bool,
+        delta: Option<(&[u8], u64)>,
+    ) -> Result<Read1> {
+        self.compress = true;
+        let path = item.path.clone();
+        let sent = match delta {
+            Some((sig, base_size)) => {
+                self.tx.send(&Request::Op(Op::Delta { path, meta, size }))?;
+                self.delta(file, size, sig, base_size)?
+            }
+            None => {
+                self.tx.send(&Request::Op(Op::File { path, meta, size }))?;
+                self.stream(file, size)?
+            }
+        };
+        let hash = *sent.as_ref().unwrap_or(&Hash([0; 32]));
+        let entry = Entry {
+            path: item.path.clone(),
+            kind: EntryKind::File { size, hash },
+            meta,
+        };
+        self.finish(&entry, file, sent, hash, size, still, delta.is_some())
     }
 
     /// Ends a file whose content was sent: `End` when what was sent is what

@@ -110,44 +110,21 @@ impl Session {
         self.rx.recv()
     }
 
+    /// Closes both streams (the helper sees the end of its input) and
+    /// returns the transport, to learn how the helper ended.
+    fn end(self) -> Box<dyn Transport> {
+        self.transport
+    }
+
     /// Ends the session cleanly and waits for the helper.
     pub fn close(self) -> Result<()> {
-        let Session {
-            tx,
-            rx,
-            mut transport,
-            ..
-        } = self;
-        drop(tx);
-        drop(rx);
-        transport.finish()
+        self.end().finish()
     }
 
     /// Ends the session after `e`, explaining a broken stream by how the
     /// helper or the connection ended (see [`crate::transport::fail`]).
     pub fn fail(self, e: Error) -> Error {
-        let Session {
-            tx,
-            rx,
-            mut transport,
-            ..
-        } = self;
-        drop(tx);
-        drop(rx);
-        crate::transport::fail(transport.as_mut(), e)
-    }
-
-    /// Ends the session after a failure: stops the helper and reaps it.
-    pub fn abandon(self) {
-        let Session {
-            tx,
-            rx,
-            mut transport,
-            ..
-        } = self;
-        drop(tx);
-        drop(rx);
-        transport.kill();
+        crate::transport::fail(self.end().as_mut(), e)
     }
 
     /// Splits into halves for concurrent use, plus the transport to finish.
