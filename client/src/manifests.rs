@@ -12,17 +12,6 @@ use offsnap_protocol::{Request, Response, SetName, SnapshotInfo};
 use crate::error::{Error, Result};
 use crate::session::Session;
 
-/// Downloads the manifest of `snap` and opens it after checking its hash.
-pub fn fetch(
-    session: &mut Session,
-    set: &SetName,
-    snap: &SnapshotInfo,
-) -> Result<ManifestReader<File>> {
-    let file = fetch_file(session, set, snap)?;
-    ManifestReader::new(file)
-        .map_err(|e| Error::Corrupt(format!("manifest of snapshot {}: {e}", snap.name)))
-}
-
 /// Downloads the manifest of `snap` into a temporary file, checks its hash,
 /// and returns the file positioned at its start.
 pub fn fetch_file(session: &mut Session, set: &SetName, snap: &SnapshotInfo) -> Result<File> {

@@ -77,7 +77,8 @@ pub fn units_dir() -> Option<PathBuf> {
         .map(|c| c.join("systemd").join("user"))
 }
 
-fn command(exe: &Path, profile: &str, config: Option<&Path>) -> String {
+/// The scheduled command, word by word.
+fn words(exe: &Path, profile: &str, config: Option<&Path>) -> Vec<String> {
     let mut words = vec![exe.display().to_string(), "backup".into()];
     if let Some(c) = config {
         words.push("--config".into());
@@ -85,7 +86,11 @@ fn command(exe: &Path, profile: &str, config: Option<&Path>) -> String {
     }
     words.push("--profile".into());
     words.push(profile.into());
-    shell_words::join(words)
+    words
+}
+
+fn command(exe: &Path, profile: &str, config: Option<&Path>) -> String {
+    shell_words::join(words(exe, profile, config))
 }
 
 /// The service unit: one backup of the profile, its output appended to
@@ -140,13 +145,7 @@ pub fn launchd_plist(
         Every::Daily => 86_400,
         Every::Weekly => 7 * 86_400,
     };
-    let mut args = vec![exe.display().to_string(), "backup".into()];
-    if let Some(c) = config {
-        args.push("--config".into());
-        args.push(c.display().to_string());
-    }
-    args.push("--profile".into());
-    args.push(profile.into());
+    let args = words(exe, profile, config);
     let esc = |s: &str| {
         s.replace('&', "&amp;")
             .replace('<', "&lt;")

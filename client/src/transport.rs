@@ -4,7 +4,6 @@
 
 use std::io::{Read, Write};
 use std::os::unix::net::UnixStream;
-use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::thread::JoinHandle;
 
@@ -147,16 +146,6 @@ impl InProcess {
             }),
             cutter: Some(cutter),
             thread: Some(thread),
-        })
-    }
-
-    /// An in-process helper for `root` with the system clock and full access.
-    pub fn for_root(root: &Path) -> Result<InProcess> {
-        Self::start(offsnap_remote::Config {
-            root: PathBuf::from(root),
-            access: offsnap_remote::Access::Full,
-            clock: offsnap_remote::Clock::System,
-            refuse: None,
         })
     }
 }

@@ -26,7 +26,6 @@ struct Level {
 pub struct DirCursor {
     root: OwnedFd,
     stack: Vec<Level>,
-    sync_dirs: bool,
     readable: bool,
     owners: bool,
 }
@@ -37,7 +36,6 @@ impl DirCursor {
         DirCursor {
             root,
             stack: Vec::new(),
-            sync_dirs: false,
             readable: false,
             owners: false,
         }
@@ -53,12 +51,6 @@ impl DirCursor {
     /// bits (see [`fsx::stored_mode`]).
     pub fn keep_readable(mut self, yes: bool) -> Self {
         self.readable = yes;
-        self
-    }
-
-    /// Makes the cursor fsync each directory it leaves.
-    pub fn sync_dirs(mut self, yes: bool) -> Self {
-        self.sync_dirs = yes;
         self
     }
 
@@ -131,9 +123,6 @@ impl DirCursor {
                 }
                 meta.mode = fsx::stored_mode(meta.mode, true, self.readable);
                 fsx::apply_meta(&level.fd, &meta)?;
-            }
-            if self.sync_dirs {
-                fsx::fsync(&level.fd)?;
             }
         }
         Ok(())
