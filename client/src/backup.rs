@@ -8,7 +8,7 @@ use std::os::unix::fs::OpenOptionsExt;
 use std::path::PathBuf;
 use std::time::Instant;
 
-use std::collections::{HashSet, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::mpsc;
 
 use offsnap_protocol::manifest::{ManifestReader, ManifestWriter};
@@ -57,6 +57,9 @@ pub struct BackupReport {
     pub linked: u64,
     /// New or changed files whose content was already on the host.
     pub linked_by_hash: u64,
+    /// New names of files stored under another name in the same run (hard
+    /// links in the source).
+    pub hard_links: u64,
     /// Files sent whole.
     pub sent: u64,
     /// Bytes of file content sent (before compression).
@@ -197,6 +200,7 @@ pub fn backup(mut session: Session, opts: &BackupOptions) -> Result<BackupReport
         files: sent.files,
         linked: sent.linked,
         linked_by_hash: sent.linked_by_hash,
+        hard_links: sent.hard_links,
         sent: sent.files_sent,
         content_bytes: sent.content_bytes,
         compressed_chunks: sent.compressed_chunks,
@@ -238,6 +242,7 @@ struct SendTally {
     files: u64,
     linked: u64,
     linked_by_hash: u64,
+    hard_links: u64,
     files_sent: u64,
     content_bytes: u64,
     compressed_chunks: u64,
@@ -338,6 +343,8 @@ struct Outbox<'a> {
     sigs: mpsc::Receiver<Option<Vec<u8>>>,
     progress: &'a Progress,
     buf: Vec<u8>,
+    /// The first name stored in this run of each file with several names.
+    links: HashMap<(u64, u64), RelPath>,
     tally: SendTally,
 }
 
@@ -362,13 +369,20 @@ fn request_signatures(
     let mut old = Base::new(base.map(manifests::entries).transpose()?)?;
     let mut pending = VecDeque::new();
     let mut to_read = 0;
+    let mut inodes = HashSet::new();
     for item in scan::scan(sources, opts)?.flatten() {
         progress.scanned();
         let ScanKind::File(size) = item.kind else {
             continue;
         };
+        // A further name of a file travels as a hard link.
+        if let Some(id) = item.inode
+            && !inodes.insert(id)
+        {
+            continue;
+        }
         match old.find(&item.path)? {
-            Some(o) if unchanged(&o, size, &item.meta) => {}
+            Some(o) if unchanged(&o, &item) => {}
             Some(o) if delta_candidate(&o, size) => {
                 to_read += size;
                 tx.send(&Request::Signature {
@@ -449,6 +463,7 @@ fn send_all_with(
         sigs,
         progress,
         buf: vec![0u8; DATA_CHUNK],
+        links: HashMap::new(),
         tally: SendTally::default(),
     };
     for res in scan::scan(sources, opts)? {
@@ -464,18 +479,34 @@ fn send_all_with(
         out.tally.scanned += 1;
         let (skipped, old) = base.find_counting(&item.path)?;
         out.base(Op::Skip(skipped))?;
-        let same = old.as_ref().is_some_and(|o| match (&item.kind, &o.kind) {
-            (ScanKind::Dir, EntryKind::Dir) => o.meta == item.meta,
-            (ScanKind::Symlink(t), EntryKind::Symlink { target }) => {
-                t == target && o.meta == item.meta
+        // What is recorded without content: everything but a file's first
+        // name (further names of a file become hard links to the first).
+        let now = match &item.kind {
+            ScanKind::File(_) => {
+                item.inode
+                    .and_then(|id| out.links.get(&id))
+                    .map(|target| EntryKind::HardLink {
+                        target: target.clone(),
+                    })
             }
-            (ScanKind::File(size), _) => unchanged(o, *size, &item.meta),
-            _ => false,
+            ScanKind::Dir => Some(EntryKind::Dir),
+            ScanKind::Symlink(target) => Some(EntryKind::Symlink {
+                target: target.clone(),
+            }),
+            ScanKind::Special(kind) => Some(kind.clone()),
+        };
+        let same = old.as_ref().is_some_and(|o| match &now {
+            Some(kind) => o.kind == *kind && o.meta == item.meta && o.xattrs == item.xattrs,
+            None => unchanged(o, &item),
         });
+        let is_file = matches!(item.kind, ScanKind::File(_));
         if same && let Some(o) = &old {
-            if matches!(item.kind, ScanKind::File(_)) {
+            if is_file {
                 out.tally.files += 1;
                 out.tally.linked += 1;
+            }
+            if now.is_none() {
+                out.note_inode(&item);
             }
             out.record(o);
             out.base(Op::Unchanged(1))?;
@@ -484,28 +515,26 @@ fn send_all_with(
         if old.is_some() {
             out.base(Op::Skip(1))?;
         }
-        match &item.kind {
-            ScanKind::Dir => out.entry(Entry {
-                path: item.path.clone(),
-                kind: EntryKind::Dir,
-                meta: item.meta,
-            })?,
-            ScanKind::Symlink(target) => out.entry(Entry {
-                path: item.path.clone(),
-                kind: EntryKind::Symlink {
-                    target: target.clone(),
-                },
-                meta: item.meta,
-            })?,
-            ScanKind::File(_) => {
+        match now {
+            Some(kind) => {
+                if is_file {
+                    out.tally.files += 1;
+                    out.tally.hard_links += 1;
+                }
+                out.entry(Entry {
+                    path: item.path.clone(),
+                    kind,
+                    meta: item.meta,
+                    xattrs: item.xattrs.clone(),
+                })?
+            }
+            None => {
                 out.tally.files += 1;
                 out.flush_base()?;
-                out.file(&item, old.as_ref())?
+                if out.file(&item, old.as_ref())? {
+                    out.note_inode(&item);
+                }
             }
-            ScanKind::Other(what) => out.tally.problems.push(format!(
-                "{}: skipped, a {what} (not supported yet)",
-                item.local.display()
-            )),
         }
     }
     out.flush_base()?;
@@ -514,8 +543,13 @@ fn send_all_with(
 }
 
 /// Whether a scanned file can be linked to the base entry.
-fn unchanged(old: &Entry, size: u64, meta: &Meta) -> bool {
-    matches!(old.kind, EntryKind::File { size: s, .. } if s == size) && old.meta == *meta
+fn unchanged(old: &Entry, item: &ScanItem) -> bool {
+    let ScanKind::File(size) = item.kind else {
+        return false;
+    };
+    matches!(old.kind, EntryKind::File { size: s, .. } if s == size)
+        && old.meta == item.meta
+        && old.xattrs == item.xattrs
 }
 
 /// Files up to this size are read once into memory, hashed, then sent from
@@ -570,9 +604,17 @@ impl Outbox<'_> {
         self.tx.send(&Request::Op(Op::Entry(e)))
     }
 
+    /// Remembers a file's first name, for its other names.
+    fn note_inode(&mut self, item: &ScanItem) {
+        if let Some(id) = item.inode {
+            self.links.entry(id).or_insert_with(|| item.path.clone());
+        }
+    }
+
     /// Stores a new or changed file: by hash when its content is already
     /// on the host, else by sending it; retried when it changes meanwhile.
-    fn file(&mut self, item: &ScanItem, old: Option<&Entry>) -> Result<()> {
+    /// Returns whether it was stored.
+    fn file(&mut self, item: &ScanItem, old: Option<&Entry>) -> Result<bool> {
         let sig = self.signature_for(&item.path)?;
         for _ in 0..READ_ATTEMPTS {
             match self.file_once(item, old, sig.as_deref())? {
@@ -582,14 +624,14 @@ impl Outbox<'_> {
                     }
                     self.progress
                         .stored(if old.is_some() { "changed" } else { "new" }, &item.local);
-                    return Ok(());
+                    return Ok(true);
                 }
                 Read1::Changed => continue,
                 Read1::Failed(why) => {
                     self.tally
                         .problems
                         .push(format!("{}: {why}", item.local.display()));
-                    return Ok(());
+                    return Ok(false);
                 }
             }
         }
@@ -597,7 +639,7 @@ impl Outbox<'_> {
             "{}: kept changing while being read; not backed up",
             item.local.display()
         ));
-        Ok(())
+        Ok(false)
     }
 
     /// The signature asked for `path` in the first pass, if any; skips
@@ -681,6 +723,7 @@ impl Outbox<'_> {
             path: item.path.clone(),
             kind: EntryKind::File { size, hash },
             meta,
+            xattrs: item.xattrs.clone(),
         };
         if self.stored.contains(&hash) {
             self.tally.linked_by_hash += 1;
@@ -694,6 +737,7 @@ impl Outbox<'_> {
             path: item.path.clone(),
             meta,
             size,
+            xattrs: item.xattrs.clone(),
         }))?;
         let sent = if size <= IN_MEMORY {
             let whole = std::mem::take(&mut whole);
@@ -720,13 +764,24 @@ impl Outbox<'_> {
     ) -> Result<Read1> {
         self.compress = true;
         let path = item.path.clone();
+        let xattrs = item.xattrs.clone();
         let sent = match delta {
             Some((sig, base_size)) => {
-                self.tx.send(&Request::Op(Op::Delta { path, meta, size }))?;
+                self.tx.send(&Request::Op(Op::Delta {
+                    path,
+                    meta,
+                    size,
+                    xattrs,
+                }))?;
                 self.delta(file, size, sig, base_size)?
             }
             None => {
-                self.tx.send(&Request::Op(Op::File { path, meta, size }))?;
+                self.tx.send(&Request::Op(Op::File {
+                    path,
+                    meta,
+                    size,
+                    xattrs,
+                }))?;
                 self.stream(file, size)?
             }
         };
@@ -735,6 +790,7 @@ impl Outbox<'_> {
             path: item.path.clone(),
             kind: EntryKind::File { size, hash },
             meta,
+            xattrs: item.xattrs.clone(),
         };
         self.finish(&entry, file, sent, hash, size, still, delta.is_some())
     }

@@ -489,6 +489,12 @@ fn run(cli: Cli) -> Result<ExitCode> {
             for p in &report.problems {
                 eprintln!("offsnap: {p}");
             }
+            if report.stats.link_limit_copies > 0 {
+                eprintln!(
+                    "offsnap: warning: {} file(s) stored as copies, not hard links: their stored inode is at the filesystem's hard-link limit",
+                    report.stats.link_limit_copies
+                );
+            }
             if json {
                 let removed: Vec<String> = report
                     .pruned
@@ -504,6 +510,8 @@ fn run(cli: Cli) -> Result<ExitCode> {
                         "entries_scanned": report.scanned,
                         "linked_unchanged": report.linked,
                         "linked_by_hash": report.linked_by_hash,
+                        "hard_links": report.hard_links,
+                        "copied_at_link_limit": report.stats.link_limit_copies,
                         "sent_delta": report.delta_files,
                         "sent_whole": report.sent,
                         "content_bytes": report.content_bytes,
@@ -955,6 +963,13 @@ fn long_line(e: &offsnap_protocol::Entry, name_only: bool) -> String {
         EntryKind::Dir => ('d', String::new()),
         EntryKind::File { .. } => ('-', String::new()),
         EntryKind::Symlink { target } => ('l', format!(" -> {}", String::from_utf8_lossy(target))),
+        EntryKind::HardLink { target } => ('-', format!(" => {target}")),
+        EntryKind::Fifo => ('p', String::new()),
+        EntryKind::Socket => ('s', String::new()),
+        EntryKind::Device { block, rdev } => (
+            if *block { 'b' } else { 'c' },
+            format!(" ({}, {})", libc::major(*rdev), libc::minor(*rdev)),
+        ),
     };
     let bits = ["---", "--x", "-w-", "-wx", "r--", "r-x", "rw-", "rwx"];
     let m = e.meta.mode;

@@ -7,6 +7,7 @@
 //! directory handles that never follow symlinks, so nothing the helper
 //! says can make the restore write outside the target.
 
+use std::collections::{HashMap, HashSet};
 use std::fs::File;
 use std::path::PathBuf;
 
@@ -92,6 +93,43 @@ fn wanted(path: &RelPath, paths: &[RelPath]) -> bool {
             .any(|p| path.starts_with(p) || p.starts_with(path))
 }
 
+/// Whether the content of `e` is requested from the helper: a wanted file,
+/// or a wanted hard link whose first name is not restored.
+fn fetched(e: &Entry, paths: &[RelPath]) -> bool {
+    match &e.kind {
+        EntryKind::File { .. } => wanted(&e.path, paths),
+        EntryKind::HardLink { target } => wanted(&e.path, paths) && !wanted(target, paths),
+        _ => false,
+    }
+}
+
+/// Size and hash of the files not restored whose other names are: those
+/// names are restored as files of their own.
+fn outside_targets(manifest: &File, paths: &[RelPath]) -> Result<HashMap<RelPath, (u64, Hash)>> {
+    let mut out = HashMap::new();
+    if paths.is_empty() {
+        return Ok(out);
+    }
+    let mut needed = HashSet::new();
+    let mut reader = entries(manifest)?;
+    while let Some(e) = next(&mut reader)? {
+        if let EntryKind::HardLink { target } = &e.kind
+            && fetched(&e, paths)
+        {
+            needed.insert(target.clone());
+        }
+    }
+    let mut reader = entries(manifest)?;
+    while let Some(e) = next(&mut reader)? {
+        if let EntryKind::File { size, hash } = e.kind
+            && needed.contains(&e.path)
+        {
+            out.insert(e.path, (size, hash));
+        }
+    }
+    Ok(out)
+}
+
 fn next(r: &mut ManifestReader<PosReader>) -> Result<Option<Entry>> {
     r.next_entry()
         .map_err(|e| Error::Corrupt(format!("manifest: {e}")))
@@ -133,7 +171,7 @@ pub fn restore(mut session: Session, opts: &RestoreOptions) -> Result<RestoreRep
             let mut requests = requests;
             let mut n = 0u64;
             while let Some(e) = next(&mut requests)? {
-                if e.is_file() && wanted(&e.path, paths) {
+                if fetched(&e, paths) {
                     tx.send(&Request::GetFile {
                         set: set.clone(),
                         snapshot: snap,
@@ -157,7 +195,9 @@ pub fn restore(mut session: Session, opts: &RestoreOptions) -> Result<RestoreRep
             snap,
             &manifest,
             opts,
-            TreeWriter::new(root, existing).apply_owners(fsx::is_root()),
+            TreeWriter::new(root, existing)
+                .apply_owners(fsx::is_root())
+                .apply_xattrs(true),
             &mut rx,
         );
         if written.is_err() {
@@ -232,31 +272,63 @@ fn write_tree(
         problems: Vec::new(),
     };
     let local = |p: &RelPath| opts.to.join(p.as_os_str());
+    let outside = outside_targets(manifest, &opts.paths)?;
+    let root = fsx::open_root(&opts.to).map_err(|e| Error::io(&opts.to, e))?;
+    let mut written = DirCursor::new(root);
     let mut reader = entries(manifest)?;
     while let Some(e) = next(&mut reader)? {
         if !wanted(&e.path, &opts.paths) {
             continue;
         }
-        match &e.kind {
-            EntryKind::Dir => tree.dir(&e.path, &e.meta),
-            EntryKind::Symlink { target } => tree.symlink(&e.path, target, &e.meta),
-            EntryKind::File { size, hash } => {
-                match receive_file(&mut tree, rx, &e, *size, *hash)? {
-                    Ok(()) => {
-                        report.bytes += size;
-                        Ok(())
-                    }
-                    Err(problem) => {
-                        report
-                            .problems
-                            .push(format!("{}: {problem}", local(&e.path).display()));
-                        continue;
-                    }
+        let content = match &e.kind {
+            EntryKind::File { size, hash } => Some((*size, *hash)),
+            EntryKind::HardLink { target } if !wanted(target, &opts.paths) => {
+                outside.get(target).copied()
+            }
+            _ => None,
+        };
+        // A filesystem error ends the restore; a file's own problem does not.
+        let fs = |r: std::io::Result<()>| -> Result<std::result::Result<(), String>> {
+            r.map(Ok).map_err(|err| Error::io(local(&e.path), err))
+        };
+        let done = match (&e.kind, content) {
+            (_, Some((size, hash))) => match receive_file(&mut tree, rx, &e, size, hash)? {
+                Ok(()) => {
+                    report.bytes += size;
+                    Ok(())
+                }
+                Err(problem) => Err(problem),
+            },
+            (EntryKind::Dir, _) => fs(tree.dir(&e.path, &e.meta, &e.xattrs))?,
+            (EntryKind::Symlink { target }, _) => fs(tree.symlink(&e.path, target, &e.meta))?,
+            (EntryKind::HardLink { target }, _) => {
+                match tree.hard_link(&mut written, target, &e.path) {
+                    Ok(_) => Ok(()),
+                    Err(err) if err.kind() == std::io::ErrorKind::NotFound => Err(format!(
+                        "not restored: its other name {target} was not restored"
+                    )),
+                    Err(err) => return Err(Error::io(local(&e.path), err)),
                 }
             }
+            (EntryKind::Device { .. }, _) if !fsx::is_root() => {
+                Err("not restored: only root can make device nodes".into())
+            }
+            (kind, _) if kind.is_special() => match tree.node(&e.path, kind, &e.meta) {
+                Ok(()) => Ok(()),
+                Err(err) if err.kind() == std::io::ErrorKind::PermissionDenied => {
+                    Err(format!("not restored: {err}"))
+                }
+                Err(err) => return Err(Error::io(local(&e.path), err)),
+            },
+            (kind, _) => Err(format!("not restored: a {} without content", kind.word())),
+        };
+        match done {
+            Ok(()) => report.entries += 1,
+            Err(problem) => report
+                .problems
+                .push(format!("{}: {problem}", local(&e.path).display())),
         }
-        .map_err(|err| Error::io(local(&e.path), err))?;
-        report.entries += 1;
+        report.problems.extend(tree.take_notes());
     }
     tree.finish().map_err(|e| Error::io(&opts.to, e))?;
     Ok(report)
@@ -316,7 +388,7 @@ fn receive_file(
                 .into(),
         ));
     }
-    tree.finish_file(s, &e.meta)
+    tree.finish_file(s, &e.meta, &e.xattrs)
         .map_err(|err| Error::io(e.path.as_os_str(), err))?;
     Ok(Ok(()))
 }

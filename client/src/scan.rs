@@ -8,7 +8,7 @@ use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
-use offsnap_protocol::{Meta, RelPath};
+use offsnap_protocol::{EntryKind, Meta, RelPath, Xattr};
 
 use crate::error::{Error, Result};
 
@@ -81,8 +81,8 @@ pub enum ScanKind {
     File(u64),
     /// A symlink with this target.
     Symlink(Vec<u8>),
-    /// Something not backed up yet (socket, FIFO, device), with its word.
-    Other(&'static str),
+    /// A FIFO, socket or device node, as recorded.
+    Special(EntryKind),
 }
 
 /// One entry found by the scan.
@@ -96,6 +96,11 @@ pub struct ScanItem {
     pub kind: ScanKind,
     /// Its metadata as seen by the scan.
     pub meta: Meta,
+    /// Its `user.` extended attributes (files and directories).
+    pub xattrs: Vec<Xattr>,
+    /// Device and inode of a file with more than one name, to find its
+    /// other names.
+    pub inode: Option<(u64, u64)>,
 }
 
 /// Something the scan could not read; the rest goes on.
@@ -235,20 +240,30 @@ fn item(
         ScanKind::Symlink(target.as_os_str().as_bytes().to_vec())
     } else {
         use std::os::unix::fs::FileTypeExt;
-        ScanKind::Other(if ft.is_fifo() {
-            "FIFO"
+        ScanKind::Special(if ft.is_fifo() {
+            EntryKind::Fifo
         } else if ft.is_socket() {
-            "socket"
-        } else if ft.is_block_device() {
-            "block device"
+            EntryKind::Socket
         } else {
-            "character device"
+            EntryKind::Device {
+                block: ft.is_block_device(),
+                rdev: md.rdev(),
+            }
         })
     };
+    // Only files and directories can carry user attributes.
+    let xattrs = match kind {
+        ScanKind::Dir | ScanKind::File(_) => offsnap_remote::fsx::read_xattrs(ent.path())
+            .map_err(|e| problem(format!("reading its extended attributes: {}", describe(&e))))?,
+        _ => Vec::new(),
+    };
+    let inode = (ft.is_file() && md.nlink() > 1).then(|| (md.dev(), md.ino()));
     Ok(ScanItem {
         path,
         local,
         kind,
         meta: meta_of(&md),
+        xattrs,
+        inode,
     })
 }

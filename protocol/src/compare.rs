@@ -26,12 +26,14 @@ impl Change {
     }
 }
 
-/// Whether an entry changed: its kind, content, target, mode or owner, or
+/// Whether an entry changed: its kind, content, target, mode, owner or
+/// extended attributes, or
 /// (except for directories, whose mtime follows their content) its mtime.
 pub fn differs(old: &Entry, new: &Entry) -> bool {
     let meta = old.meta.mode != new.meta.mode
         || old.meta.uid != new.meta.uid
-        || old.meta.gid != new.meta.gid;
+        || old.meta.gid != new.meta.gid
+        || old.xattrs != new.xattrs;
     let mtime =
         (old.meta.mtime_sec, old.meta.mtime_nsec) != (new.meta.mtime_sec, new.meta.mtime_nsec);
     match (&old.kind, &new.kind) {
@@ -107,6 +109,7 @@ mod tests {
                 mtime_sec: mtime,
                 mtime_nsec: 0,
             },
+            xattrs: Vec::new(),
         }
     }
 

@@ -65,17 +65,112 @@ pub enum EntryKind {
         #[serde(with = "serde_bytes")]
         target: Vec<u8>,
     },
+    /// Another name of a file recorded earlier in the same snapshot (a hard
+    /// link in the source): same inode, content and metadata as `target`.
+    HardLink {
+        /// The first name of the file, earlier in walk order.
+        target: RelPath,
+    },
+    /// A named pipe.
+    Fifo,
+    /// A Unix domain socket (recorded so a restore can recreate the name).
+    Socket,
+    /// A character or block device node.
+    Device {
+        /// Block device (else character device).
+        block: bool,
+        /// Its device number, as `st_rdev`.
+        rdev: u64,
+    },
 }
 
 impl EntryKind {
-    /// A short word for messages: `dir`, `file`, `symlink`.
+    /// A short word for messages: `dir`, `file`, `symlink`, ...
     pub fn word(&self) -> &'static str {
         match self {
             EntryKind::Dir => "dir",
             EntryKind::File { .. } => "file",
             EntryKind::Symlink { .. } => "symlink",
+            EntryKind::HardLink { .. } => "hard link",
+            EntryKind::Fifo => "fifo",
+            EntryKind::Socket => "socket",
+            EntryKind::Device { block: true, .. } => "block device",
+            EntryKind::Device { block: false, .. } => "char device",
         }
     }
+
+    /// Whether it is a FIFO, socket or device: recorded in the manifest,
+    /// never made on the backup host (a device node there would open the
+    /// host's own devices), made again by a restore.
+    pub fn is_special(&self) -> bool {
+        matches!(
+            self,
+            EntryKind::Fifo | EntryKind::Socket | EntryKind::Device { .. }
+        )
+    }
+}
+
+/// Most extended attributes one entry may carry.
+pub const MAX_XATTRS: usize = 128;
+/// Longest extended attribute value accepted (Linux's own limit).
+pub const MAX_XATTR_VALUE: usize = 64 * 1024;
+/// The namespace of the extended attributes recorded: the user's own. The
+/// others belong to the system (ACLs, capabilities, security labels) and
+/// are neither readable nor settable by every user.
+pub const XATTR_NAMESPACE: &[u8] = b"user.";
+
+/// One extended attribute.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct Xattr {
+    /// Its full name, e.g. `user.comment`.
+    #[serde(with = "serde_bytes")]
+    pub name: Vec<u8>,
+    /// Its value, raw bytes.
+    #[serde(with = "serde_bytes")]
+    pub value: Vec<u8>,
+}
+
+/// Why a list of extended attributes is refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum XattrError {
+    /// More than [`MAX_XATTRS`].
+    #[error("more than {MAX_XATTRS} extended attributes")]
+    TooMany,
+    /// Outside the `user.` namespace, empty, too long or holding a NUL.
+    #[error("extended attribute name {0:?} is not a user attribute name")]
+    Name(String),
+    /// A value over [`MAX_XATTR_VALUE`] bytes.
+    #[error("extended attribute {0:?} has a value over {MAX_XATTR_VALUE} bytes")]
+    Value(String),
+    /// Not sorted by name, or a name twice.
+    #[error("extended attributes not sorted by name, or one named twice")]
+    Order,
+}
+
+/// Checks a list of extended attributes as recorded: user names only, of
+/// at most 255 bytes without NUL, values within Linux's limit, sorted by
+/// name without repeats.
+pub fn check_xattrs(xattrs: &[Xattr]) -> Result<(), XattrError> {
+    if xattrs.len() > MAX_XATTRS {
+        return Err(XattrError::TooMany);
+    }
+    for (i, x) in xattrs.iter().enumerate() {
+        let show = || String::from_utf8_lossy(&x.name).into_owned();
+        if !x.name.starts_with(XATTR_NAMESPACE)
+            || x.name.len() == XATTR_NAMESPACE.len()
+            || x.name.len() > 255
+            || x.name.contains(&0)
+        {
+            return Err(XattrError::Name(show()));
+        }
+        if x.value.len() > MAX_XATTR_VALUE {
+            return Err(XattrError::Value(show()));
+        }
+        if i > 0 && xattrs[i - 1].name >= x.name {
+            return Err(XattrError::Order);
+        }
+    }
+    Ok(())
 }
 
 /// One entry of a snapshot: where it is, what it is, and its metadata.
@@ -87,9 +182,36 @@ pub struct Entry {
     pub kind: EntryKind,
     /// Mode, owner and mtime.
     pub meta: Meta,
+    /// Extended attributes in the `user.` namespace, sorted by name.
+    pub xattrs: Vec<Xattr>,
 }
 
 impl Entry {
+    /// An entry without extended attributes.
+    pub fn new(path: RelPath, kind: EntryKind, meta: Meta) -> Entry {
+        Entry {
+            path,
+            kind,
+            meta,
+            xattrs: Vec::new(),
+        }
+    }
+
+    /// Checks what a peer cannot be trusted with: a hard link's target
+    /// must come earlier in walk order, and the extended attributes must
+    /// pass [`check_xattrs`].
+    pub fn check(&self) -> Result<(), String> {
+        if let EntryKind::HardLink { target } = &self.kind
+            && target.walk_cmp(&self.path) != std::cmp::Ordering::Less
+        {
+            return Err(format!(
+                "{}: a hard link to {target}, which does not come before it",
+                self.path
+            ));
+        }
+        check_xattrs(&self.xattrs).map_err(|e| format!("{}: {e}", self.path))
+    }
+
     /// Whether the entry is a regular file.
     pub fn is_file(&self) -> bool {
         matches!(self.kind, EntryKind::File { .. })

@@ -252,7 +252,8 @@ mod tests {
             .map(|e| e.to_string())
             .unwrap_or_default();
         assert!(
-            err.contains("version 1") && err.contains("version 99"),
+            err.contains(&format!("version {}", crate::message::PROTOCOL_VERSION))
+                && err.contains("version 99"),
             "{err}"
         );
         assert!(err.contains("offsnap 9.9"), "{err}");

@@ -21,7 +21,7 @@ pub mod path;
 pub mod retention;
 pub mod snapshot;
 
-pub use entry::{Entry, EntryKind, Hash, Meta};
+pub use entry::{Entry, EntryKind, Hash, Meta, Xattr};
 pub use frame::{FrameError, FrameReader, FrameWriter, MAX_FRAME};
 pub use message::{
     CommitStats, DATA_CHUNK, DELTA_PIECE_MAX, ErrorKind, Finding, FindingKind, Hello, Op,

@@ -16,7 +16,7 @@ use crate::path::RelPath;
 /// The first bytes of every manifest.
 pub const MANIFEST_MAGIC: [u8; 16] = *b"offsnap-manifest";
 /// The manifest format this code writes and reads.
-pub const MANIFEST_VERSION: u32 = 1;
+pub const MANIFEST_VERSION: u32 = 2;
 /// Largest record accepted.
 const MAX_RECORD: usize = 1 << 20;
 const HEADER_LEN: usize = MANIFEST_MAGIC.len() + 4;
@@ -227,6 +227,7 @@ impl<R: Read> ManifestReader<R> {
         res?;
         let entry: Entry =
             postcard::from_bytes(&self.buf).map_err(|e| self.damaged(e.to_string()))?;
+        entry.check().map_err(|why| self.damaged(why))?;
         if let Some(last) = &self.last
             && last.walk_cmp(&entry.path) != std::cmp::Ordering::Less
         {
@@ -284,6 +285,7 @@ mod tests {
                 mtime_sec: 1_700_000_000,
                 mtime_nsec: 5,
             },
+            xattrs: Vec::new(),
         }
     }
 

@@ -7,7 +7,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::entry::{Entry, Hash, Meta};
+use crate::entry::{Entry, Hash, Meta, Xattr};
 use crate::path::RelPath;
 use crate::snapshot::{SetName, SnapshotName};
 
@@ -15,7 +15,7 @@ use crate::snapshot::{SetName, SnapshotName};
 pub const MAGIC: [u8; 8] = *b"OFFSNAP\x01";
 
 /// The version of this wire contract. Both sides must speak the same one.
-pub const PROTOCOL_VERSION: u32 = 1;
+pub const PROTOCOL_VERSION: u32 = 2;
 
 /// Largest content chunk the sender puts into one [`Op::Data`] or
 /// [`Response::FileData`] frame.
@@ -146,6 +146,8 @@ pub enum Op {
         meta: Meta,
         /// Its length in bytes; the data must add up to exactly this.
         size: u64,
+        /// Its extended attributes (see [`Entry::xattrs`]).
+        xattrs: Vec<Xattr>,
     },
     /// A chunk of the current file's content.
     Data(#[serde(with = "serde_bytes")] Vec<u8>),
@@ -161,6 +163,8 @@ pub enum Op {
         meta: Meta,
         /// Its length; the pieces must rebuild exactly this many bytes.
         size: u64,
+        /// Its extended attributes (see [`Entry::xattrs`]).
+        xattrs: Vec<Xattr>,
     },
     /// The next part of the current file as a standalone rsync delta
     /// against the whole base file, zstd-compressed when `zstd` is set (it

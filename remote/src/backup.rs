@@ -16,7 +16,7 @@ use std::os::fd::{AsFd, OwnedFd};
 use offsnap_protocol::manifest::ManifestWriter;
 use offsnap_protocol::{
     CommitStats, Entry, EntryKind, ErrorKind, Hash, Meta, Op, RelPath, RemoteError, SetName,
-    SnapshotInfo, SnapshotName,
+    SnapshotInfo, SnapshotName, Xattr,
 };
 
 use crate::cursor::DirCursor;
@@ -31,6 +31,7 @@ struct OpenFile {
     prev_last: Option<RelPath>,
     sink: FileSink,
     meta: Meta,
+    xattrs: Vec<Xattr>,
     size: u64,
     /// For a file rebuilt from a delta: the base file and its length.
     base: Option<(File, u64)>,
@@ -123,7 +124,7 @@ impl BackupRun {
             name,
             work,
             tree: TreeWriter::new(tree_fd, Existing::Fail)
-                .keep_readable(!fsx::is_root())
+                .for_snapshot(!fsx::is_root())
                 .apply_owners(fsx::is_root()),
             base: base_cursor,
             base_entries,
@@ -221,21 +222,8 @@ impl BackupRun {
         }
         match op {
             Op::Entry(entry) => {
-                self.check_order(&entry.path)?;
-                match &entry.kind {
-                    EntryKind::Dir => self.tree.dir(&entry.path, &entry.meta),
-                    EntryKind::Symlink { target } => {
-                        self.tree.symlink(&entry.path, target, &entry.meta)
-                    }
-                    EntryKind::File { .. } => {
-                        return Err(protocol(format!(
-                            "{}: a file entry needs its content or a link",
-                            entry.path
-                        )));
-                    }
-                }
-                .ctx(format!("snapshot {}", self.name))?;
-                self.record(&entry)
+                entry.check().map_err(protocol)?;
+                self.place(entry)
             }
             Op::Unchanged(n) => {
                 for _ in 0..n {
@@ -251,6 +239,7 @@ impl BackupRun {
                 Ok(())
             }
             Op::LinkFrom(entry) => {
+                entry.check().map_err(protocol)?;
                 self.check_order(&entry.path)?;
                 let EntryKind::File { size, hash } = entry.kind else {
                     return Err(protocol(format!(
@@ -286,8 +275,18 @@ impl BackupRun {
                 self.stats.linked_by_hash += 1;
                 self.record(&entry)
             }
-            Op::File { path, meta, size } => self.begin(path, meta, size, false),
-            Op::Delta { path, meta, size } => self.begin(path, meta, size, true),
+            Op::File {
+                path,
+                meta,
+                size,
+                xattrs,
+            } => self.begin(path, meta, xattrs, size, false),
+            Op::Delta {
+                path,
+                meta,
+                size,
+                xattrs,
+            } => self.begin(path, meta, xattrs, size, true),
             Op::Data(_) | Op::DataZstd(_) | Op::DeltaPiece { .. } | Op::End { .. } | Op::Cancel => {
                 Err(protocol("file data outside a file"))
             }
@@ -298,6 +297,7 @@ impl BackupRun {
         let Some(OpenFile {
             sink,
             meta,
+            xattrs,
             size,
             base,
             ..
@@ -322,7 +322,7 @@ impl BackupRun {
             ));
         }
         self.tree
-            .finish_file(sink, &meta)
+            .finish_file(sink, &meta, &[])
             .ctx(format!("snapshot {}", self.name))?;
         self.stats.written += 1;
         self.stats.bytes_written += size;
@@ -334,6 +334,7 @@ impl BackupRun {
             path,
             kind: EntryKind::File { size, hash },
             meta,
+            xattrs,
         })
     }
 
@@ -344,9 +345,12 @@ impl BackupRun {
         &mut self,
         path: RelPath,
         meta: Meta,
+        xattrs: Vec<Xattr>,
         size: u64,
         delta: bool,
     ) -> Result<(), RemoteError> {
+        offsnap_protocol::entry::check_xattrs(&xattrs)
+            .map_err(|e| protocol(format!("{path}: {e}")))?;
         let prev_last = self.last.clone();
         self.check_order(&path)?;
         let base = if delta {
@@ -362,6 +366,7 @@ impl BackupRun {
             prev_last,
             sink,
             meta,
+            xattrs,
             size,
             base,
         });
@@ -387,15 +392,10 @@ impl BackupRun {
     /// Keeps a base entry as it is: directories and symlinks made again,
     /// files hard-linked.
     fn keep(&mut self, entry: Entry) -> Result<(), RemoteError> {
-        self.check_order(&entry.path)?;
         let ctx = format!("snapshot {}", self.name);
         match &entry.kind {
-            EntryKind::Dir => self.tree.dir(&entry.path, &entry.meta).ctx(&ctx)?,
-            EntryKind::Symlink { target } => self
-                .tree
-                .symlink(&entry.path, target, &entry.meta)
-                .ctx(&ctx)?,
             EntryKind::File { size, .. } => {
+                self.check_order(&entry.path)?;
                 let Some(base) = &mut self.base else {
                     return Err(protocol("no base snapshot"));
                 };
@@ -419,6 +419,44 @@ impl BackupRun {
                         self.stats.bytes_written += size;
                     }
                 }
+                self.record(&entry)
+            }
+            _ => self.place(entry),
+        }
+    }
+
+    /// Records a directory, symlink, hard link or special file, making it
+    /// in the tree (specials are recorded only: see
+    /// [`EntryKind::is_special`]).
+    fn place(&mut self, entry: Entry) -> Result<(), RemoteError> {
+        self.check_order(&entry.path)?;
+        let ctx = format!("snapshot {}", self.name);
+        match &entry.kind {
+            EntryKind::Dir => self.tree.dir(&entry.path, &entry.meta, &[]).ctx(&ctx)?,
+            EntryKind::Symlink { target } => self
+                .tree
+                .symlink(&entry.path, target, &entry.meta)
+                .ctx(&ctx)?,
+            EntryKind::HardLink { target } => {
+                match self.tree.hard_link(&mut self.this_run, target, &entry.path) {
+                    Ok(Linked::HardLink) => self.stats.linked += 1,
+                    Ok(Linked::Copied) => self.stats.link_limit_copies += 1,
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                        self.warnings.push(format!(
+                            "{}: a hard link to {target}, which is not in this snapshot; left out",
+                            entry.path
+                        ));
+                        return Ok(());
+                    }
+                    Err(e) => return Err(e).ctx(&ctx),
+                }
+            }
+            EntryKind::Fifo | EntryKind::Socket | EntryKind::Device { .. } => {}
+            EntryKind::File { .. } => {
+                return Err(protocol(format!(
+                    "{}: a file entry needs its content or a link",
+                    entry.path
+                )));
             }
         }
         self.record(&entry)

@@ -11,7 +11,7 @@ use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 
-use offsnap_protocol::Meta;
+use offsnap_protocol::{EntryKind, Meta, Xattr};
 use rustix::fs::{self as rfs, AtFlags, Mode, OFlags, Timespec, Timestamps};
 
 /// Open flags for a directory handle.
@@ -174,10 +174,15 @@ fn times(meta: &Meta) -> Timestamps {
 /// The mode a stored inode gets for a recorded `mode`. A helper that is
 /// not root must still be able to read what it stored (to link it into the
 /// next snapshot, serve a restore, verify it), so it keeps the owner's read
-/// bit on files and read and search bits on directories; the manifest
-/// keeps the true mode, which restores apply. Root stores modes exactly.
+/// bit on files and read and search bits on directories. Files never keep
+/// setuid or setgid on the backup host: a client must not be able to plant
+/// a set-id program there (owned by root, when the helper runs as root).
+/// The manifest keeps the true mode, which restores apply.
 pub fn stored_mode(mode: u32, dir: bool, readable: bool) -> u32 {
-    let mode = mode & 0o7777;
+    let mode = match dir {
+        true => mode & 0o7777,
+        false => mode & 0o1777,
+    };
     match (readable, dir) {
         (false, _) => mode,
         (true, true) => mode | 0o500,
@@ -290,6 +295,143 @@ pub fn sync_filesystem(fd: impl AsFd) -> io::Result<()> {
         rfs::sync();
         Ok(())
     }
+}
+
+/// Sets extended attributes on an open file or directory.
+pub fn set_xattrs(fd: impl AsFd, xattrs: &[Xattr]) -> io::Result<()> {
+    for x in xattrs {
+        rfs::fsetxattr(&fd, x.name.as_slice(), &x.value, rfs::XattrFlags::empty())?;
+    }
+    Ok(())
+}
+
+/// The `user.` extended attributes of an open file, sorted by name.
+pub fn file_xattrs(fd: impl AsFd) -> io::Result<Vec<Xattr>> {
+    use offsnap_protocol::entry::XATTR_NAMESPACE;
+    let mut names = vec![0u8; 64 * 1024];
+    let n = match rfs::flistxattr(&fd, &mut names[..]) {
+        Ok(n) => n,
+        Err(rustix::io::Errno::NOTSUP) => return Ok(Vec::new()),
+        Err(e) => return Err(e.into()),
+    };
+    names.truncate(n);
+    let mut out = Vec::new();
+    let mut value = vec![0u8; offsnap_protocol::entry::MAX_XATTR_VALUE];
+    for name in names.split(|&b| b == 0) {
+        if name.starts_with(XATTR_NAMESPACE) && name.len() > XATTR_NAMESPACE.len() {
+            let n = rfs::fgetxattr(&fd, name, &mut value[..])?;
+            out.push(Xattr {
+                name: name.to_vec(),
+                value: value[..n].to_vec(),
+            });
+        }
+    }
+    out.sort();
+    Ok(out)
+}
+
+/// The `user.` extended attributes of `path` (not followed if a symlink),
+/// sorted by name; none where the filesystem has no extended attributes.
+pub fn read_xattrs(path: &Path) -> io::Result<Vec<Xattr>> {
+    use offsnap_protocol::entry::XATTR_NAMESPACE;
+    let unsupported =
+        |e: rustix::io::Errno| e == rustix::io::Errno::NOTSUP || e == rustix::io::Errno::OPNOTSUPP;
+    let mut out = Vec::new();
+    // The list or a value may grow between asking its size and reading it.
+    for _ in 0..8 {
+        let size = match rfs::llistxattr_query(path) {
+            Ok(0) => return Ok(out),
+            Ok(n) => n,
+            Err(e) if unsupported(e) => return Ok(out),
+            Err(e) => return Err(e.into()),
+        };
+        let mut names = vec![0u8; size];
+        let n = match rfs::llistxattr(path, &mut names[..]) {
+            Ok(n) => n,
+            Err(rustix::io::Errno::RANGE) => continue,
+            Err(e) => return Err(e.into()),
+        };
+        names.truncate(n);
+        out.clear();
+        let mut raced = false;
+        for name in names.split(|&b| b == 0) {
+            if !name.starts_with(XATTR_NAMESPACE) || name.len() == XATTR_NAMESPACE.len() {
+                continue;
+            }
+            let got = rfs::lgetxattr_query(path, name).and_then(|size| {
+                let mut v = vec![0u8; size];
+                let n = rfs::lgetxattr(path, name, &mut v[..])?;
+                v.truncate(n);
+                Ok(v)
+            });
+            let value = match got {
+                Ok(v) => v,
+                // Removed meanwhile.
+                Err(rustix::io::Errno::NODATA) => continue,
+                Err(rustix::io::Errno::RANGE) => {
+                    raced = true;
+                    break;
+                }
+                Err(e) => return Err(e.into()),
+            };
+            out.push(Xattr {
+                name: name.to_vec(),
+                value,
+            });
+        }
+        if !raced {
+            out.sort();
+            return Ok(out);
+        }
+    }
+    Err(io::Error::other(
+        "extended attributes kept changing while read",
+    ))
+}
+
+/// Makes the FIFO, socket or device node `name` inside `dir` (mode 0600
+/// until [`apply_node_meta`]).
+pub fn make_node(dir: BorrowedFd<'_>, name: &[u8], kind: &EntryKind) -> io::Result<()> {
+    let (file_type, dev) = match *kind {
+        EntryKind::Fifo => (rfs::FileType::Fifo, 0),
+        EntryKind::Socket => (rfs::FileType::Socket, 0),
+        EntryKind::Device { block: true, rdev } => (rfs::FileType::BlockDevice, rdev),
+        EntryKind::Device { block: false, rdev } => (rfs::FileType::CharacterDevice, rdev),
+        _ => {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "not a special file",
+            ));
+        }
+    };
+    Ok(rfs::mknodat(
+        dir,
+        name,
+        file_type,
+        Mode::from_raw_mode(0o600),
+        dev,
+    )?)
+}
+
+/// Gives the node `name` inside `dir` (just made by [`make_node`]; nodes
+/// cannot be opened without side effects) its owner (when `owner`), mode
+/// and mtime.
+pub fn apply_node_meta(
+    dir: BorrowedFd<'_>,
+    name: &[u8],
+    meta: &Meta,
+    owner: bool,
+) -> io::Result<()> {
+    if owner {
+        apply_symlink_owner(dir, name, meta)?;
+    }
+    rfs::chmodat(
+        dir,
+        name,
+        Mode::from_raw_mode(meta.mode & 0o7777),
+        AtFlags::empty(),
+    )?;
+    apply_symlink_meta(dir, name, meta)
 }
 
 /// Lossy text of a name, for messages.

@@ -48,6 +48,9 @@ pub fn stats(set: &SetDir) -> Result<Vec<SnapshotStats>, RemoteError> {
             match entry.kind {
                 EntryKind::Dir => st.dirs += 1,
                 EntryKind::Symlink { .. } => st.symlinks += 1,
+                // Another name of a file already counted: no bytes of its own.
+                EntryKind::HardLink { .. } => st.files += 1,
+                EntryKind::Fifo | EntryKind::Socket | EntryKind::Device { .. } => {}
                 EntryKind::File { size, .. } => {
                     st.files += 1;
                     st.total_bytes += size;

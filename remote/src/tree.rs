@@ -8,9 +8,9 @@
 
 use std::fs::File;
 use std::io::{self, Write};
-use std::os::fd::OwnedFd;
+use std::os::fd::{AsFd, OwnedFd};
 
-use offsnap_protocol::{Hash, Meta, RelPath};
+use offsnap_protocol::{EntryKind, Hash, Meta, RelPath, Xattr};
 use rustix::fs::FileType;
 
 use crate::cursor::DirCursor;
@@ -46,15 +46,34 @@ pub struct FileSink {
     hasher: blake3::Hasher,
     written: u64,
     flushed: u64,
+    /// Zeros not written yet (a hole), to skip before the next write.
+    hole: u64,
 }
 
 /// How much a file grows between hints to start writing it out.
 const WRITEBACK_STEP: u64 = 8 << 20;
 
+/// Blocks of this many zero bytes, at offsets that are multiples of it,
+/// are left as holes: sparse files stay sparse.
+const HOLE_BLOCK: usize = 4096;
+static ZEROS: [u8; HOLE_BLOCK] = [0; HOLE_BLOCK];
+
 impl FileSink {
-    /// Appends data.
+    /// Appends data; aligned blocks of zeros become holes.
     pub fn write(&mut self, data: &[u8]) -> io::Result<()> {
-        self.file.write_all(data)?;
+        let mut i = 0;
+        let mut run = 0;
+        while i < data.len() {
+            let at = self.written + i as u64;
+            let end = (i + HOLE_BLOCK - (at % HOLE_BLOCK as u64) as usize).min(data.len());
+            if end - i == HOLE_BLOCK && data[i..end] == ZEROS {
+                self.put(&data[run..i])?;
+                self.hole += HOLE_BLOCK as u64;
+                run = end;
+            }
+            i = end;
+        }
+        self.put(&data[run..])?;
         self.hasher.update(data);
         self.written += data.len() as u64;
         // Start writing big files out as they come (the kernel begins
@@ -68,6 +87,29 @@ impl FileSink {
                 rustix::fs::Advice::DontNeed,
             );
             self.flushed = self.written;
+        }
+        Ok(())
+    }
+
+    /// Writes `data` after the pending hole.
+    fn put(&mut self, data: &[u8]) -> io::Result<()> {
+        if data.is_empty() {
+            return Ok(());
+        }
+        if self.hole > 0 {
+            use std::io::Seek;
+            let skip = i64::try_from(self.hole).map_err(io::Error::other)?;
+            self.file.seek(io::SeekFrom::Current(skip))?;
+            self.hole = 0;
+        }
+        self.file.write_all(data)
+    }
+
+    /// Gives the file its full length when it ends in a hole.
+    fn close_hole(&mut self) -> io::Result<()> {
+        if self.hole > 0 {
+            self.file.set_len(self.written)?;
+            self.hole = 0;
         }
         Ok(())
     }
@@ -92,8 +134,11 @@ impl FileSink {
 pub struct TreeWriter {
     cursor: DirCursor,
     existing: Existing,
+    snapshot: bool,
     readable: bool,
     owners: bool,
+    xattrs: bool,
+    notes: Vec<String>,
 }
 
 impl TreeWriter {
@@ -102,8 +147,11 @@ impl TreeWriter {
         TreeWriter {
             cursor: DirCursor::new(root),
             existing,
+            snapshot: false,
             readable: false,
             owners: false,
+            xattrs: false,
+            notes: Vec::new(),
         }
     }
 
@@ -114,17 +162,57 @@ impl TreeWriter {
         self
     }
 
-    /// Keeps what it writes readable by its owner (a snapshot built by a
-    /// helper that is not root; see [`fsx::stored_mode`]).
-    pub fn keep_readable(mut self, yes: bool) -> Self {
-        self.readable = yes;
-        self.cursor = self.cursor.keep_readable(yes);
+    /// Gives what it writes its recorded extended attributes (a restore;
+    /// a snapshot keeps them in its manifest only).
+    pub fn apply_xattrs(mut self, yes: bool) -> Self {
+        self.xattrs = yes;
         self
+    }
+
+    /// What was written without all its metadata since the last call (no
+    /// extended attributes where the filesystem has none), one line each.
+    pub fn take_notes(&mut self) -> Vec<String> {
+        std::mem::take(&mut self.notes)
+    }
+
+    /// Sets extended attributes, noting (not failing) a filesystem
+    /// without them.
+    fn set_xattrs(&mut self, fd: impl AsFd, xattrs: &[Xattr], path: &RelPath) -> io::Result<()> {
+        if !self.xattrs || xattrs.is_empty() {
+            return Ok(());
+        }
+        match fsx::set_xattrs(fd, xattrs) {
+            Err(e) if e.raw_os_error() == Some(rustix::io::Errno::NOTSUP.raw_os_error()) => {
+                self.notes.push(format!(
+                    "{path}: extended attributes not restored: the filesystem has none"
+                ));
+                Ok(())
+            }
+            other => other.map_err(|e| with_path(e, path)),
+        }
+    }
+
+    /// Writes a snapshot on the backup host: modes as [`fsx::stored_mode`]
+    /// gives them (no set-id files; with `readable`, for a helper that is
+    /// not root, everything stays readable by its owner).
+    pub fn for_snapshot(mut self, readable: bool) -> Self {
+        self.snapshot = true;
+        self.readable = readable;
+        self.cursor = self.cursor.keep_readable(readable);
+        self
+    }
+
+    /// The mode a file written here gets for its recorded mode.
+    fn file_mode(&self, mode: u32) -> u32 {
+        match self.snapshot {
+            true => fsx::stored_mode(mode, false, self.readable),
+            false => mode & 0o7777,
+        }
     }
 
     /// Creates (or, when allowed, reuses) the directory `path`; its metadata
     /// is applied once its children are written.
-    pub fn dir(&mut self, path: &RelPath, meta: &Meta) -> io::Result<()> {
+    pub fn dir(&mut self, path: &RelPath, meta: &Meta, xattrs: &[Xattr]) -> io::Result<()> {
         let existing = self.existing;
         let (parent, name) = self.cursor.parent_of(path)?;
         let fd = match fsx::create_dir(parent, name) {
@@ -145,6 +233,7 @@ impl TreeWriter {
             Err(e) if e.kind() == io::ErrorKind::AlreadyExists => return Err(exists(path)),
             Err(e) => return Err(with_path(e, path)),
         };
+        self.set_xattrs(&fd, xattrs, path)?;
         self.cursor.enter(path, fd, Some(*meta));
         Ok(())
     }
@@ -186,38 +275,45 @@ impl TreeWriter {
             hasher: blake3::Hasher::new(),
             written: 0,
             flushed: 0,
+            hole: 0,
         })
     }
 
     /// Gives a written file its metadata and its real name.
-    pub fn finish_file(&mut self, sink: FileSink, meta: &Meta) -> io::Result<()> {
+    pub fn finish_file(
+        &mut self,
+        mut sink: FileSink,
+        meta: &Meta,
+        xattrs: &[Xattr],
+    ) -> io::Result<()> {
         let replace = self.existing == Existing::Replace;
+        let closed = sink.close_hole();
         let FileSink {
             path, tmp, file, ..
         } = sink;
-        let (parent, name) = self.cursor.parent_of(&path)?;
         let mut stored = *meta;
-        stored.mode = fsx::stored_mode(meta.mode, false, self.readable);
-        let owned = if self.owners {
-            fsx::apply_owner(&file, meta)
-        } else {
-            Ok(())
-        };
-        let res = owned
-            .and_then(|()| fsx::apply_meta(&file, &stored))
-            .and_then(|()| {
-                drop(file);
-                if replace
-                    && let Some(st) = fsx::lstat(parent, name)?
-                    && fsx::file_type(&st) == FileType::Directory
-                {
-                    return Err(io::Error::new(
-                        io::ErrorKind::AlreadyExists,
-                        "a directory is in the way",
-                    ));
-                }
-                fsx::rename(parent, &tmp, name, replace)
-            });
+        stored.mode = self.file_mode(meta.mode);
+        let prepared = closed
+            .and_then(|()| match self.owners {
+                true => fsx::apply_owner(&file, meta),
+                false => Ok(()),
+            })
+            .and_then(|()| self.set_xattrs(&file, xattrs, &path))
+            .and_then(|()| fsx::apply_meta(&file, &stored));
+        let (parent, name) = self.cursor.parent_of(&path)?;
+        let res = prepared.and_then(|()| {
+            drop(file);
+            if replace
+                && let Some(st) = fsx::lstat(parent, name)?
+                && fsx::file_type(&st) == FileType::Directory
+            {
+                return Err(io::Error::new(
+                    io::ErrorKind::AlreadyExists,
+                    "a directory is in the way",
+                ));
+            }
+            fsx::rename(parent, &tmp, name, replace)
+        });
         if let Err(e) = res {
             let _ = fsx::unlink(parent, &tmp);
             return Err(if e.kind() == io::ErrorKind::AlreadyExists {
@@ -260,7 +356,7 @@ impl TreeWriter {
                 format!("{from} in the stored snapshot is not the recorded file"),
             ));
         }
-        let same_meta = (st.st_mode & 0o7777) == fsx::stored_mode(meta.mode, false, self.readable)
+        let same_meta = (st.st_mode & 0o7777) == self.file_mode(meta.mode)
             && (!self.owners || (st.st_uid == meta.uid && st.st_gid == meta.gid))
             && st.st_mtime == meta.mtime_sec
             && st.st_mtime_nsec as i64 == i64::from(meta.mtime_nsec);
@@ -291,8 +387,77 @@ impl TreeWriter {
                 return Err(with_path(e, path));
             }
         }
-        self.finish_file(sink, meta)?;
+        self.finish_file(sink, meta, &[])?;
         Ok(Linked::Copied)
+    }
+
+    /// Makes `path` another name of the regular file `target`, written
+    /// earlier under `within` (the same tree, through its own cursor): a
+    /// hard link, or a copy when the inode is at its link limit.
+    pub fn hard_link(
+        &mut self,
+        within: &mut DirCursor,
+        target: &RelPath,
+        path: &RelPath,
+    ) -> io::Result<Linked> {
+        let (tdir, tname) = within.parent_of(target)?;
+        let st = fsx::lstat(tdir, tname)?.ok_or_else(|| {
+            io::Error::new(io::ErrorKind::NotFound, format!("{target} is not there"))
+        })?;
+        if fsx::file_type(&st) != FileType::RegularFile {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("{path}: a hard link to {target}, which is not a regular file"),
+            ));
+        }
+        let (ndir, name) = self.cursor.parent_of(path)?;
+        match fsx::link(tdir, tname, ndir, name) {
+            Ok(()) => return Ok(Linked::HardLink),
+            Err(e) if e.raw_os_error() == Some(rustix::io::Errno::MLINK.raw_os_error()) => {}
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => return Err(exists(path)),
+            Err(e) => return Err(with_path(e, path)),
+        }
+        let meta = Meta {
+            mode: st.st_mode & 0o7777,
+            uid: st.st_uid,
+            gid: st.st_gid,
+            mtime_sec: st.st_mtime,
+            mtime_nsec: u32::try_from(st.st_mtime_nsec).unwrap_or(0),
+        };
+        let mut src = fsx::open_file(tdir, tname)?;
+        let xattrs = match self.xattrs {
+            true => fsx::file_xattrs(&src)?,
+            false => Vec::new(),
+        };
+        let mut sink = self.begin_file(path)?;
+        if let Err(e) = io::copy(&mut src, &mut sink.file) {
+            self.abort_file(sink);
+            return Err(with_path(e, path));
+        }
+        self.finish_file(sink, &meta, &xattrs)?;
+        Ok(Linked::Copied)
+    }
+
+    /// Makes the FIFO, socket or device node `path` with its metadata.
+    pub fn node(&mut self, path: &RelPath, kind: &EntryKind, meta: &Meta) -> io::Result<()> {
+        let existing = self.existing;
+        let owners = self.owners;
+        let (parent, name) = self.cursor.parent_of(path)?;
+        match fsx::make_node(parent, name, kind) {
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists && existing == Existing::Replace => {
+                if fsx::lstat(parent, name)?
+                    .is_some_and(|st| fsx::file_type(&st) == FileType::Directory)
+                {
+                    return Err(exists(path));
+                }
+                fsx::unlink(parent, name)?;
+                fsx::make_node(parent, name, kind).map_err(|e| with_path(e, path))?;
+            }
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => return Err(exists(path)),
+            Err(e) => return Err(with_path(e, path)),
+            Ok(()) => {}
+        }
+        fsx::apply_node_meta(parent, name, meta, owners).map_err(|e| with_path(e, path))
     }
 
     /// The cursor over the tree being written.

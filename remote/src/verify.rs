@@ -68,14 +68,21 @@ pub fn verify(
                 continue;
             };
             let Some(st) = fsx::lstat(dir.as_fd(), name).ctx(&e.path)? else {
-                found(path, FindingKind::Missing)?;
+                if !e.kind.is_special() {
+                    found(path, FindingKind::Missing)?;
+                }
                 continue;
             };
             let kind = fsx::file_type(&st);
             let want = match e.kind {
                 EntryKind::Dir => FileType::Directory,
-                EntryKind::File { .. } => FileType::RegularFile,
+                EntryKind::File { .. } | EntryKind::HardLink { .. } => FileType::RegularFile,
                 EntryKind::Symlink { .. } => FileType::Symlink,
+                EntryKind::Fifo | EntryKind::Socket | EntryKind::Device { .. } => {
+                    // Recorded only: nothing of the kind is made on the host.
+                    found(path, FindingKind::Unexpected)?;
+                    continue;
+                }
             };
             if kind != want {
                 found(
@@ -110,7 +117,25 @@ pub fn verify(
                         found(path, FindingKind::Changed("points elsewhere".into()))?;
                     }
                 }
-                EntryKind::File { size, hash } => {
+                EntryKind::Fifo | EntryKind::Socket | EntryKind::Device { .. } => {}
+                EntryKind::File { .. } | EntryKind::HardLink { .. } => {
+                    // A hard link holds its target's content (a copy when
+                    // the inode was at its link limit).
+                    let content = match &e.kind {
+                        EntryKind::HardLink { target } => entries
+                            .binary_search_by(|x| x.path.walk_cmp(target))
+                            .ok()
+                            .map(|i| &entries[i].kind),
+                        kind => Some(kind),
+                    };
+                    let Some(&EntryKind::File { size, hash }) = content else {
+                        found(
+                            path,
+                            FindingKind::Manifest("a hard link to no recorded file".into()),
+                        )?;
+                        continue;
+                    };
+                    let (size, hash) = (&size, &hash);
                     let key = (st.st_dev, st.st_ino);
                     let got = match hashed.get(&key) {
                         Some(v) => *v,

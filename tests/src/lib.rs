@@ -214,6 +214,8 @@ pub enum Node {
         mode: u32,
         /// Seconds and nanoseconds.
         mtime: (i64, i64),
+        /// `user.` extended attributes.
+        xattrs: BTreeMap<Vec<u8>, Vec<u8>>,
     },
     /// A file with mode, mtime and BLAKE3-free content digest (the bytes).
     File {
@@ -223,6 +225,22 @@ pub enum Node {
         mtime: (i64, i64),
         /// The content.
         content: Vec<u8>,
+        /// `user.` extended attributes.
+        xattrs: BTreeMap<Vec<u8>, Vec<u8>>,
+        /// Its other names in the same tree (hard links), sorted.
+        links: Vec<Vec<u8>>,
+    },
+    /// A FIFO (`p`), socket (`s`), or block (`b`) or character (`c`)
+    /// device with its number.
+    Special {
+        /// Which.
+        kind: char,
+        /// Device number (0 for FIFOs and sockets).
+        rdev: u64,
+        /// Permission bits.
+        mode: u32,
+        /// Seconds and nanoseconds.
+        mtime: (i64, i64),
     },
     /// A symlink with its target and mtime.
     Symlink {
@@ -236,11 +254,44 @@ pub enum Node {
 /// Every entry under `root` (not `root` itself), keyed by relative path bytes.
 pub fn tree(root: &Path) -> BTreeMap<Vec<u8>, Node> {
     let mut out = BTreeMap::new();
-    collect(root, Path::new(""), &mut out);
+    let mut inodes = BTreeMap::new();
+    collect(root, Path::new(""), &mut out, &mut inodes);
+    // Each file's other names: the paths sharing its inode.
+    let mut names: BTreeMap<(u64, u64), Vec<Vec<u8>>> = BTreeMap::new();
+    for (path, id) in &inodes {
+        names.entry(*id).or_default().push(path.clone());
+    }
+    for (path, id) in &inodes {
+        if let Some(Node::File { links, .. }) = out.get_mut(path) {
+            *links = names[id].iter().filter(|p| *p != path).cloned().collect();
+        }
+    }
     out
 }
 
-fn collect(root: &Path, rel: &Path, out: &mut BTreeMap<Vec<u8>, Node>) {
+/// The `user.` extended attributes of `path` (not followed).
+pub fn xattrs(path: &Path) -> BTreeMap<Vec<u8>, Vec<u8>> {
+    let mut out = BTreeMap::new();
+    let mut names = vec![0u8; 65536];
+    let Ok(n) = rustix::fs::llistxattr(path, &mut names[..]) else {
+        return out;
+    };
+    let mut value = vec![0u8; 65536];
+    for name in names[..n].split(|&b| b == 0) {
+        if name.starts_with(b"user.") {
+            let k = rustix::fs::lgetxattr(path, name, &mut value[..]).unwrap();
+            out.insert(name.to_vec(), value[..k].to_vec());
+        }
+    }
+    out
+}
+
+fn collect(
+    root: &Path,
+    rel: &Path,
+    out: &mut BTreeMap<Vec<u8>, Node>,
+    inodes: &mut BTreeMap<Vec<u8>, (u64, u64)>,
+) {
     let dir = root.join(rel);
     for ent in fs::read_dir(&dir).unwrap() {
         let ent = ent.unwrap();
@@ -254,16 +305,37 @@ fn collect(root: &Path, rel: &Path, out: &mut BTreeMap<Vec<u8>, Node>) {
                 mtime,
             }
         } else if md.is_dir() {
-            collect(root, &rel, out);
+            collect(root, &rel, out, inodes);
             Node::Dir {
                 mode: md.mode() & 0o7777,
                 mtime,
+                xattrs: xattrs(&path),
             }
-        } else {
+        } else if md.is_file() {
+            inodes.insert(rel.as_os_str().as_bytes().to_vec(), (md.dev(), md.ino()));
             Node::File {
                 mode: md.mode() & 0o7777,
                 mtime,
                 content: fs::read(&path).unwrap(),
+                xattrs: xattrs(&path),
+                links: Vec::new(),
+            }
+        } else {
+            use std::os::unix::fs::FileTypeExt;
+            let t = md.file_type();
+            Node::Special {
+                kind: if t.is_fifo() {
+                    'p'
+                } else if t.is_socket() {
+                    's'
+                } else if t.is_block_device() {
+                    'b'
+                } else {
+                    'c'
+                },
+                rdev: md.rdev(),
+                mode: md.mode() & 0o7777,
+                mtime,
             }
         };
         out.insert(rel.as_os_str().as_bytes().to_vec(), node);
@@ -306,7 +378,12 @@ fn short(n: &Node) -> String {
             mode,
             mtime,
             content,
-        } => format!("file mode {mode:o} mtime {mtime:?} {} bytes", content.len()),
+            xattrs,
+            links,
+        } => format!(
+            "file mode {mode:o} mtime {mtime:?} {} bytes, xattrs {xattrs:?}, other names {links:?}",
+            content.len()
+        ),
         other => format!("{other:?}"),
     }
 }

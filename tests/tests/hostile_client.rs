@@ -55,6 +55,7 @@ fn dir(path: &str) -> Request {
         path: RelPath::new(path.as_bytes().to_vec()).unwrap(),
         kind: EntryKind::Dir,
         meta: META,
+        xattrs: Vec::new(),
     }))
 }
 
@@ -127,12 +128,14 @@ fn a_symlinked_parent_is_never_followed() {
             target: outside.as_os_str().as_encoded_bytes().to_vec(),
         },
         meta: META,
+        xattrs: Vec::new(),
     }));
     // A directory, a file and a link through the symlink.
     let file = Request::Op(Op::File {
         path: RelPath::new(b"d/f".to_vec()).unwrap(),
         meta: META,
         size: 1,
+        xattrs: Vec::new(),
     });
     for second in [dir("d/x"), file] {
         let mut raw = encode(&link);
@@ -163,6 +166,7 @@ fn lying_lengths_and_bad_streams_are_refused() {
             path: RelPath::new(b"f".to_vec()).unwrap(),
             meta: META,
             size,
+            xattrs: Vec::new(),
         })
     };
     let data = |d: &[u8]| Request::Op(Op::Data(d.to_vec()));
@@ -221,6 +225,7 @@ fn lying_lengths_and_bad_streams_are_refused() {
                     hash: Hash::of(b"abc"),
                 },
                 meta: META,
+                xattrs: Vec::new(),
             }))],
             "no stored file has its content",
         ),
@@ -278,7 +283,11 @@ fn a_wrong_protocol_version_names_both_versions() {
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
-        err.contains("version 1") && err.contains("version 99") && err.contains("offsnap 9.9.9"),
+        err.contains(&format!(
+            "version {}",
+            offsnap_protocol::message::PROTOCOL_VERSION
+        )) && err.contains("version 99")
+            && err.contains("offsnap 9.9.9"),
         "{err}"
     );
 }
@@ -305,12 +314,14 @@ fn hostile_deltas_are_refused() {
         path: RelPath::new(b"src".to_vec()).unwrap(),
         kind: EntryKind::Dir,
         meta: META,
+        xattrs: Vec::new(),
     }));
     let delta = |size| {
         Request::Op(Op::Delta {
             path: RelPath::new(b"src/f".to_vec()).unwrap(),
             meta: META,
             size,
+            xattrs: Vec::new(),
         })
     };
     let piece = |build: &dyn Fn(&mut DeltaWriter)| {
@@ -375,6 +386,7 @@ fn hostile_deltas_are_refused() {
                     path: RelPath::new(b"src/nothing".to_vec()).unwrap(),
                     meta: META,
                     size: 1,
+                    xattrs: Vec::new(),
                 }),
             ],
             "base of src/nothing",
@@ -412,4 +424,93 @@ fn hostile_deltas_are_refused() {
         fs::read(root.join("t").join(&before[0]).join("src/f")).unwrap(),
         vec![7u8; 1000]
     );
+}
+
+fn entry(path: &str, kind: EntryKind) -> Entry {
+    Entry {
+        path: RelPath::new(path.as_bytes().to_vec()).unwrap(),
+        kind,
+        meta: META,
+        xattrs: Vec::new(),
+    }
+}
+
+fn hard_link(path: &str, target: &str) -> Request {
+    Request::Op(Op::Entry(entry(
+        path,
+        EntryKind::HardLink {
+            target: RelPath::new(target.as_bytes().to_vec()).unwrap(),
+        },
+    )))
+}
+
+#[test]
+fn hard_links_and_extended_attributes_that_lie_are_refused() {
+    let s = Scratch::new();
+    let outside = s.path("outside");
+    fs::create_dir(&outside).unwrap();
+    fs::write(outside.join("secret"), b"secret").unwrap();
+    let root = s.dest();
+    let symlink = Request::Op(Op::Entry(entry(
+        "l",
+        EntryKind::Symlink {
+            target: outside.as_os_str().as_encoded_bytes().to_vec(),
+        },
+    )));
+    let mut bad_xattr = entry("x", EntryKind::Dir);
+    bad_xattr.xattrs = vec![offsnap_protocol::Xattr {
+        name: b"trusted.evil".to_vec(),
+        value: b"1".to_vec(),
+    }];
+    let mut huge_xattr = entry("x", EntryKind::Dir);
+    huge_xattr.xattrs = vec![offsnap_protocol::Xattr {
+        name: b"user.big".to_vec(),
+        value: vec![0; 70_000],
+    }];
+    let cases: Vec<(Vec<Request>, &str)> = vec![
+        // A link to a later path, to itself, to a directory, through a
+        // symlinked parent, to nothing.
+        (
+            vec![dir("a"), hard_link("a/b", "a/c")],
+            "does not come before",
+        ),
+        (
+            vec![dir("a"), hard_link("a/b", "a/b")],
+            "does not come before",
+        ),
+        (vec![dir("a"), hard_link("b", "a")], "not a regular file"),
+        (
+            vec![symlink.clone(), hard_link("m", "l/secret")],
+            "symlinks are never followed",
+        ),
+        (
+            vec![Request::Op(Op::Entry(bad_xattr)), Request::Commit],
+            "not a user attribute",
+        ),
+        (
+            vec![Request::Op(Op::Entry(huge_xattr)), Request::Commit],
+            "over 65536 bytes",
+        ),
+    ];
+    for (requests, want) in cases {
+        let raw: Vec<u8> = requests.iter().flat_map(encode).collect();
+        let (err, ok) = attack(&root, &raw);
+        assert!(!ok, "{want}: accepted");
+        assert!(err.contains(want), "{want}: {err}");
+        assert_no_snapshot(&root);
+    }
+    // A link to a name never written is left out, with a warning; the
+    // snapshot holds what was sent.
+    let raw: Vec<u8> = [dir("a"), hard_link("a/z", "a/y"), Request::Commit]
+        .iter()
+        .flat_map(encode)
+        .collect();
+    let (err, ok) = attack(&root, &raw);
+    assert!(ok && err.is_empty(), "{err}");
+    let snaps = dated_snapshots(&root.join("t"));
+    assert_eq!(snaps.len(), 1);
+    assert!(!root.join("t").join(&snaps[0]).join("a/z").exists());
+    // Nothing outside changed.
+    assert_eq!(fs::read(outside.join("secret")).unwrap(), b"secret");
+    assert_eq!(fs::read_dir(&outside).unwrap().count(), 1);
 }

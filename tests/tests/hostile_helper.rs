@@ -54,7 +54,13 @@ fn bad_signatures_are_refused_without_a_panic() {
 
 #[test]
 fn restore_paths_that_escape_are_refused() {
-    for mode in ["escape", "absolute"] {
+    for mode in [
+        "escape",
+        "absolute",
+        "link-escape",
+        "link-forward",
+        "system-xattr",
+    ] {
         let s = Scratch::new();
         let outside = s.path("evil");
         let to = s.path("deep/to");
@@ -84,4 +90,31 @@ fn restore_paths_that_escape_are_refused() {
         // Nothing at all was written in the target.
         assert!(fs::read_dir(&to).map(|d| d.count() == 0).unwrap_or(true));
     }
+}
+
+#[test]
+fn a_hard_link_to_a_directory_is_refused() {
+    let s = Scratch::new();
+    let to = s.path("to");
+    let helper = fake("link-to-dir");
+    let out = s.offsnap(
+        None,
+        &[
+            &"restore",
+            &"--set",
+            &"t",
+            &"--remote-cmd",
+            &helper,
+            &s.dest(),
+            &"--to",
+            &to,
+        ],
+    );
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(err.contains("not a regular file"), "{err}");
+    assert!(!err.contains("panicked"), "{err}");
+    // The directory stays a directory, and nothing else took its name.
+    assert!(to.join("src/d").is_dir());
+    assert!(!to.join("src/e").exists());
 }

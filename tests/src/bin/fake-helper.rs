@@ -2,7 +2,10 @@
 //! stdin/stdout but lies. `FAKE_HELPER_MODE` picks the lie:
 //! `bad-signature` (block size 0), `lying-count` (a signature for another
 //! size), `escape` (a manifest whose paths leave the restore target),
-//! `absolute` (the same with an absolute path).
+//! `absolute` (the same with an absolute path), `link-escape` (a hard
+//! link whose target leaves the target), `link-forward` (a hard link to a
+//! later path), `link-to-dir` (a hard link to a directory),
+//! `system-xattr` (an extended attribute outside the user namespace).
 
 #![allow(clippy::unwrap_used, missing_docs)]
 
@@ -11,16 +14,36 @@ use std::io::Write;
 use offsnap_protocol::delta::SIGNATURE_MAGIC;
 use offsnap_protocol::manifest::{MANIFEST_MAGIC, MANIFEST_VERSION};
 use offsnap_protocol::{
-    EntryKind, FrameReader, FrameWriter, Hash, Hello, Meta, Request, Response, SnapshotInfo,
-    SnapshotName,
+    FrameReader, FrameWriter, Hash, Hello, Meta, Request, Response, SnapshotInfo, SnapshotName,
+    Xattr,
 };
 
 #[derive(serde::Serialize)]
 struct RawEntry {
     #[serde(with = "serde_bytes")]
     path: Vec<u8>,
-    kind: EntryKind,
+    kind: RawKind,
     meta: Meta,
+    xattrs: Vec<Xattr>,
+}
+
+/// `EntryKind` as it travels, with paths as unchecked bytes.
+#[derive(serde::Serialize)]
+enum RawKind {
+    Dir,
+    File {
+        size: u64,
+        hash: Hash,
+    },
+    #[allow(dead_code)]
+    Symlink {
+        #[serde(with = "serde_bytes")]
+        target: Vec<u8>,
+    },
+    HardLink {
+        #[serde(with = "serde_bytes")]
+        target: Vec<u8>,
+    },
 }
 
 const META: Meta = Meta {
@@ -62,20 +85,50 @@ fn main() {
     }
     let file = |path: &[u8], size: u64| RawEntry {
         path: path.to_vec(),
-        kind: EntryKind::File {
+        kind: RawKind::File {
             size,
             hash: Hash([7; 32]),
         },
         meta: META,
+        xattrs: Vec::new(),
     };
     let dir = |path: &[u8]| RawEntry {
         path: path.to_vec(),
-        kind: EntryKind::Dir,
+        kind: RawKind::Dir,
         meta: META,
+        xattrs: Vec::new(),
     };
     let entries = match mode.as_str() {
         "escape" => vec![dir(b"src"), file(b"src/../../evil", 4)],
         "absolute" => vec![file(b"/tmp/offsnap-fake-helper-evil", 4)],
+        "link-escape" | "link-forward" | "link-to-dir" => {
+            let target: &[u8] = match mode.as_str() {
+                "link-escape" => b"../../evil",
+                "link-forward" => b"src/z",
+                _ => b"src/d",
+            };
+            vec![
+                dir(b"src"),
+                file(b"src/a", 4),
+                dir(b"src/d"),
+                RawEntry {
+                    path: b"src/e".to_vec(),
+                    kind: RawKind::HardLink {
+                        target: target.to_vec(),
+                    },
+                    meta: META,
+                    xattrs: Vec::new(),
+                },
+            ]
+        }
+        "system-xattr" => {
+            let mut f = file(b"src/a", 4);
+            f.xattrs = vec![Xattr {
+                name: b"security.capability".to_vec(),
+                value: vec![1, 0, 0, 2],
+            }];
+            vec![dir(b"src"), f]
+        }
         _ => vec![dir(b"src"), file(b"src/big", 300_000)],
     };
     let bytes = manifest(&entries);
