@@ -98,10 +98,14 @@ impl BackupReport {
 pub fn backup(mut session: Session, opts: &BackupOptions) -> Result<BackupReport> {
     let started = Instant::now();
     let sources = scan::resolve_sources(&opts.sources)?;
-    let (snapshot, base) = match session.call(&Request::BeginBackup {
+    let (snapshot, base, resume) = match session.call(&Request::BeginBackup {
         set: opts.set.clone(),
     }) {
-        Ok(Response::BackupStarted { snapshot, base }) => (snapshot, base),
+        Ok(Response::BackupStarted {
+            snapshot,
+            base,
+            resume,
+        }) => (snapshot, base, resume),
         Ok(other) => return Err(session.fail(Error::Unexpected(format!("{other:?}")))),
         Err(e) => return Err(session.fail(e)),
     };
@@ -129,7 +133,7 @@ pub fn backup(mut session: Session, opts: &BackupOptions) -> Result<BackupReport
             (r.map(|r| (r, rx.bytes())), rx)
         });
         let sent = match tx.as_mut() {
-            Some(t) => send_all(t, &sources, opts, base_manifest, sig_rx).and_then(|s| {
+            Some(t) => send_all(t, &sources, opts, base_manifest, sig_rx, &resume).and_then(|s| {
                 t.send(&Request::Commit)?;
                 t.flush()?;
                 Ok((s, t.bytes()))
@@ -328,6 +332,8 @@ struct Outbox<'a> {
     /// Sizes of the large stored files: a large file can only match
     /// stored content of its own size, so others skip the hashing pass.
     stored_sizes: HashSet<u64>,
+    /// Files an interrupted run had begun, with the length that arrived.
+    partials: HashMap<RelPath, u64>,
     zstd: zstd::bulk::Compressor<'static>,
     /// Whether compressing the current file still pays off.
     compress: bool,
@@ -351,9 +357,19 @@ struct Outbox<'a> {
 /// Files at least this large (new and old) travel as deltas.
 const DELTA_MIN: u64 = 128 * 1024;
 
-/// Whether a changed file is worth a delta against its old version.
-fn delta_candidate(old: &Entry, size: u64) -> bool {
-    matches!(old.kind, EntryKind::File { size: s, .. } if s >= DELTA_MIN) && size >= DELTA_MIN
+/// The length of what a new or changed file of `size` bytes travels as a
+/// delta against: the part of it an interrupted run received (the helper
+/// prefers that too), else its old version when that is large enough;
+/// `None` when it travels whole.
+fn delta_base(old: Option<&Entry>, partial: Option<u64>, size: u64) -> Option<u64> {
+    if size < DELTA_MIN {
+        return None;
+    }
+    match (partial, old.map(|o| &o.kind)) {
+        (Some(len), _) => Some(len),
+        (None, Some(EntryKind::File { size: s, .. })) if *s >= DELTA_MIN => Some(*s),
+        _ => None,
+    }
 }
 
 /// First pass: asks the helper for the signatures of the old versions of
@@ -364,6 +380,7 @@ fn request_signatures(
     sources: &[Source],
     opts: &scan::ScanOptions,
     base: Option<&File>,
+    partials: &HashMap<RelPath, u64>,
     progress: &Progress,
 ) -> Result<(VecDeque<RelPath>, u64)> {
     let mut old = Base::new(base.map(manifests::entries).transpose()?)?;
@@ -381,9 +398,10 @@ fn request_signatures(
         {
             continue;
         }
-        match old.find(&item.path)? {
-            Some(o) if unchanged(&o, &item) => {}
-            Some(o) if delta_candidate(&o, size) => {
+        let o = old.find(&item.path)?;
+        match &o {
+            Some(o) if unchanged(o, &item) => {}
+            o if delta_base(o.as_ref(), partials.get(&item.path).copied(), size).is_some() => {
                 to_read += size;
                 tx.send(&Request::Signature {
                     path: item.path.clone(),
@@ -403,14 +421,24 @@ fn send_all(
     opts: &BackupOptions,
     base: Option<File>,
     sigs: mpsc::Receiver<Option<Vec<u8>>>,
+    resume: &offsnap_protocol::Resume,
 ) -> Result<SendTally> {
-    let (stored, stored_sizes) = stored_hashes(base.as_ref())?;
+    let (mut stored, mut stored_sizes) = stored_hashes(base.as_ref())?;
+    // What an interrupted run finished counts as stored; what it began
+    // is a delta base.
+    for (hash, size) in &resume.finished {
+        stored.insert(*hash);
+        if *size > IN_MEMORY {
+            stored_sizes.insert(*size);
+        }
+    }
+    let partials: HashMap<RelPath, u64> = resume.partial.iter().cloned().collect();
     let progress = Progress::new(opts.show);
     // The first pass asks for signatures, and counts what is to be read
     // for the progress bar; without either purpose it is skipped.
-    let pending = if base.is_some() || opts.show.progress {
+    let pending = if base.is_some() || !partials.is_empty() || opts.show.progress {
         let (pending, to_read) =
-            request_signatures(tx, sources, &opts.scan, base.as_ref(), &progress)?;
+            request_signatures(tx, sources, &opts.scan, base.as_ref(), &partials, &progress)?;
         progress.start_sending(to_read);
         pending
     } else {
@@ -424,6 +452,7 @@ fn send_all(
         sigs,
         stored,
         stored_sizes,
+        partials,
         pending,
         &progress,
     );
@@ -440,6 +469,7 @@ fn send_all_with(
     sigs: mpsc::Receiver<Option<Vec<u8>>>,
     stored: HashSet<Hash>,
     stored_sizes: HashSet<u64>,
+    partials: HashMap<RelPath, u64>,
     pending: VecDeque<RelPath>,
     progress: &Progress,
 ) -> Result<SendTally> {
@@ -452,6 +482,7 @@ fn send_all_with(
         tx,
         stored,
         stored_sizes,
+        partials,
         zstd: zstd::bulk::Compressor::new(1)
             .map_err(|e| Error::Unexpected(format!("zstd: {e}")))?,
         compress: true,
@@ -693,10 +724,10 @@ impl Outbox<'_> {
         // Both are hashed as they are read: one pass instead of two (a
         // large file matching stored content elsewhere is rare enough not
         // to pay a second read for it).
-        if let (Some(sig), Some(old)) = (sig, old)
-            && delta_candidate(old, size)
+        if let Some(sig) = sig
+            && let Some(base) = delta_base(old, self.partials.get(&item.path).copied(), size)
         {
-            return self.one_pass(item, &mut file, size, meta, &still, Some((sig, old.size())));
+            return self.one_pass(item, &mut file, size, meta, &still, Some((sig, base)));
         }
         if size > IN_MEMORY && !self.stored_sizes.contains(&size) {
             return self.one_pass(item, &mut file, size, meta, &still, None);

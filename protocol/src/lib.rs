@@ -25,7 +25,8 @@ pub use entry::{Entry, EntryKind, Hash, Meta, Xattr};
 pub use frame::{FrameError, FrameReader, FrameWriter, MAX_FRAME};
 pub use message::{
     CommitStats, DATA_CHUNK, DELTA_PIECE_MAX, ErrorKind, Finding, FindingKind, Hello, Op,
-    PROTOCOL_VERSION, RemoteError, Request, Response, SnapshotInfo, SnapshotStats, VerifySummary,
+    PROTOCOL_VERSION, RemoteError, Request, Response, Resume, SnapshotInfo, SnapshotStats,
+    VerifySummary,
 };
 pub use path::{PathError, RelPath, walk_order};
 pub use retention::{Policy, PruneDecision};

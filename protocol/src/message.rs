@@ -186,6 +186,23 @@ pub enum Op {
     Cancel,
 }
 
+/// Most finished files a [`Resume`] lists (the largest ones): the list
+/// must fit in one frame.
+pub const MAX_RESUME_FILES: usize = 100_000;
+
+/// What an interrupted run of the same set left on the host, offered to
+/// the next run: files it finished, reusable by content (checked against
+/// their hash before use, like [`Op::LinkFrom`] from the base), and files
+/// it had begun, which the client can send as deltas against the part
+/// that arrived ([`Request::Signature`] then answers for that part).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Resume {
+    /// Contents of finished files: hash and size, largest first.
+    pub finished: Vec<(Hash, u64)>,
+    /// Files begun: path and the length that arrived.
+    pub partial: Vec<(RelPath, u64)>,
+}
+
 /// Summary of a snapshot, as listed.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SnapshotInfo {
@@ -269,6 +286,8 @@ pub enum Response {
         snapshot: SnapshotName,
         /// The snapshot unchanged files are linked from, if any.
         base: Option<SnapshotInfo>,
+        /// What an interrupted earlier run left that this one can reuse.
+        resume: Resume,
     },
     /// The backup is complete and visible under its name.
     Committed {

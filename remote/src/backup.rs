@@ -5,7 +5,8 @@
 //! write and fsync the manifest, move it into `manifests/`, move the tree
 //! to `SET/NAME`, swap `latest`. Until the tree's rename nothing new is
 //! visible under a dated name; a run that dies earlier leaves only
-//! `incomplete/`, which the next run clears.
+//! `incomplete/`, which the next run resumes from or clears (see
+//! [`crate::resume`]).
 
 use std::cmp::Ordering;
 use std::collections::HashMap;
@@ -22,8 +23,21 @@ use offsnap_protocol::{
 use crate::cursor::DirCursor;
 use crate::error::{Context, err, protocol};
 use crate::fsx;
+use crate::journal::{self, Journal};
+use crate::resume::{self, ResumeSource};
 use crate::set::{Root, SetDir, SetLock};
 use crate::tree::{Existing, FileSink, Linked, TreeWriter};
+
+/// Where a content is stored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Stored {
+    /// In the base snapshot.
+    Base,
+    /// Earlier in this run.
+    Here,
+    /// In the interrupted run being resumed (checked before use).
+    Resumed,
+}
 
 struct OpenFile {
     /// The path before this file's, restored if it is cancelled (so the
@@ -49,9 +63,11 @@ pub struct BackupRun {
     base_entries: Option<offsnap_protocol::manifest::ManifestReader<File>>,
     /// A reader over this run's own tree, for links to files it wrote.
     this_run: DirCursor,
-    /// Where each content hash is stored: in the base snapshot, or (when
-    /// `true`) already in this run.
-    by_hash: HashMap<Hash, (RelPath, bool)>,
+    /// Where each content hash is stored.
+    by_hash: HashMap<Hash, (RelPath, Stored)>,
+    /// What an interrupted run left, if anything.
+    resume: Option<ResumeSource>,
+    journal: Journal,
     zstd: zstd::bulk::Decompressor<'static>,
     /// Files left out, to tell the client.
     warnings: Vec<String>,
@@ -72,6 +88,7 @@ impl BackupRun {
     ) -> Result<(BackupRun, SnapshotName, Option<SnapshotInfo>), RemoteError> {
         let set = root.create_set(set_name)?;
         let lock = set.lock("backup")?;
+        let resume = ResumeSource::prepare(&set)?;
         set.clean_leftovers()?;
         let snapshots = set.snapshots()?;
         let base = snapshots.last().cloned();
@@ -90,6 +107,7 @@ impl BackupRun {
         let incomplete = set.meta_dir("incomplete")?;
         let work = fsx::create_dir(incomplete.as_fd(), name.to_string().as_bytes()).ctx(&ctx)?;
         let tree_fd = fsx::create_dir(work.as_fd(), b"tree").ctx(&ctx)?;
+        let journal = Journal::create(work.as_fd()).ctx(&ctx)?;
         let manifest_file = fsx::create_file(work.as_fd(), b"manifest").ctx(&ctx)?;
         let manifest = ManifestWriter::new(BufWriter::with_capacity(256 * 1024, manifest_file))
             .map_err(|e| err(ErrorKind::Io, format!("{ctx}: {e}")))?;
@@ -105,8 +123,15 @@ impl BackupRun {
                 let e =
                     e.map_err(|e| err(ErrorKind::Corrupt, format!("manifest of {}: {e}", b.name)))?;
                 if let EntryKind::File { hash, .. } = e.kind {
-                    by_hash.entry(hash).or_insert((e.path, false));
+                    by_hash.entry(hash).or_insert((e.path, Stored::Base));
                 }
+            }
+        }
+        if let Some(r) = &resume {
+            for (path, _, hash) in r.finished() {
+                by_hash
+                    .entry(*hash)
+                    .or_insert((path.clone(), Stored::Resumed));
             }
         }
         let base_entries = match &base {
@@ -130,6 +155,8 @@ impl BackupRun {
             base_entries,
             this_run,
             by_hash,
+            resume,
+            journal,
             zstd,
             warnings: Vec::new(),
             manifest,
@@ -143,6 +170,14 @@ impl BackupRun {
     /// The snapshot's name.
     pub fn name(&self) -> SnapshotName {
         self.name
+    }
+
+    /// What this run can reuse of an interrupted one, for the client.
+    pub fn resume_offer(&self) -> offsnap_protocol::Resume {
+        self.resume
+            .as_ref()
+            .map(ResumeSource::offer)
+            .unwrap_or_default()
     }
 
     fn check_order(&mut self, path: &RelPath) -> Result<(), RemoteError> {
@@ -247,16 +282,17 @@ impl BackupRun {
                         entry.path
                     )));
                 };
-                let Some((from, here)) = self.by_hash.get(&hash).cloned() else {
+                let Some((from, stored)) = self.by_hash.get(&hash).cloned() else {
                     return Err(protocol(format!(
                         "{}: no stored file has its content",
                         entry.path
                     )));
                 };
-                let source = match (here, &mut self.base) {
-                    (true, _) => &mut self.this_run,
-                    (false, Some(base)) => base,
-                    (false, None) => return Err(protocol("no base snapshot")),
+                let source = match (stored, &mut self.base, &mut self.resume) {
+                    (Stored::Here, _, _) => &mut self.this_run,
+                    (Stored::Base, Some(base), _) => base,
+                    (Stored::Resumed, _, Some(r)) => r.tree(),
+                    _ => return Err(protocol("no base snapshot")),
                 };
                 match self
                     .tree
@@ -273,6 +309,13 @@ impl BackupRun {
                     other => other.ctx(format!("snapshot {}", self.name))?,
                 };
                 self.stats.linked_by_hash += 1;
+                if stored == Stored::Resumed {
+                    self.by_hash
+                        .insert(hash, (entry.path.clone(), Stored::Here));
+                    self.journal
+                        .finished(&entry.path, size, hash)
+                        .ctx("the run's journal")?;
+                }
                 self.record(&entry)
             }
             Op::File {
@@ -329,7 +372,17 @@ impl BackupRun {
         if base.is_some() {
             self.stats.delta_files += 1;
         }
-        self.by_hash.entry(hash).or_insert((path.clone(), true));
+        self.journal
+            .finished(&path, size, hash)
+            .ctx("the run's journal")?;
+        self.by_hash
+            .entry(hash)
+            .and_modify(|e| {
+                if e.1 == Stored::Resumed {
+                    *e = (path.clone(), Stored::Here);
+                }
+            })
+            .or_insert((path.clone(), Stored::Here));
         self.record(&Entry {
             path,
             kind: EntryKind::File { size, hash },
@@ -362,6 +415,11 @@ impl BackupRun {
             .tree
             .begin_file(&path)
             .ctx(format!("snapshot {}", self.name))?;
+        if size >= journal::BIG {
+            self.journal
+                .begun(&path, sink.temp_name())
+                .ctx("the run's journal")?;
+        }
         self.file = Some(OpenFile {
             prev_last,
             sink,
@@ -462,8 +520,16 @@ impl BackupRun {
         self.record(&entry)
     }
 
-    /// Opens the base snapshot's regular file at `path`.
+    /// Opens the file a delta for `path` is made against: the part of it
+    /// an interrupted run received, else the base snapshot's file.
     fn open_base(&mut self, path: &RelPath) -> Result<(File, u64), RemoteError> {
+        if let Some(r) = &mut self.resume
+            && let Some(found) = r
+                .open_partial(path)
+                .ctx(format!("what an interrupted run received of {path}"))?
+        {
+            return Ok(found);
+        }
         let Some(base) = &mut self.base else {
             return Err(protocol(format!(
                 "{path}: no base snapshot to diff against"
@@ -552,6 +618,13 @@ impl BackupRun {
         if let Err(e) = self.set.set_latest(&self.name) {
             eprintln!("offsnap-remote: warning: {}", e.message);
         }
+        drop(self.resume);
+        if let Err(e) = resume::clear(&self.set) {
+            eprintln!(
+                "offsnap-remote: warning: {} (the next run clears it)",
+                e.message
+            );
+        }
         drop(self.work);
         let tidy = self
             .set
@@ -564,6 +637,12 @@ impl BackupRun {
             );
         }
         Ok((self.name, self.stats))
+    }
+
+    /// Stops the run, keeping what it wrote for the next run to resume
+    /// from (the connection was lost: the client may come back).
+    pub fn suspend(mut self) {
+        let _ = self.journal.flush();
     }
 
     /// Gives up the run, removing what it wrote.

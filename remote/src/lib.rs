@@ -7,13 +7,16 @@
 //! - [`tree`]: writing a tree of entries under a directory handle (also
 //!   used by the client to restore);
 //! - [`cursor`]: walking open directory handles along a path;
-//! - [`fsx`]: `*at` file operations that never follow symlinks.
+//! - [`fsx`]: `*at` file operations that never follow symlinks;
+//! - [`journal`], [`resume`]: reusing what an interrupted run left.
 
 pub mod backup;
 pub mod cursor;
 pub mod error;
 pub mod fsx;
+pub mod journal;
 pub mod prune;
+pub mod resume;
 pub mod retention;
 pub mod serve;
 pub mod set;

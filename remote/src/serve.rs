@@ -120,6 +120,10 @@ pub enum ServeError {
     /// A backup failed; the client was told.
     #[error("{0}")]
     Failed(RemoteError),
+    /// The client hung up in the middle of a backup (what arrived is kept
+    /// for the next run to resume from).
+    #[error("the client hung up during a backup; nothing was committed")]
+    HungUp,
 }
 
 /// The name this software gives in its hello.
@@ -156,7 +160,15 @@ pub fn serve(input: impl Read, output: impl Write, cfg: &Config) -> Result<(), S
     };
     let res = session.run(&mut inp);
     if let Some(run) = session.backup.take() {
-        run.abort();
+        // A run whose client went away (the connection ended or failed)
+        // stays for the next run to resume from; a run the helper gave up
+        // on, or whose client sent garbage, goes.
+        match &res {
+            Ok(())
+            | Err(ServeError::HungUp)
+            | Err(ServeError::Frame(FrameError::Truncated | FrameError::Io(_))) => run.suspend(),
+            Err(_) => run.abort(),
+        }
     }
     res
 }
@@ -167,11 +179,7 @@ impl<W: Write> Session<'_, W> {
             let req: Request = match inp.read() {
                 Ok(r) => r,
                 Err(FrameError::Closed) if self.backup.is_none() => return Ok(()),
-                Err(FrameError::Closed) => {
-                    return Err(ServeError::Failed(protocol(
-                        "the client hung up during a backup; nothing was committed",
-                    )));
-                }
+                Err(FrameError::Closed) => return Err(ServeError::HungUp),
                 Err(e) => {
                     let _ = self.send_error(protocol(e.to_string()));
                     return Err(e.into());
@@ -233,8 +241,13 @@ impl<W: Write> Session<'_, W> {
                 }
                 let root = Root::open(&self.cfg.root, true)?;
                 let (run, snapshot, base) = BackupRun::start(&root, &set, self.cfg.clock.now())?;
+                let resume = run.resume_offer();
                 self.backup = Some(run);
-                self.send(&Response::BackupStarted { snapshot, base })?;
+                self.send(&Response::BackupStarted {
+                    snapshot,
+                    base,
+                    resume,
+                })?;
                 self.flush()
             }
             Request::Signature { path } => {

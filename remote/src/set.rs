@@ -7,6 +7,7 @@
 //! ROOT/SET/.offsnap/lock        flock(2) held by a backup (or a prune)
 //! ROOT/SET/.offsnap/manifests/  one manifest per complete snapshot
 //! ROOT/SET/.offsnap/incomplete/ runs in progress
+//! ROOT/SET/.offsnap/resume/     an interrupted run kept for the next one
 //! ROOT/SET/.offsnap/trash/      snapshots and runs being deleted
 //! ```
 //!
@@ -230,6 +231,19 @@ impl SetDir {
     /// The set directory's handle.
     pub fn fd(&self) -> BorrowedFd<'_> {
         self.fd.as_fd()
+    }
+
+    /// Opens a subdirectory of `.offsnap` that sets made by older versions
+    /// may lack (`resume`), creating it when missing.
+    pub fn meta_dir_or_new(&self, which: &str) -> Result<OwnedFd, RemoteError> {
+        match fsx::create_dir(self.meta.as_fd(), which.as_bytes()) {
+            Ok(fd) => Ok(fd),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => self.meta_dir(which),
+            Err(e) => Err(crate::error::io(
+                format!("set {:?}: .offsnap/{which}", self.name),
+                e,
+            )),
+        }
     }
 
     /// Opens a subdirectory of `.offsnap` (`manifests`, `incomplete`, `trash`).

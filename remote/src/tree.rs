@@ -124,6 +124,11 @@ impl FileSink {
         Hash::from(self.hasher.finalize())
     }
 
+    /// The temporary name it is written under, in its directory.
+    pub fn temp_name(&self) -> &[u8] {
+        &self.tmp
+    }
+
     /// The path it will get.
     pub fn path(&self) -> &RelPath {
         &self.path

@@ -259,9 +259,23 @@ fn lying_lengths_and_bad_streams_are_refused() {
         }
         assert_no_snapshot(&root);
     }
-    // Nothing stays in incomplete/ after the helper noticed the failure.
+    // A cut stream is kept for the next run to resume from (under
+    // incomplete/, never under a dated name); garbage is not. The next
+    // run clears what it cannot use.
+    let left = fs::read_dir(root.join("t/.offsnap/incomplete"))
+        .unwrap()
+        .count();
+    assert!(left <= 1, "{left} runs left in incomplete/");
+    let (err, ok) = attack(&root, &encode(&Request::Commit));
+    assert!(ok, "{err}");
     assert_eq!(
         fs::read_dir(root.join("t/.offsnap/incomplete"))
+            .unwrap()
+            .count(),
+        0
+    );
+    assert_eq!(
+        fs::read_dir(root.join("t/.offsnap/resume"))
             .unwrap()
             .count(),
         0

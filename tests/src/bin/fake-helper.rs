@@ -148,6 +148,7 @@ fn main() {
             Request::BeginBackup { .. } => vec![Response::BackupStarted {
                 snapshot: name.next(),
                 base: Some(info.clone()),
+                resume: Default::default(),
             }],
             Request::Signature { .. } => {
                 let (block, blocks) = match mode.as_str() {
