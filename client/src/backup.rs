@@ -60,6 +60,8 @@ pub struct BackupReport {
     /// New names of files stored under another name in the same run (hard
     /// links in the source).
     pub hard_links: u64,
+    /// Files sent again whole because their delta rebuilt other content.
+    pub resent: u64,
     /// Files sent whole.
     pub sent: u64,
     /// Bytes of file content sent (before compression).
@@ -205,6 +207,7 @@ pub fn backup(mut session: Session, opts: &BackupOptions) -> Result<BackupReport
         linked: sent.linked,
         linked_by_hash: sent.linked_by_hash,
         hard_links: sent.hard_links,
+        resent: sent.resent,
         sent: sent.files_sent,
         content_bytes: sent.content_bytes,
         compressed_chunks: sent.compressed_chunks,
@@ -220,18 +223,35 @@ pub fn backup(mut session: Session, opts: &BackupOptions) -> Result<BackupReport
     })
 }
 
-/// Reads the helper's answers during a run: signatures (handed to the
-/// sending side, in order) until the commit's answer.
+/// What the receiving side hands the sending side, in the helper's order.
+enum Answer {
+    /// The signature asked for.
+    Signature(Option<Vec<u8>>),
+    /// A delta rebuilt the wrong content: send the file again, whole.
+    Resend(RelPath),
+    /// Every op sent before the `Sync` is applied.
+    Synced,
+}
+
+/// Reads the helper's answers during a run: signatures, resend requests
+/// and the sync (handed to the sending side, in order) until the commit's
+/// answer.
 fn receive(
     rx: &mut Receiver,
-    sigs: mpsc::Sender<Option<Vec<u8>>>,
+    sigs: mpsc::Sender<Answer>,
 ) -> Result<(SnapshotName, CommitStats, Vec<String>)> {
     let mut warnings = Vec::new();
     loop {
         match rx.recv()? {
+            // The sending side gone means the run is failing anyway.
             Response::Signature(s) => {
-                // The sending side gone means the run is failing anyway.
-                let _ = sigs.send(s);
+                let _ = sigs.send(Answer::Signature(s));
+            }
+            Response::Resend { path } => {
+                let _ = sigs.send(Answer::Resend(path));
+            }
+            Response::Synced => {
+                let _ = sigs.send(Answer::Synced);
             }
             Response::Warning(w) => warnings.push(w),
             Response::Committed { snapshot, stats } => return Ok((snapshot, stats, warnings)),
@@ -247,6 +267,7 @@ struct SendTally {
     linked: u64,
     linked_by_hash: u64,
     hard_links: u64,
+    resent: u64,
     files_sent: u64,
     content_bytes: u64,
     compressed_chunks: u64,
@@ -346,11 +367,16 @@ struct Outbox<'a> {
     /// Paths whose signatures were asked for, in order, not yet used.
     pending: VecDeque<RelPath>,
     /// The signatures, in the same order.
-    sigs: mpsc::Receiver<Option<Vec<u8>>>,
+    sigs: mpsc::Receiver<Answer>,
     progress: &'a Progress,
     buf: Vec<u8>,
     /// The first name stored in this run of each file with several names.
     links: HashMap<(u64, u64), RelPath>,
+    /// Files sent as deltas, with the hash they were read with, in case
+    /// the helper asks for one again.
+    deltas: HashMap<RelPath, (ScanItem, Hash)>,
+    /// Files the helper asked for again.
+    resends: Vec<RelPath>,
     tally: SendTally,
 }
 
@@ -420,7 +446,7 @@ fn send_all(
     sources: &[Source],
     opts: &BackupOptions,
     base: Option<File>,
-    sigs: mpsc::Receiver<Option<Vec<u8>>>,
+    sigs: mpsc::Receiver<Answer>,
     resume: &offsnap_protocol::Resume,
 ) -> Result<SendTally> {
     let (mut stored, mut stored_sizes) = stored_hashes(base.as_ref())?;
@@ -466,7 +492,7 @@ fn send_all_with(
     sources: &[Source],
     opts: &scan::ScanOptions,
     base: Option<File>,
-    sigs: mpsc::Receiver<Option<Vec<u8>>>,
+    sigs: mpsc::Receiver<Answer>,
     stored: HashSet<Hash>,
     stored_sizes: HashSet<u64>,
     partials: HashMap<RelPath, u64>,
@@ -495,6 +521,8 @@ fn send_all_with(
         progress,
         buf: vec![0u8; DATA_CHUNK],
         links: HashMap::new(),
+        deltas: HashMap::new(),
+        resends: Vec::new(),
         tally: SendTally::default(),
     };
     for res in scan::scan(sources, opts)? {
@@ -569,6 +597,7 @@ fn send_all_with(
         }
     }
     out.flush_base()?;
+    out.repair()?;
     out.tally.mirror = out.mirror.take();
     Ok(out.tally)
 }
@@ -673,6 +702,95 @@ impl Outbox<'_> {
         Ok(false)
     }
 
+    /// The helper's next answer.
+    fn answer(&mut self) -> Result<Answer> {
+        self.sigs
+            .recv()
+            .map_err(|_| Error::Transport("the helper stopped answering".into()))
+    }
+
+    /// After the walk, when deltas were sent: waits until the helper has
+    /// applied every op, then sends whole the files whose delta rebuilt
+    /// other content than was read.
+    fn repair(&mut self) -> Result<()> {
+        if self.tally.delta_files == 0 {
+            return Ok(());
+        }
+        self.tx.send(&Request::Sync)?;
+        self.tx.flush()?;
+        loop {
+            match self.answer()? {
+                Answer::Signature(_) => {}
+                Answer::Resend(p) => self.resends.push(p),
+                Answer::Synced => break,
+            }
+        }
+        for path in std::mem::take(&mut self.resends) {
+            let Some((item, hash)) = self.deltas.remove(&path) else {
+                return Err(Error::Corrupt(format!(
+                    "the helper asked to resend {path}, which was not sent as a delta"
+                )));
+            };
+            self.resend(&item, hash)?;
+        }
+        Ok(())
+    }
+
+    /// Sends again, whole, a file whose delta rebuilt the wrong content; it
+    /// must still read as it did (the helper recorded it so), else it is
+    /// cancelled and left out.
+    fn resend(&mut self, item: &ScanItem, hash: Hash) -> Result<()> {
+        let ScanKind::File(size) = item.kind else {
+            return Ok(());
+        };
+        let problem = |why: &str| format!("{}: {why}; not backed up", item.local.display());
+        let file = std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+            .open(&item.local);
+        let mut file = match file {
+            Ok(f)
+                if f.metadata()
+                    .is_ok_and(|m| m.len() == size && scan::meta_of(&m) == item.meta) =>
+            {
+                f
+            }
+            _ => {
+                self.tally
+                    .problems
+                    .push(problem("changed before it could be sent again"));
+                return Ok(());
+            }
+        };
+        self.compress = true;
+        self.tx.send(&Request::Op(Op::File {
+            path: item.path.clone(),
+            meta: item.meta,
+            size,
+            xattrs: item.xattrs.clone(),
+        }))?;
+        let same = match self.stream(&mut file, size)? {
+            Ok(h) => {
+                h == hash
+                    && file
+                        .metadata()
+                        .is_ok_and(|m| m.len() == size && scan::meta_of(&m) == item.meta)
+            }
+            Err(_) => false,
+        };
+        if same {
+            self.tx.send(&Request::Op(Op::End { hash }))?;
+            self.tally.resent += 1;
+            self.tally.literal_bytes += size;
+        } else {
+            self.tx.send(&Request::Op(Op::Cancel))?;
+            self.tally
+                .problems
+                .push(problem("changed while being sent again"));
+        }
+        Ok(())
+    }
+
     /// The signature asked for `path` in the first pass, if any; skips
     /// (and drops) those of paths the second pass went past.
     fn signature_for(&mut self, path: &RelPath) -> Result<Option<Vec<u8>>> {
@@ -681,10 +799,13 @@ impl Outbox<'_> {
                 std::cmp::Ordering::Greater => return Ok(None),
                 ord => {
                     self.pending.pop_front();
-                    let sig = self
-                        .sigs
-                        .recv()
-                        .map_err(|_| Error::Transport("the helper stopped answering".into()))?;
+                    let sig = loop {
+                        match self.answer()? {
+                            Answer::Signature(sig) => break sig,
+                            Answer::Resend(p) => self.resends.push(p),
+                            Answer::Synced => return Err(Error::Unexpected("sync".into())),
+                        }
+                    };
                     if ord == std::cmp::Ordering::Equal {
                         return Ok(sig);
                     }
@@ -823,7 +944,13 @@ impl Outbox<'_> {
             meta,
             xattrs: item.xattrs.clone(),
         };
-        self.finish(&entry, file, sent, hash, size, still, delta.is_some())
+        let done = self.finish(&entry, file, sent, hash, size, still, delta.is_some())?;
+        if delta.is_some() && matches!(done, Read1::Done) {
+            let mut sent_as = item.clone();
+            sent_as.meta = meta;
+            self.deltas.insert(item.path.clone(), (sent_as, hash));
+        }
+        Ok(done)
     }
 
     /// Ends a file whose content was sent: `End` when what was sent is what

@@ -92,6 +92,10 @@ pub enum Request {
     },
     /// One step of the backup in progress.
     Op(Op),
+    /// During a backup: answer [`Response::Synced`] once every op sent
+    /// before is applied, after any [`Response::Resend`] they caused. Sent
+    /// before [`Request::Commit`] by a client that sent deltas.
+    Sync,
     /// Finish the backup in progress. Answer: [`Response::Committed`].
     Commit,
     /// Summarize every snapshot of a set. Answer: [`Response::Stats`].
@@ -289,6 +293,17 @@ pub enum Response {
         /// What an interrupted earlier run left that this one can reuse.
         resume: Resume,
     },
+    /// A delta rebuilt other content than the client read (an MD4
+    /// collision, or the base changed meanwhile). The entry is recorded as
+    /// the client described it; the client sends the file whole after
+    /// the walk, as an [`Op::File`] for the same path, metadata and size,
+    /// ending with the same hash (or [`Op::Cancel`], and the entry goes).
+    Resend {
+        /// The file.
+        path: RelPath,
+    },
+    /// Every op before the [`Request::Sync`] is applied.
+    Synced,
     /// The backup is complete and visible under its name.
     Committed {
         /// Its name.

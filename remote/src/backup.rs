@@ -49,6 +49,15 @@ struct OpenFile {
     size: u64,
     /// For a file rebuilt from a delta: the base file and its length.
     base: Option<(File, u64)>,
+    /// The hash a file sent again after a failed delta must have (its
+    /// entry is already recorded).
+    repair: Option<Hash>,
+}
+
+/// A file whose delta rebuilt the wrong content: recorded, not yet stored.
+struct Awaited {
+    size: u64,
+    hash: Hash,
 }
 
 /// A backup in progress: see the module documentation.
@@ -71,6 +80,10 @@ pub struct BackupRun {
     zstd: zstd::bulk::Decompressor<'static>,
     /// Files left out, to tell the client.
     warnings: Vec<String>,
+    /// Files to ask the client for again, whole.
+    resends: Vec<RelPath>,
+    /// Those asked for and not stored yet.
+    awaited: HashMap<RelPath, Awaited>,
     manifest: ManifestWriter<BufWriter<File>>,
     last: Option<RelPath>,
     file: Option<OpenFile>,
@@ -159,6 +172,8 @@ impl BackupRun {
             journal,
             zstd,
             warnings: Vec::new(),
+            resends: Vec::new(),
+            awaited: HashMap::new(),
             manifest,
             last: None,
             file: None,
@@ -343,6 +358,7 @@ impl BackupRun {
             xattrs,
             size,
             base,
+            repair,
             ..
         }) = self.file.take()
         else {
@@ -356,7 +372,26 @@ impl BackupRun {
                 "{path}: {written} bytes received, {size} announced"
             )));
         }
+        if repair.is_some_and(|want| want != hash) {
+            self.tree.abort_file(sink);
+            return Err(protocol(format!(
+                "{path}: sent again with another hash than recorded"
+            )));
+        }
         let got = sink.hash();
+        if got != hash && base.is_some() {
+            // What the delta rebuilt is not what the client read: record
+            // the file as described and have it sent whole.
+            self.tree.abort_file(sink);
+            self.resends.push(path.clone());
+            self.awaited.insert(path.clone(), Awaited { size, hash });
+            return self.record(&Entry {
+                path,
+                kind: EntryKind::File { size, hash },
+                meta,
+                xattrs,
+            });
+        }
         if got != hash {
             self.tree.abort_file(sink);
             return Err(err(
@@ -383,6 +418,10 @@ impl BackupRun {
                 }
             })
             .or_insert((path.clone(), Stored::Here));
+        if repair.is_some() {
+            self.awaited.remove(&path);
+            return Ok(());
+        }
         self.record(&Entry {
             path,
             kind: EntryKind::File { size, hash },
@@ -405,7 +444,19 @@ impl BackupRun {
         offsnap_protocol::entry::check_xattrs(&xattrs)
             .map_err(|e| protocol(format!("{path}: {e}")))?;
         let prev_last = self.last.clone();
-        self.check_order(&path)?;
+        // A file asked for again comes after the walk, out of order.
+        let repair = match self.awaited.get(&path) {
+            Some(a) if !delta && a.size == size => Some(a.hash),
+            Some(_) => {
+                return Err(protocol(format!(
+                    "{path}: sent again as a delta or with another size"
+                )));
+            }
+            None => {
+                self.check_order(&path)?;
+                None
+            }
+        };
         let base = if delta {
             Some(self.open_base(&path)?)
         } else {
@@ -427,6 +478,7 @@ impl BackupRun {
             xattrs,
             size,
             base,
+            repair,
         });
         Ok(())
     }
@@ -434,6 +486,11 @@ impl BackupRun {
     /// Warnings for the client since the last call (files left out).
     pub fn take_warnings(&mut self) -> Vec<String> {
         std::mem::take(&mut self.warnings)
+    }
+
+    /// Files to ask the client for again since the last call.
+    pub fn take_resends(&mut self) -> Vec<RelPath> {
+        std::mem::take(&mut self.resends)
     }
 
     /// The next entry of the base manifest.
@@ -584,16 +641,19 @@ impl BackupRun {
         let ctx = format!("set {:?}: committing snapshot {name}", self.set.name());
         self.tree.finish().ctx(&ctx)?;
         fsx::sync_filesystem(&self.work).ctx(&ctx)?;
-        let (out, hash, _len) = self
+        let (out, mut hash, _len) = self
             .manifest
             .finish()
             .map_err(|e| err(ErrorKind::Io, format!("{ctx}: {e}")))?;
-        self.stats.manifest_hash = Some(hash);
         let file = out
             .into_inner()
             .map_err(|e| crate::error::io(&ctx, e.into_error()))?;
         file.sync_all().ctx(&ctx)?;
         drop(file);
+        if !self.awaited.is_empty() {
+            hash = drop_awaited(&self.work, &self.awaited, &mut self.stats).ctx(&ctx)?;
+        }
+        self.stats.manifest_hash = Some(hash);
         let manifests = self.set.meta_dir("manifests")?;
         fsx::rename_between(
             self.work.as_fd(),
@@ -654,6 +714,35 @@ impl BackupRun {
             let _ = fsx::remove_tree(incomplete.as_fd(), name.as_bytes());
         }
     }
+}
+
+/// Rewrites a run's manifest without the files asked for again that never
+/// came (the client found them changed); returns its hash.
+fn drop_awaited(
+    work: &OwnedFd,
+    awaited: &HashMap<RelPath, Awaited>,
+    stats: &mut CommitStats,
+) -> std::io::Result<Hash> {
+    let input = fsx::open_file(work.as_fd(), b"manifest")?;
+    let reader =
+        offsnap_protocol::manifest::ManifestReader::new(input).map_err(std::io::Error::other)?;
+    let _ = fsx::unlink(work.as_fd(), b"manifest.new");
+    let out = fsx::create_file(work.as_fd(), b"manifest.new")?;
+    let mut w = ManifestWriter::new(BufWriter::new(out)).map_err(std::io::Error::other)?;
+    for e in reader {
+        let e = e.map_err(std::io::Error::other)?;
+        if awaited.contains_key(&e.path) {
+            stats.entries -= 1;
+            stats.files -= 1;
+            continue;
+        }
+        w.push(&e).map_err(std::io::Error::other)?;
+    }
+    let (out, hash, _) = w.finish().map_err(std::io::Error::other)?;
+    let file = out.into_inner().map_err(|e| e.into_error())?;
+    file.sync_all()?;
+    fsx::rename(work.as_fd(), b"manifest.new", b"manifest", true)?;
+    Ok(hash)
 }
 
 fn op_word(op: &Op) -> &'static str {

@@ -187,7 +187,7 @@ impl<W: Write> Session<'_, W> {
             };
             let in_backup = matches!(
                 req,
-                Request::Op(_) | Request::Commit | Request::Signature { .. }
+                Request::Op(_) | Request::Commit | Request::Signature { .. } | Request::Sync
             );
             if let Err(e) = self.handle(req) {
                 self.send_error(e.clone())?;
@@ -263,10 +263,22 @@ impl<W: Write> Session<'_, W> {
                     return Err(protocol("backup op outside a backup"));
                 };
                 run.apply(op)?;
-                for w in run.take_warnings() {
+                let warnings = run.take_warnings();
+                let resends = run.take_resends();
+                for w in warnings {
                     self.send(&Response::Warning(w))?;
                 }
+                for path in resends {
+                    self.send(&Response::Resend { path })?;
+                }
                 Ok(())
+            }
+            Request::Sync => {
+                if self.backup.is_none() {
+                    return Err(protocol("sync outside a backup"));
+                }
+                self.send(&Response::Synced)?;
+                self.flush()
             }
             Request::Stats { set } => {
                 let root = Root::open(&self.cfg.root, false)?;

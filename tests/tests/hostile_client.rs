@@ -62,6 +62,21 @@ fn dir(path: &str) -> Request {
 /// Runs a session: hello, begin a backup of set `t`, then `raw` bytes; returns
 /// the helper's error message (the last Response::Error) and exit status.
 fn attack(root: &Path, raw: &[u8]) -> (String, bool) {
+    let (responses, ok) = session(root, raw);
+    let last_error = responses
+        .into_iter()
+        .filter_map(|r| match r {
+            Response::Error(e) => Some(e.message),
+            _ => None,
+        })
+        .next_back()
+        .unwrap_or_default();
+    (last_error, ok)
+}
+
+/// Runs a session as [`attack`] does; returns every response and whether
+/// the helper exited successfully.
+fn session(root: &Path, raw: &[u8]) -> (Vec<Response>, bool) {
     let mut child = helper(root);
     let mut stdin = child.stdin.take().unwrap();
     let stdout = child.stdout.take().unwrap();
@@ -77,16 +92,14 @@ fn attack(root: &Path, raw: &[u8]) -> (String, bool) {
     drop(stdin);
     let mut r = FrameReader::new(stdout);
     r.read_hello("hostile").unwrap();
-    let mut last_error = String::new();
+    let mut responses = Vec::new();
     while let Ok(resp) = r.read::<Response>() {
-        if let Response::Error(e) = resp {
-            last_error = e.message;
-        }
+        responses.push(resp);
     }
     let mut rest = Vec::new();
     let _ = r.into_inner().read_to_end(&mut rest);
     let status = child.wait().unwrap();
-    (last_error, status.success())
+    (responses, status.success())
 }
 
 fn assert_no_snapshot(root: &Path) {
@@ -527,4 +540,105 @@ fn hard_links_and_extended_attributes_that_lie_are_refused() {
     // Nothing outside changed.
     assert_eq!(fs::read(outside.join("secret")).unwrap(), b"secret");
     assert_eq!(fs::read_dir(&outside).unwrap().count(), 1);
+}
+
+#[test]
+fn a_delta_that_rebuilds_other_content_is_asked_for_again_whole() {
+    use offsnap_protocol::delta::DeltaWriter;
+    let s = Scratch::new();
+    let root = with_base(&s);
+    let path = RelPath::new(b"src/f".to_vec()).unwrap();
+    // The delta rebuilds 1,000 sevens, but the client read other bytes
+    // (as an MD4 collision would make it believe).
+    let read: Vec<u8> = (0..1000u32).map(|i| i as u8).collect();
+    let mut piece = DeltaWriter::new();
+    piece.copy(0, 1000);
+    let mut reqs = vec![
+        dir("src"),
+        Request::Op(Op::Delta {
+            path: path.clone(),
+            meta: META,
+            size: 1000,
+            xattrs: Vec::new(),
+        }),
+        Request::Op(Op::DeltaPiece {
+            zstd: false,
+            bytes: piece.finish(),
+        }),
+        Request::Op(Op::End {
+            hash: Hash::of(&read),
+        }),
+        Request::Sync,
+        // Sent again whole, after the walk.
+        Request::Op(Op::File {
+            path: path.clone(),
+            meta: META,
+            size: 1000,
+            xattrs: Vec::new(),
+        }),
+        Request::Op(Op::Data(read.clone())),
+        Request::Op(Op::End {
+            hash: Hash::of(&read),
+        }),
+        Request::Commit,
+    ];
+    let raw: Vec<u8> = reqs.iter().flat_map(encode).collect();
+    let (responses, ok) = session(&root, &raw);
+    assert!(ok, "{responses:?}");
+    let resend = responses
+        .iter()
+        .position(|r| *r == Response::Resend { path: path.clone() })
+        .unwrap();
+    let synced = responses
+        .iter()
+        .position(|r| *r == Response::Synced)
+        .unwrap();
+    assert!(resend < synced);
+    let snaps = dated_snapshots(&root.join("t"));
+    let new = root.join("t").join(snaps.last().unwrap()).join("src/f");
+    assert_eq!(fs::read(new).unwrap(), read);
+    let out = s.offsnap(None, &[&"verify", &"--set", &"t", &"--all", &root]);
+    assert_ok(&out);
+
+    // Sent again with another size, as a delta, or with another hash: refused.
+    for (i, want) in [(5, "another size"), (6, "another hash than recorded")] {
+        let mut bad = reqs.clone();
+        match i {
+            5 => {
+                bad[5] = Request::Op(Op::File {
+                    path: path.clone(),
+                    meta: META,
+                    size: 999,
+                    xattrs: Vec::new(),
+                })
+            }
+            _ => {
+                bad[6] = Request::Op(Op::Data(vec![0; 1000]));
+                bad[7] = Request::Op(Op::End {
+                    hash: Hash::of(&[0; 1000]),
+                });
+            }
+        }
+        let raw: Vec<u8> = bad.iter().flat_map(encode).collect();
+        let s = Scratch::new();
+        let (err, ok) = attack(&with_base(&s), &raw);
+        assert!(!ok && err.contains(want), "{want}: {err}");
+    }
+    // Never sent again (the client found it changed): the entry goes.
+    reqs.drain(5..8);
+    let raw: Vec<u8> = reqs.iter().flat_map(encode).collect();
+    let s = Scratch::new();
+    let root = with_base(&s);
+    let (responses, ok) = session(&root, &raw);
+    assert!(ok, "{responses:?}");
+    let snaps = dated_snapshots(&root.join("t"));
+    assert!(
+        !root
+            .join("t")
+            .join(snaps.last().unwrap())
+            .join("src/f")
+            .exists()
+    );
+    let out = s.offsnap(None, &[&"verify", &"--set", &"t", &"--all", &root]);
+    assert_ok(&out);
 }

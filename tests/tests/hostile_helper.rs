@@ -118,3 +118,36 @@ fn a_hard_link_to_a_directory_is_refused() {
     assert!(to.join("src/d").is_dir());
     assert!(!to.join("src/e").exists());
 }
+
+#[test]
+fn a_file_the_helper_asks_for_again_is_sent_whole() {
+    let s = Scratch::new();
+    let mut rng = offsnap_tests::random::Rng::new(2);
+    let content = rng.noise(300_000);
+    write_file(&s.src().join("big"), &content, 0o644, (1_700_000_000, 0));
+    let received = s.path("received");
+    let helper = format!(
+        "env FAKE_HELPER_MODE=resend FAKE_HELPER_OUT={} {}",
+        received.display(),
+        env!("CARGO_BIN_EXE_fake-helper")
+    );
+    let out = s.offsnap(
+        None,
+        &[
+            &"backup",
+            &"--set",
+            &"t",
+            &"--no-prune",
+            &"--json",
+            &"--remote-cmd",
+            &helper,
+            &s.src(),
+            &s.dest(),
+        ],
+    );
+    assert_ok(&out);
+    let report: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
+    assert_eq!(report["sent_delta"], 1, "{report}");
+    assert_eq!(report["resent_whole_after_delta"], 1, "{report}");
+    assert_eq!(fs::read(&received).unwrap(), content);
+}

@@ -6,6 +6,9 @@
 //! link whose target leaves the target), `link-forward` (a hard link to a
 //! later path), `link-to-dir` (a hard link to a directory),
 //! `system-xattr` (an extended attribute outside the user namespace).
+//! One mode does not lie: `resend` answers with a real signature (of
+//! zeros), then asks for the delta file again whole, and writes what it
+//! receives to the file `FAKE_HELPER_OUT` names.
 
 #![allow(clippy::unwrap_used, missing_docs)]
 
@@ -138,6 +141,8 @@ fn main() {
         manifest_hash: Hash(*blake3::hash(&bytes[..bytes.len() - 32]).as_bytes()),
         manifest_len: bytes.len() as u64,
     };
+    // The file being received, for `resend`.
+    let mut receiving: Option<Vec<u8>> = None;
     while let Ok(req) = rx.read::<Request>() {
         let answers = match req {
             Request::ListSnapshots { .. } => vec![Response::Snapshots(vec![info.clone()])],
@@ -149,6 +154,47 @@ fn main() {
                 snapshot: name.next(),
                 base: Some(info.clone()),
                 resume: Default::default(),
+            }],
+            Request::Signature { .. } if mode == "resend" => {
+                let opts = fast_rsync::SignatureOptions {
+                    block_size: offsnap_protocol::delta::block_size_for(300_000),
+                    crypto_hash_size: 16,
+                };
+                let sig = fast_rsync::Signature::calculate(&[0u8; 300_000], opts);
+                vec![Response::Signature(Some(sig.into_serialized()))]
+            }
+            Request::Sync => vec![
+                Response::Resend {
+                    path: offsnap_protocol::RelPath::new(b"src/big".to_vec()).unwrap(),
+                },
+                Response::Synced,
+            ],
+            Request::Op(op) => {
+                match op {
+                    offsnap_protocol::Op::File { .. } => receiving = Some(Vec::new()),
+                    offsnap_protocol::Op::Data(d) => {
+                        if let Some(r) = &mut receiving {
+                            r.extend_from_slice(&d);
+                        }
+                    }
+                    offsnap_protocol::Op::DataZstd(z) => {
+                        if let Some(r) = &mut receiving {
+                            r.extend(zstd::bulk::decompress(&z, 1 << 20).unwrap());
+                        }
+                    }
+                    offsnap_protocol::Op::End { hash } => {
+                        if let Some(r) = receiving.take() {
+                            assert_eq!(Hash(*blake3::hash(&r).as_bytes()), hash);
+                            std::fs::write(std::env::var("FAKE_HELPER_OUT").unwrap(), r).unwrap();
+                        }
+                    }
+                    _ => {}
+                }
+                Vec::new()
+            }
+            Request::Commit => vec![Response::Committed {
+                snapshot: name.next(),
+                stats: Default::default(),
             }],
             Request::Signature { .. } => {
                 let (block, blocks) = match mode.as_str() {
@@ -164,7 +210,6 @@ fn main() {
             Request::GetFile { .. } => {
                 vec![Response::FileData(b"evil".to_vec()), Response::FileEnd]
             }
-            Request::Op(_) => Vec::new(),
             _ => vec![Response::Error(offsnap_protocol::RemoteError {
                 kind: offsnap_protocol::ErrorKind::Refused,
                 message: "fake helper".into(),
