@@ -1017,7 +1017,7 @@ impl Outbox<'_> {
         }
         const WINDOW: usize = 2 << 20;
         let keep = shape.block_size as usize - 1;
-        let mut hasher = blake3::Hasher::new();
+        let mut hasher = crate::hashing::BackgroundHasher::new();
         let mut buf: Vec<u8> = Vec::with_capacity(WINDOW + keep);
         let mut done = 0u64;
         let mut delta = Vec::new();
@@ -1089,7 +1089,7 @@ impl Outbox<'_> {
                 break;
             }
         }
-        Ok(Ok(Hash::from(hasher.finalize())))
+        Ok(hasher.finish())
     }
 
     /// Sends `size` bytes of `file` from its start; returns their hash, or
@@ -1100,7 +1100,7 @@ impl Outbox<'_> {
             return Ok(Err(e.to_string()));
         }
         let mut buf = std::mem::take(&mut self.buf);
-        let mut hasher = blake3::Hasher::new();
+        let mut hasher = crate::hashing::BackgroundHasher::new();
         let mut done = 0u64;
         let mut result = Ok(());
         while done < size {
@@ -1122,7 +1122,7 @@ impl Outbox<'_> {
             done += n as u64;
         }
         self.buf = buf;
-        Ok(result.map(|()| Hash::from(hasher.finalize())))
+        Ok(result.and_then(|()| hasher.finish()))
     }
 
     /// Sends one chunk, compressed when that saves at least a tenth; after

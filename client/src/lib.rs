@@ -7,6 +7,7 @@
 //! - [`session`]: the hello exchange and framed requests;
 //! - [`scan`]: walking the sources in walk order;
 //! - [`backup`]: a backup run, pipelined;
+//! - [`hashing`]: BLAKE3 on a second core;
 //! - [`restore`]: writing a snapshot back out;
 //! - [`list`]: listing snapshots;
 //! - [`manifests`]: fetching manifests.
@@ -15,6 +16,7 @@ pub mod backup;
 pub mod config;
 pub mod dest;
 pub mod error;
+pub mod hashing;
 pub mod inspect;
 pub mod install;
 pub mod list;
