@@ -4,7 +4,6 @@
 
 use std::fs::File;
 use std::io::Read;
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::PathBuf;
 use std::time::Instant;
 
@@ -744,10 +743,7 @@ impl Outbox<'_> {
             return Ok(());
         };
         let problem = |why: &str| format!("{}: {why}; not backed up", item.local.display());
-        let file = std::fs::OpenOptions::new()
-            .read(true)
-            .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
-            .open(&item.local);
+        let file = scan::open_item(item);
         let mut file = match file {
             Ok(f)
                 if f.metadata()
@@ -821,10 +817,7 @@ impl Outbox<'_> {
         old: Option<&Entry>,
         sig: Option<&[u8]>,
     ) -> Result<Read1> {
-        let file = std::fs::OpenOptions::new()
-            .read(true)
-            .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
-            .open(&item.local);
+        let file = scan::open_item(item);
         let mut file = match file {
             Ok(f) => f,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {

@@ -4,9 +4,14 @@
 
 use std::ffi::OsStr;
 use std::fs::Metadata;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use offsnap_remote::fsx;
+use rustix::fs::FileType;
 
 use offsnap_protocol::{EntryKind, Meta, RelPath, Xattr};
 
@@ -101,6 +106,10 @@ pub struct ScanItem {
     /// Device and inode of a file with more than one name, to find its
     /// other names.
     pub inode: Option<(u64, u64)>,
+    /// The directory holding it, open.
+    pub parent: Arc<OwnedFd>,
+    /// Its name in that directory.
+    pub name: Vec<u8>,
 }
 
 /// Something the scan could not read; the rest goes on.
@@ -141,15 +150,6 @@ pub struct ScanOptions {
 const CACHEDIR_TAG: &str = "CACHEDIR.TAG";
 const CACHEDIR_SIGNATURE: &[u8] = b"Signature: 8a477f597d28d172789f06886806bc55";
 
-fn is_tagged_cache(dir: &Path) -> bool {
-    use std::io::Read;
-    let mut head = [0u8; 43];
-    std::fs::File::open(dir.join(CACHEDIR_TAG))
-        .and_then(|mut f| f.read_exact(&mut head))
-        .is_ok()
-        && head == CACHEDIR_SIGNATURE
-}
-
 /// Builds the command-line exclude matcher for one source; bad patterns
 /// and unreadable pattern files are errors.
 pub fn excludes_for(root: &Path, opts: &ScanOptions) -> Result<ignore::gitignore::Gitignore> {
@@ -174,6 +174,10 @@ pub fn excludes_for(root: &Path, opts: &ScanOptions) -> Result<ignore::gitignore
 /// what `--exclude`/`--exclude-from` and per-directory `.offsnapignore`
 /// files (gitignore syntax) exclude, and cache directories. Hidden files
 /// and `.gitignore`d files are backed up like any other.
+///
+/// The walk goes through directory handles (`openat`), never through
+/// whole paths, so it reaches paths longer than `PATH_MAX` and is not
+/// turned aside by a directory replaced with a symlink meanwhile.
 pub fn scan<'a>(
     sources: &'a [Source],
     opts: &'a ScanOptions,
@@ -181,89 +185,332 @@ pub fn scan<'a>(
     let mut walks = Vec::with_capacity(sources.len());
     for src in sources {
         let cli = excludes_for(&src.path, opts)?;
-        let keep_cachedir = opts.keep_cachedir;
-        let walk = ignore::WalkBuilder::new(&src.path)
-            .standard_filters(false)
-            .follow_links(false)
-            .same_file_system(opts.one_file_system)
-            .add_custom_ignore_filename(".offsnapignore")
-            .sort_by_file_name(|a, b| a.as_bytes().cmp(b.as_bytes()))
-            .filter_entry(move |e| {
-                if e.depth() == 0 {
-                    return true;
-                }
-                let is_dir = e.file_type().is_some_and(|t| t.is_dir());
-                if cli.matched(e.path(), is_dir).is_ignore() {
-                    return false;
-                }
-                !(is_dir && !keep_cachedir && is_tagged_cache(e.path()))
-            })
-            .build();
-        walks.push(walk.map(move |res| item(src, res)));
+        walks.push(Walk {
+            src,
+            opts,
+            cli,
+            started: false,
+            root_dev: None,
+            stack: Vec::new(),
+        });
     }
     Ok(walks.into_iter().flatten())
 }
 
-fn item(
-    src: &Source,
-    res: Result<ignore::DirEntry, ignore::Error>,
-) -> Result<ScanItem, ScanProblem> {
-    let ent = res.map_err(|e| ScanProblem {
-        local: src.path.clone(),
-        message: e.io_error().map(describe).unwrap_or_else(|| e.to_string()),
-    })?;
-    let local = ent.path().to_path_buf();
-    let problem = |message: String| ScanProblem {
-        local: local.clone(),
-        message,
-    };
-    let rel = ent
-        .path()
-        .strip_prefix(&src.path)
-        .map_err(|_| problem("outside its source".into()))?;
-    let mut bytes = src.name.as_bytes().to_vec();
-    if !rel.as_os_str().is_empty() {
-        bytes.push(b'/');
-        bytes.extend_from_slice(rel.as_os_str().as_bytes());
-    }
-    let path = RelPath::new(bytes).map_err(|e| problem(e.to_string()))?;
-    let md = ent
-        .metadata()
-        .map_err(|e| problem(e.io_error().map(describe).unwrap_or_else(|| e.to_string())))?;
-    let ft = md.file_type();
-    let kind = if ft.is_dir() {
-        ScanKind::Dir
-    } else if ft.is_file() {
-        ScanKind::File(md.len())
-    } else if ft.is_symlink() {
-        let target = std::fs::read_link(ent.path()).map_err(|e| problem(describe(&e)))?;
-        ScanKind::Symlink(target.as_os_str().as_bytes().to_vec())
-    } else {
-        use std::os::unix::fs::FileTypeExt;
-        ScanKind::Special(if ft.is_fifo() {
-            EntryKind::Fifo
-        } else if ft.is_socket() {
-            EntryKind::Socket
-        } else {
-            EntryKind::Device {
-                block: ft.is_block_device(),
-                rdev: md.rdev(),
+/// The name of per-directory exclude files.
+const IGNORE_FILE: &[u8] = b".offsnapignore";
+
+/// One directory being walked.
+struct Level {
+    fd: Arc<OwnedFd>,
+    local: PathBuf,
+    rel: Vec<u8>,
+    names: std::vec::IntoIter<Vec<u8>>,
+    ignore: Option<ignore::gitignore::Gitignore>,
+}
+
+/// The walk of one source, depth first, siblings sorted by name bytes.
+struct Walk<'a> {
+    src: &'a Source,
+    opts: &'a ScanOptions,
+    cli: ignore::gitignore::Gitignore,
+    started: bool,
+    root_dev: Option<u64>,
+    stack: Vec<Level>,
+}
+
+impl Iterator for Walk<'_> {
+    type Item = Result<ScanItem, ScanProblem>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if !self.started {
+            self.started = true;
+            return Some(self.root());
+        }
+        loop {
+            let level = self.stack.last_mut()?;
+            let Some(name) = level.names.next() else {
+                self.stack.pop();
+                continue;
+            };
+            if let Some(item) = self.child(name) {
+                return Some(item);
             }
+        }
+    }
+}
+
+impl Walk<'_> {
+    fn problem(local: &Path, e: &std::io::Error) -> ScanProblem {
+        ScanProblem {
+            local: local.to_path_buf(),
+            message: describe(e),
+        }
+    }
+
+    /// The source itself: a directory (followed if the source is a symlink
+    /// to one, as named on the command line), else whatever it is.
+    fn root(&mut self) -> Result<ScanItem, ScanProblem> {
+        let local = self.src.path.clone();
+        let rel = self.src.name.as_bytes().to_vec();
+        if let Ok(fd) = fsx::open_root(&local) {
+            let fd = Arc::new(fd);
+            let found = self.dir_item(&fd, local, rel)?;
+            self.root_dev = Some(found.dev);
+            self.descend(&found);
+            return Ok(found.item);
+        }
+        let parent = match local.parent() {
+            Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+            _ => PathBuf::from("."),
+        };
+        let name = local.file_name().map(|n| n.as_bytes().to_vec());
+        let dir = fsx::open_root(&parent).map_err(|e| Self::problem(&local, &e))?;
+        let name =
+            name.ok_or_else(|| Self::problem(&local, &std::io::ErrorKind::NotFound.into()))?;
+        let found = self.item(&Arc::new(dir), name, local, rel)?;
+        self.root_dev = Some(found.dev);
+        Ok(found.item)
+    }
+
+    /// A directory already open.
+    fn dir_item(
+        &self,
+        fd: &Arc<OwnedFd>,
+        local: PathBuf,
+        rel: Vec<u8>,
+    ) -> Result<Found, ScanProblem> {
+        let problem = |message: String| ScanProblem {
+            local: local.clone(),
+            message,
+        };
+        let path = RelPath::new(rel).map_err(|e| problem(e.to_string()))?;
+        let st = rustix::fs::fstat(fd.as_fd()).map_err(|e| problem(describe(&e.into())))?;
+        let xattrs = fsx::read_xattrs(&short_path(fd, b".", &local))
+            .map_err(|e| problem(format!("reading its extended attributes: {}", describe(&e))))?;
+        Ok(Found {
+            dev: st.st_dev,
+            dir: Some(fd.clone()),
+            item: ScanItem {
+                path,
+                local,
+                kind: ScanKind::Dir,
+                meta: meta_of_stat(&st),
+                xattrs,
+                inode: None,
+                parent: fd.clone(),
+                name: b".".to_vec(),
+            },
         })
-    };
-    // Only files and directories can carry user attributes.
-    let xattrs = match kind {
-        ScanKind::Dir | ScanKind::File(_) => offsnap_remote::fsx::read_xattrs(ent.path())
-            .map_err(|e| problem(format!("reading its extended attributes: {}", describe(&e))))?,
-        _ => Vec::new(),
-    };
-    let inode = (ft.is_file() && md.nlink() > 1).then(|| (md.dev(), md.ino()));
-    Ok(ScanItem {
-        path,
-        local,
-        kind,
-        meta: meta_of(&md),
-        xattrs,
-        inode,
-    })
+    }
+
+    /// The next entry of the directory on top of the stack, unless left out.
+    fn child(&mut self, name: Vec<u8>) -> Option<Result<ScanItem, ScanProblem>> {
+        let level = self.stack.last()?;
+        let local = level.local.join(OsStr::from_bytes(&name));
+        if name == b"." || name == b".." {
+            return None;
+        }
+        let mut rel = level.rel.clone();
+        rel.push(b'/');
+        rel.extend_from_slice(&name);
+        let fd = level.fd.clone();
+        let st = match fsx::lstat(fd.as_fd(), &name) {
+            Ok(Some(st)) => st,
+            // Gone since the directory was read.
+            Ok(None) => return None,
+            Err(e) => return Some(Err(Self::problem(&local, &e))),
+        };
+        let is_dir = fsx::file_type(&st) == FileType::Directory;
+        if self.excluded(&local, is_dir) {
+            return None;
+        }
+        if is_dir && !self.opts.keep_cachedir && is_tagged_cache(fd.as_fd(), &name) {
+            return None;
+        }
+        let found = match self.item(&fd, name, local, rel) {
+            Ok(f) => f,
+            Err(p) => return Some(Err(p)),
+        };
+        let same_fs = !self.opts.one_file_system || Some(found.dev) == self.root_dev;
+        if same_fs {
+            self.descend(&found);
+        }
+        Some(Ok(found.item))
+    }
+
+    /// Whether `.offsnapignore` files (the nearest one that has a say) or
+    /// the command line leave `local` out.
+    fn excluded(&self, local: &Path, is_dir: bool) -> bool {
+        for level in self.stack.iter().rev() {
+            if let Some(gi) = &level.ignore {
+                let m = gi.matched(local, is_dir);
+                if m.is_ignore() {
+                    return true;
+                }
+                if m.is_whitelist() {
+                    break;
+                }
+            }
+        }
+        self.cli.matched(local, is_dir).is_ignore()
+    }
+
+    /// Opens a directory just yielded and puts its sorted names on the
+    /// stack (a directory that cannot be read is reported by `item`).
+    fn descend(&mut self, found: &Found) {
+        let Some(fd) = &found.dir else { return };
+        let mut names: Vec<Vec<u8>> = match fsx::read_dir(fd.as_fd()) {
+            Ok(n) => n.into_iter().map(|(name, _)| name).collect(),
+            Err(_) => return,
+        };
+        names.sort();
+        let ignore = names
+            .iter()
+            .any(|n| n == IGNORE_FILE)
+            .then(|| read_ignore_file(fd.as_fd(), &found.item.local))
+            .flatten();
+        self.stack.push(Level {
+            fd: fd.clone(),
+            local: found.item.local.clone(),
+            rel: found.item.path.as_bytes().to_vec(),
+            names: names.into_iter(),
+            ignore,
+        });
+    }
+
+    /// Reads what the walk records about `name` inside `dir`.
+    fn item(
+        &self,
+        dir: &Arc<OwnedFd>,
+        name: Vec<u8>,
+        local: PathBuf,
+        rel: Vec<u8>,
+    ) -> Result<Found, ScanProblem> {
+        let problem = |message: String| ScanProblem {
+            local: local.clone(),
+            message,
+        };
+        let path = RelPath::new(rel).map_err(|e| problem(e.to_string()))?;
+        let st = fsx::lstat(dir.as_fd(), &name)
+            .map_err(|e| problem(describe(&e)))?
+            .ok_or_else(|| problem("vanished before it could be read".into()))?;
+        let ft = fsx::file_type(&st);
+        let mut opened = None;
+        let kind = match ft {
+            FileType::Directory => {
+                // Opened now, so that one that cannot be read is reported
+                // (and not backed up as if empty).
+                let fd = fsx::open_dir(dir.as_fd(), &name).map_err(|e| problem(describe(&e)))?;
+                opened = Some(Arc::new(fd));
+                ScanKind::Dir
+            }
+            FileType::RegularFile => ScanKind::File(st.st_size as u64),
+            FileType::Symlink => {
+                let target =
+                    fsx::read_link(dir.as_fd(), &name).map_err(|e| problem(describe(&e)))?;
+                ScanKind::Symlink(target)
+            }
+            FileType::Fifo => ScanKind::Special(EntryKind::Fifo),
+            FileType::Socket => ScanKind::Special(EntryKind::Socket),
+            other => ScanKind::Special(EntryKind::Device {
+                block: other == FileType::BlockDevice,
+                rdev: st.st_rdev,
+            }),
+        };
+        // Only files and directories can carry user attributes.
+        let xattrs = match kind {
+            ScanKind::Dir | ScanKind::File(_) => fsx::read_xattrs(&short_path(dir, &name, &local))
+                .map_err(|e| {
+                    problem(format!("reading its extended attributes: {}", describe(&e)))
+                })?,
+            _ => Vec::new(),
+        };
+        let inode =
+            (ft == FileType::RegularFile && st.st_nlink > 1).then_some((st.st_dev, st.st_ino));
+        Ok(Found {
+            dev: st.st_dev,
+            dir: opened,
+            item: ScanItem {
+                path,
+                local,
+                kind,
+                meta: meta_of_stat(&st),
+                xattrs,
+                inode,
+                parent: dir.clone(),
+                name,
+            },
+        })
+    }
+}
+
+/// An item, with what the walk needs to go on from it.
+struct Found {
+    item: ScanItem,
+    dev: u64,
+    /// The directory, opened, when it is one.
+    dir: Option<Arc<OwnedFd>>,
+}
+
+/// A path to `name` inside `dir` that the path-based calls accept: `local`
+/// itself when short enough, else one through the directory's handle.
+fn short_path(dir: &Arc<OwnedFd>, name: &[u8], local: &Path) -> PathBuf {
+    use std::os::fd::AsRawFd;
+    if local.as_os_str().len() < 3000 {
+        return local.to_path_buf();
+    }
+    let mut p = PathBuf::from(format!("/proc/self/fd/{}", dir.as_raw_fd()));
+    p.push(OsStr::from_bytes(name));
+    p
+}
+
+fn is_tagged_cache(dir: BorrowedFd<'_>, name: &[u8]) -> bool {
+    use std::io::Read;
+    let mut head = [0u8; 43];
+    fsx::open_dir(dir, name)
+        .and_then(|d| fsx::open_file(d.as_fd(), CACHEDIR_TAG.as_bytes()))
+        .and_then(|mut f| f.read_exact(&mut head))
+        .is_ok()
+        && head == CACHEDIR_SIGNATURE
+}
+
+/// The exclude patterns of a directory's `.offsnapignore`, anchored there;
+/// `None` when it cannot be read or holds none.
+fn read_ignore_file(dir: BorrowedFd<'_>, local: &Path) -> Option<ignore::gitignore::Gitignore> {
+    use std::io::Read;
+    let mut text = String::new();
+    fsx::open_file(dir, IGNORE_FILE)
+        .ok()?
+        .read_to_string(&mut text)
+        .ok()?;
+    let mut b = ignore::gitignore::GitignoreBuilder::new(local);
+    for line in text.lines() {
+        let _ = b.add_line(Some(local.join(".offsnapignore")), line);
+    }
+    b.build().ok().filter(|g| !g.is_empty())
+}
+
+/// Metadata in the form the protocol records, from an `lstat`.
+pub fn meta_of_stat(st: &rustix::fs::Stat) -> Meta {
+    Meta {
+        mode: st.st_mode & 0o7777,
+        uid: st.st_uid,
+        gid: st.st_gid,
+        mtime_sec: st.st_mtime,
+        mtime_nsec: u32::try_from(st.st_mtime_nsec.clamp(0, 999_999_999)).unwrap_or(0),
+    }
+}
+
+/// Opens a scanned regular file for reading, through its directory's
+/// handle, refusing symlinks and anything that would block.
+pub fn open_item(item: &ScanItem) -> std::io::Result<std::fs::File> {
+    use rustix::fs::{Mode, OFlags};
+    let fd = rustix::fs::openat(
+        item.parent.as_fd(),
+        item.name.as_slice(),
+        OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::CLOEXEC,
+        Mode::empty(),
+    )?;
+    Ok(std::fs::File::from(fd))
 }

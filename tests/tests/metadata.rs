@@ -283,3 +283,80 @@ fn a_stored_inode_at_the_link_limit_is_copied_with_a_warning() {
     fs::remove_dir_all(s.dest().join("links")).unwrap();
     verify_all(&s);
 }
+
+/// Makes `levels` nested directories of 255-byte names under `root` with a
+/// file `f` at the bottom, through directory handles (the whole path is
+/// longer than `PATH_MAX`); returns the path's length.
+fn deep_chain(root: &Path, levels: usize, content: &[u8]) -> usize {
+    use rustix::fs::{Mode, OFlags};
+    let mut dir =
+        rustix::fs::open(root, OFlags::DIRECTORY | OFlags::RDONLY, Mode::empty()).unwrap();
+    let mut len = root.as_os_str().len();
+    for i in 0..levels {
+        let name = format!("{i:03}{}", "d".repeat(252));
+        rustix::fs::mkdirat(&dir, name.as_str(), Mode::from_raw_mode(0o755)).unwrap();
+        dir = rustix::fs::openat(
+            &dir,
+            name.as_str(),
+            OFlags::DIRECTORY | OFlags::RDONLY,
+            Mode::empty(),
+        )
+        .unwrap();
+        len += 256;
+    }
+    let f = rustix::fs::openat(
+        &dir,
+        "f",
+        OFlags::WRONLY | OFlags::CREATE,
+        Mode::from_raw_mode(0o644),
+    )
+    .unwrap();
+    rustix::io::write(&f, content).unwrap();
+    len + 2
+}
+
+/// The content of the file at the bottom of a [`deep_chain`].
+fn read_deep(root: &Path, levels: usize) -> Vec<u8> {
+    use rustix::fs::{Mode, OFlags};
+    let mut dir =
+        rustix::fs::open(root, OFlags::DIRECTORY | OFlags::RDONLY, Mode::empty()).unwrap();
+    for i in 0..levels {
+        let name = format!("{i:03}{}", "d".repeat(252));
+        dir = rustix::fs::openat(
+            &dir,
+            name.as_str(),
+            OFlags::DIRECTORY | OFlags::RDONLY,
+            Mode::empty(),
+        )
+        .unwrap();
+    }
+    let f = rustix::fs::openat(&dir, "f", OFlags::RDONLY, Mode::empty()).unwrap();
+    let mut buf = vec![0u8; 1 << 16];
+    let n = rustix::io::read(&f, &mut buf).unwrap();
+    buf.truncate(n);
+    buf
+}
+
+#[test]
+fn paths_longer_than_path_max_are_backed_up_and_restored() {
+    let s = Scratch::new();
+    let levels = 20;
+    let len = deep_chain(&s.src(), levels, b"at the bottom");
+    assert!(len > 4096, "{len}");
+    let first = s.backup(&day(0, 0));
+    assert_eq!(
+        read_deep(&s.set_dir().join(&first).join("src"), levels),
+        b"at the bottom"
+    );
+    let to = s.path("back");
+    let out = s.offsnap(None, &[&"restore", &"--set", &"t", &s.dest(), &"--to", &to]);
+    assert_ok(&out);
+    assert_eq!(read_deep(&to.join("src"), levels), b"at the bottom");
+    // Unchanged next time: linked, and `verify` reaches it.
+    let second = s.backup(&day(1, 0));
+    assert_eq!(
+        read_deep(&s.set_dir().join(&second).join("src"), levels),
+        b"at the bottom"
+    );
+    verify_all(&s);
+}
