@@ -1,6 +1,7 @@
 //! Faults, end to end with the real binaries: SIGKILL at random points of
-//! backups and prunes (the client, the helper, or both), and sources that
-//! change or vanish while a backup reads them.
+//! backups and prunes (the client, the helper, or both), a full disk on the
+//! backup host, and sources that change or vanish while a backup reads
+//! them.
 //!
 //! `OFFSNAP_KILLS=N` sets how many kills the kill loop does,
 //! `OFFSNAP_KILL_SEED=S` replays a seed it printed.
@@ -17,6 +18,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
+use offsnap_tests::privileged::{self, Tmpfs};
 use offsnap_tests::random::{Rng, make_tree, mutate};
 use offsnap_tests::*;
 
@@ -660,6 +662,118 @@ fn killed_backups_and_prunes_leave_whole_snapshots_and_the_next_run_works() {
         t.mid,
         t.kills
     );
+}
+
+// ---------------------------------------------------------------------------
+// A full disk on the backup host
+
+/// `offsnap backup` of `src` into `dest` (set `t`), through a helper
+/// process when `helper` is given.
+fn backup_to(s: &Scratch, now: &str, dest: &Path, helper: Option<&Path>) -> Output {
+    let mut cmd = s.command(Some(now));
+    cmd.args(["backup", "--set", "t"]);
+    if let Some(h) = helper {
+        cmd.arg("--remote-cmd").arg(h);
+    }
+    cmd.arg(s.src()).arg(dest).output().unwrap()
+}
+
+#[test]
+fn a_full_disk_fails_the_run_cleanly_and_the_next_run_works() {
+    let s = Scratch::new();
+    let mnt = s.path("small-disk");
+    fs::create_dir(&mnt).unwrap();
+    let disk = match Tmpfs::mount(&mnt, "8m") {
+        Ok(d) => d,
+        Err(why) => return privileged::skip(&format!("the full-disk test needs a tmpfs: {why}")),
+    };
+    let dest = disk.path().join("backups");
+    let set = dest.join("t");
+    let mut rng = Rng::new(28);
+    for d in 0..4 {
+        let dir = s.src().join(format!("d{d}"));
+        fs::create_dir(&dir).unwrap();
+        for f in 0..25 {
+            let n = rng.below(3000) as usize;
+            let data = rng.bytes(n);
+            write_file(&dir.join(format!("f{f}")), &data, 0o644, rng.mtime());
+        }
+    }
+    let out = backup_to(&s, &day(0, 0), &dest, None);
+    assert_ok(&out);
+    let first = stdout(&out).trim().to_string();
+    let first_copy = tree(&set.join(&first));
+
+    // Three files of 4 MiB cannot fit in 8 MiB: through the in-process
+    // helper, then through a helper process.
+    fs::create_dir(s.src().join("big")).unwrap();
+    for i in 0..3 {
+        noise_file(&mut rng, &s.src().join(format!("big/{i}.bin")), 4 << 20);
+    }
+    let helper = remote_bin();
+    for (i, helper) in [None, Some(helper.as_path())].into_iter().enumerate() {
+        let out = backup_to(&s, &day(1, i as u32), &dest, helper);
+        let err = stderr(&out);
+        eprintln!(
+            "disk full ({}): {}",
+            if helper.is_some() {
+                "helper process"
+            } else {
+                "in-process helper"
+            },
+            err.trim()
+        );
+        assert_eq!(out.status.code(), Some(1), "{err}");
+        assert!(
+            err.contains("no space left on the disk holding the backups"),
+            "{err}"
+        );
+        assert!(
+            stdout(&out).trim().is_empty(),
+            "a snapshot name was printed"
+        );
+        assert_eq!(dated_snapshots(&set), vec![first.clone()]);
+        assert!(lock_is_free(&set), "a failed run left its lock");
+        assert_eq!(
+            fs::read_dir(set.join(".offsnap/incomplete"))
+                .unwrap()
+                .count(),
+            0,
+            "a failed run left its partial snapshot (and the space it holds)"
+        );
+        assert_eq!(
+            tree(&set.join(&first)),
+            first_copy,
+            "the earlier snapshot changed"
+        );
+        let out = s.offsnap(None, &[&"verify", &"--set", &"t", &"--all", &dest]);
+        assert_ok(&out);
+    }
+
+    // With the big files gone, the next run fits and restores exactly.
+    fs::remove_dir_all(s.src().join("big")).unwrap();
+    let out = backup_to(&s, &day(2, 0), &dest, None);
+    assert_ok(&out);
+    let next = stdout(&out).trim().to_string();
+    assert_eq!(dated_snapshots(&set), vec![first, next.clone()]);
+    let to = s.path("restored");
+    let out = s.offsnap(
+        None,
+        &[
+            &"restore",
+            &"--set",
+            &"t",
+            &"--snapshot",
+            &next,
+            &dest,
+            &"--to",
+            &to,
+        ],
+    );
+    assert_ok(&out);
+    assert_same_tree(&s.src(), &to.join("src"));
+    let out = s.offsnap(None, &[&"verify", &"--set", &"t", &"--all", &dest]);
+    assert_ok(&out);
 }
 
 // ---------------------------------------------------------------------------
