@@ -199,12 +199,24 @@ pub fn scan<'a>(
     Ok(walks.into_iter().flatten())
 }
 
+/// The path a walk error is about (a directory that cannot be read), if
+/// it names one.
+fn error_path(e: &ignore::Error) -> Option<&Path> {
+    match e {
+        ignore::Error::WithPath { path, .. } => Some(path),
+        ignore::Error::WithDepth { err, .. } | ignore::Error::WithLineNumber { err, .. } => {
+            error_path(err)
+        }
+        _ => None,
+    }
+}
+
 fn item(
     src: &Source,
     res: Result<ignore::DirEntry, ignore::Error>,
 ) -> Result<ScanItem, ScanProblem> {
     let ent = res.map_err(|e| ScanProblem {
-        local: src.path.clone(),
+        local: error_path(&e).unwrap_or(&src.path).to_path_buf(),
         message: e.io_error().map(describe).unwrap_or_else(|| e.to_string()),
     })?;
     let local = ent.path().to_path_buf();

@@ -1,7 +1,7 @@
 //! Faults, end to end with the real binaries: SIGKILL at random points of
 //! backups and prunes (the client, the helper, or both), a full disk on the
-//! backup host, and sources that change or vanish while a backup reads
-//! them.
+//! backup host, and sources that change, cannot be read or vanish while a
+//! backup reads them.
 //!
 //! `OFFSNAP_KILLS=N` sets how many kills the kill loop does,
 //! `OFFSNAP_KILL_SEED=S` replays a seed it printed.
@@ -114,12 +114,37 @@ fn tree_except(root: &Path, skip: &dyn Fn(&[u8]) -> bool) -> BTreeMap<Vec<u8>, N
     tree(root).into_iter().filter(|(k, _)| !skip(k)).collect()
 }
 
-/// Asserts a restored tree holds exactly the source's entries but those
-/// `skip` names (which must not be there either).
-fn assert_same_except(src: &Path, restored: &Path, skip: &dyn Fn(&[u8]) -> bool) {
-    let want = tree_except(src, skip);
-    let got = tree(restored);
-    for (k, v) in &want {
+/// [`tree`] of a tree this process may not wholly read (when not root):
+/// the `locked` entries (relative paths) are opened to their owner while it
+/// is read, then given their modes back, which the result shows.
+fn tree_opening(root: &Path, locked: &[&str]) -> BTreeMap<Vec<u8>, Node> {
+    let modes: Vec<(&str, u32)> = locked
+        .iter()
+        .filter_map(|rel| {
+            let md = fs::symlink_metadata(root.join(rel)).ok()?;
+            Some((*rel, md.permissions().mode() & 0o7777))
+        })
+        .collect();
+    for (rel, _) in &modes {
+        let p = root.join(rel);
+        let open = if p.is_dir() { 0o700 } else { 0o600 };
+        fs::set_permissions(&p, fs::Permissions::from_mode(open)).unwrap();
+    }
+    let mut t = tree(root);
+    for (rel, mode) in &modes {
+        fs::set_permissions(root.join(rel), fs::Permissions::from_mode(*mode)).unwrap();
+        if let Some(Node::Dir { mode: m, .. } | Node::File { mode: m, .. }) =
+            t.get_mut(rel.as_bytes())
+        {
+            *m = *mode;
+        }
+    }
+    t
+}
+
+/// Asserts `got` (a restored tree) holds exactly the entries of `want`.
+fn assert_same_entries(want: &BTreeMap<Vec<u8>, Node>, got: &BTreeMap<Vec<u8>, Node>) {
+    for (k, v) in want {
         match got.get(k) {
             None => panic!("{} missing from the restore", String::from_utf8_lossy(k)),
             Some(w) => assert!(
@@ -136,6 +161,12 @@ fn assert_same_except(src: &Path, restored: &Path, skip: &dyn Fn(&[u8]) -> bool)
             String::from_utf8_lossy(k)
         );
     }
+}
+
+/// Asserts a restored tree holds exactly the source's entries but those
+/// `skip` names (which must not be there either).
+fn assert_same_except(src: &Path, restored: &Path, skip: &dyn Fn(&[u8]) -> bool) {
+    assert_same_entries(&tree_except(src, skip), &tree(restored));
 }
 
 /// Writes `n` bytes of noise with an mtime from `rng`.
@@ -873,6 +904,131 @@ fn a_file_that_keeps_changing_is_reported_and_the_rest_is_stored() {
     // Quiet again, both files are stored.
     let third = s.backup(&day(2, 0));
     assert_same_tree(&s.src(), &s.restore(&third).join("src"));
+}
+
+#[test]
+fn unreadable_files_and_directories_are_reported_and_the_rest_is_stored() {
+    // Root reads everything: the client then runs as nobody, on a source
+    // nobody owns.
+    let root = privileged::is_root();
+    if root && !privileged::have_setpriv() {
+        return privileged::skip("reading as an unprivileged user needs setpriv (util-linux)");
+    }
+    let s = Scratch::new();
+    let src = s.src();
+    let mut rng = Rng::new(21);
+    make_tree(&mut rng, &src, 80);
+    fs::create_dir(src.join("locked")).unwrap();
+    write_file(
+        &src.join("locked/inside"),
+        b"behind 000",
+        0o644,
+        (1_700_000_000, 0),
+    );
+    fs::create_dir(src.join("no-search")).unwrap();
+    write_file(
+        &src.join("no-search/listed"),
+        b"listed, not reachable",
+        0o644,
+        (1_700_000_001, 0),
+    );
+    write_file(
+        &src.join("secret.bin"),
+        b"mode 0000",
+        0o000,
+        (1_700_000_002, 0),
+    );
+    write_file(
+        &src.join("zz-after"),
+        b"after them all",
+        0o644,
+        (1_700_000_003, 0),
+    );
+    let lock_down = |locked: bool| {
+        let modes = if locked {
+            (0o000, 0o600)
+        } else {
+            (0o755, 0o755)
+        };
+        fs::set_permissions(src.join("locked"), fs::Permissions::from_mode(modes.0)).unwrap();
+        fs::set_permissions(src.join("no-search"), fs::Permissions::from_mode(modes.1)).unwrap();
+        set_mtime(&src.join("locked"), (1_600_000_000, 1));
+        set_mtime(&src.join("no-search"), (1_600_000_000, 2));
+        set_mtime(&src, (1_600_000_000, 3));
+    };
+    lock_down(true);
+    if root {
+        fs::set_permissions(s.dir.path(), fs::Permissions::from_mode(0o755)).unwrap();
+        let chown = Command::new("chown")
+            .arg("-hR")
+            .arg(format!("{0}:{0}", privileged::NOBODY))
+            .arg(&src)
+            .status()
+            .unwrap();
+        assert!(chown.success());
+        for d in ["dest", "cache", "config", "state"] {
+            fs::create_dir(s.path(d)).unwrap();
+            privileged::give_to_nobody(&s.path(d));
+        }
+    }
+    let run = |now: &str| {
+        let mut cmd = if root {
+            privileged::as_nobody(&offsnap_bin())
+        } else {
+            Command::new(offsnap_bin())
+        };
+        s.setup(&mut cmd, Some(now));
+        cmd.args(["backup", "--set", "t"])
+            .arg(&src)
+            .arg(s.dest())
+            .output()
+            .unwrap()
+    };
+    let out = run(&day(0, 0));
+    let err = stderr(&out);
+    eprintln!("unreadable: {}", err.trim());
+    assert_eq!(out.status.code(), Some(3), "{err}");
+    let unreadable = [
+        src.join("locked"),
+        src.join("no-search/listed"),
+        src.join("secret.bin"),
+    ];
+    for p in &unreadable {
+        assert!(
+            err.contains(&format!("offsnap: {}: ", p.display())),
+            "{} not reported:\n{err}",
+            p.display()
+        );
+    }
+    assert!(
+        err.contains(&format!("is partial: {} item(s)", unreadable.len())),
+        "{err}"
+    );
+    // Everything else is stored exactly; the unreadable directories as
+    // what could be seen of them (empty).
+    let snap = stdout(&out).trim().to_string();
+    let restored = s.restore(&snap);
+    let left_out =
+        |k: &[u8]| k == b"secret.bin" || k.starts_with(b"locked/") || k.starts_with(b"no-search/");
+    let locked = ["locked", "no-search", "secret.bin"];
+    let want: BTreeMap<_, _> = tree_opening(&src, &locked)
+        .into_iter()
+        .filter(|(k, _)| !left_out(k))
+        .collect();
+    assert_same_entries(&want, &tree_opening(&restored.join("src"), &locked));
+    for d in ["locked", "no-search"] {
+        // So that the scratch area can be removed when not root.
+        let p = restored.join("src").join(d);
+        fs::set_permissions(p, fs::Permissions::from_mode(0o700)).unwrap();
+    }
+
+    // Readable again, everything is stored.
+    lock_down(false);
+    fs::set_permissions(src.join("secret.bin"), fs::Permissions::from_mode(0o400)).unwrap();
+    let out = run(&day(1, 0));
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let snap = stdout(&out).trim().to_string();
+    assert_same_tree(&src, &s.restore(&snap).join("src"));
 }
 
 /// Runs `offsnap backup` of `src/` (set `t`), pauses it (client and its
