@@ -2,6 +2,7 @@
 
 use std::io;
 
+use offsnap_protocol::manifest::ManifestError;
 use offsnap_protocol::{ErrorKind, RemoteError};
 
 /// An error of `kind` with a message for the user.
@@ -45,6 +46,15 @@ pub fn io(context: impl std::fmt::Display, e: io::Error) -> RemoteError {
         _ => ErrorKind::Io,
     };
     err(kind, format!("{context}: {e}"))
+}
+
+/// A manifest that failed to be written or read; its I/O failures read
+/// like any other ([`io`]).
+pub fn manifest(context: impl std::fmt::Display, e: ManifestError) -> RemoteError {
+    match e {
+        ManifestError::Io(e) => io(context, e),
+        e => err(ErrorKind::Io, format!("{context}: {e}")),
+    }
 }
 
 /// Adds context to an `io::Result`.

@@ -807,6 +807,80 @@ fn a_full_disk_fails_the_run_cleanly_and_the_next_run_works() {
     assert_ok(&out);
 }
 
+/// Bytes free for files on the filesystem holding `path`.
+fn free_bytes(path: &Path) -> u64 {
+    let st = rustix::fs::statvfs(path).unwrap();
+    st.f_bavail * st.f_frsize
+}
+
+#[test]
+fn a_disk_that_fills_as_the_snapshot_is_committed_gets_its_space_back() {
+    let s = Scratch::new();
+    let mnt = s.path("small-disk");
+    fs::create_dir(&mnt).unwrap();
+    let disk = match Tmpfs::mount(&mnt, "1m") {
+        Ok(d) => d,
+        Err(why) => return privileged::skip(&format!("the full-disk test needs a tmpfs: {why}")),
+    };
+    let dest = disk.path().join("backups");
+    let set = dest.join("t");
+    write_file(&s.src().join("first"), b"first", 0o644, (1_700_000_000, 0));
+    let out = backup_to(&s, &day(0, 0), &dest, None);
+    assert_ok(&out);
+    let first = stdout(&out).trim().to_string();
+    // A new file exactly as large as the space left: its data fits, the
+    // new snapshot's manifest, written last, does not.
+    let free = free_bytes(disk.path());
+    let mut rng = Rng::new(29);
+    noise_file(&mut rng, &s.src().join("fills-the-disk"), free as usize);
+    let out = backup_to(&s, &day(1, 0), &dest, None);
+    let err = stderr(&out);
+    eprintln!("disk full at the commit: {}", err.trim());
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("committing snapshot"),
+        "not full at the commit: {err}"
+    );
+    assert!(
+        err.contains("no space left on the disk holding the backups"),
+        "{err}"
+    );
+    assert_eq!(dated_snapshots(&set), vec![first.clone()]);
+    assert!(lock_is_free(&set), "a failed run left its lock");
+    // What the run wrote is gone at once, not at the next run.
+    assert_eq!(
+        fs::read_dir(set.join(".offsnap/incomplete"))
+            .unwrap()
+            .count(),
+        0,
+        "the failed run left its partial snapshot"
+    );
+    assert_eq!(free_bytes(disk.path()), free, "the failed run kept space");
+    let out = s.offsnap(None, &[&"verify", &"--set", &"t", &"--all", &dest]);
+    assert_ok(&out);
+
+    fs::remove_file(s.src().join("fills-the-disk")).unwrap();
+    let out = backup_to(&s, &day(2, 0), &dest, None);
+    assert_ok(&out);
+    let next = stdout(&out).trim().to_string();
+    let to = s.path("restored");
+    let out = s.offsnap(
+        None,
+        &[
+            &"restore",
+            &"--set",
+            &"t",
+            &"--snapshot",
+            &next,
+            &dest,
+            &"--to",
+            &to,
+        ],
+    );
+    assert_ok(&out);
+    assert_same_tree(&s.src(), &to.join("src"));
+}
+
 // ---------------------------------------------------------------------------
 // Sources that change, cannot be read, or vanish during a backup
 
