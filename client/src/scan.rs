@@ -192,6 +192,7 @@ pub fn scan<'a>(
             started: false,
             root_dev: None,
             stack: Vec::new(),
+            problems: Vec::new(),
         });
     }
     Ok(walks.into_iter().flatten())
@@ -205,7 +206,7 @@ struct Level {
     fd: Arc<OwnedFd>,
     local: PathBuf,
     rel: Vec<u8>,
-    names: std::vec::IntoIter<Vec<u8>>,
+    names: std::vec::IntoIter<(Vec<u8>, FileType)>,
     ignore: Option<ignore::gitignore::Gitignore>,
 }
 
@@ -217,6 +218,8 @@ struct Walk<'a> {
     started: bool,
     root_dev: Option<u64>,
     stack: Vec<Level>,
+    /// Problems found while opening a directory, yielded after it.
+    problems: Vec<ScanProblem>,
 }
 
 impl Iterator for Walk<'_> {
@@ -227,13 +230,16 @@ impl Iterator for Walk<'_> {
             self.started = true;
             return Some(self.root());
         }
+        if let Some(p) = self.problems.pop() {
+            return Some(Err(p));
+        }
         loop {
             let level = self.stack.last_mut()?;
-            let Some(name) = level.names.next() else {
+            let Some((name, listed)) = level.names.next() else {
                 self.stack.pop();
                 continue;
             };
-            if let Some(item) = self.child(name) {
+            if let Some(item) = self.child(name, listed) {
                 return Some(item);
             }
         }
@@ -255,9 +261,9 @@ impl Walk<'_> {
         let rel = self.src.name.as_bytes().to_vec();
         if let Ok(fd) = fsx::open_root(&local) {
             let fd = Arc::new(fd);
-            let found = self.dir_item(&fd, local, rel)?;
+            let mut found = self.dir_item(&fd, local, rel)?;
             self.root_dev = Some(found.dev);
-            self.descend(&found);
+            self.descend(&mut found);
             return Ok(found.item);
         }
         let parent = match local.parent() {
@@ -291,6 +297,7 @@ impl Walk<'_> {
         Ok(Found {
             dev: st.st_dev,
             dir: Some(fd.clone()),
+            unreadable: None,
             item: ScanItem {
                 path,
                 local,
@@ -305,7 +312,7 @@ impl Walk<'_> {
     }
 
     /// The next entry of the directory on top of the stack, unless left out.
-    fn child(&mut self, name: Vec<u8>) -> Option<Result<ScanItem, ScanProblem>> {
+    fn child(&mut self, name: Vec<u8>, listed: FileType) -> Option<Result<ScanItem, ScanProblem>> {
         let level = self.stack.last()?;
         let local = level.local.join(OsStr::from_bytes(&name));
         if name == b"." || name == b".." {
@@ -317,8 +324,15 @@ impl Walk<'_> {
         let fd = level.fd.clone();
         let st = match fsx::lstat(fd.as_fd(), &name) {
             Ok(Some(st)) => st,
-            // Gone since the directory was read.
-            Ok(None) => return None,
+            // Gone since the directory was read, or not to be looked at.
+            Ok(None) if self.excluded(&local, listed == FileType::Directory) => return None,
+            Ok(None) => {
+                return Some(Err(Self::problem(
+                    &local,
+                    &std::io::ErrorKind::NotFound.into(),
+                )));
+            }
+            Err(_) if self.excluded(&local, listed == FileType::Directory) => return None,
             Err(e) => return Some(Err(Self::problem(&local, &e))),
         };
         let is_dir = fsx::file_type(&st) == FileType::Directory;
@@ -328,13 +342,13 @@ impl Walk<'_> {
         if is_dir && !self.opts.keep_cachedir && is_tagged_cache(fd.as_fd(), &name) {
             return None;
         }
-        let found = match self.item(&fd, name, local, rel) {
+        let mut found = match self.item(&fd, name, local, rel) {
             Ok(f) => f,
             Err(p) => return Some(Err(p)),
         };
         let same_fs = !self.opts.one_file_system || Some(found.dev) == self.root_dev;
         if same_fs {
-            self.descend(&found);
+            self.descend(&mut found);
         }
         Some(Ok(found.item))
     }
@@ -358,16 +372,22 @@ impl Walk<'_> {
 
     /// Opens a directory just yielded and puts its sorted names on the
     /// stack (a directory that cannot be read is reported by `item`).
-    fn descend(&mut self, found: &Found) {
+    fn descend(&mut self, found: &mut Found) {
+        if let Some(p) = found.unreadable.take() {
+            self.problems.push(p);
+        }
         let Some(fd) = &found.dir else { return };
-        let mut names: Vec<Vec<u8>> = match fsx::read_dir(fd.as_fd()) {
-            Ok(n) => n.into_iter().map(|(name, _)| name).collect(),
-            Err(_) => return,
+        let mut names = match list(fd) {
+            Ok(n) => n,
+            Err(e) => {
+                self.problems.push(Self::problem(&found.item.local, &e));
+                return;
+            }
         };
-        names.sort();
+        names.sort_by(|a, b| a.0.cmp(&b.0));
         let ignore = names
             .iter()
-            .any(|n| n == IGNORE_FILE)
+            .any(|(n, _)| n == IGNORE_FILE)
             .then(|| read_ignore_file(fd.as_fd(), &found.item.local))
             .flatten();
         self.stack.push(Level {
@@ -397,12 +417,15 @@ impl Walk<'_> {
             .ok_or_else(|| problem("vanished before it could be read".into()))?;
         let ft = fsx::file_type(&st);
         let mut opened = None;
+        let mut unreadable = None;
         let kind = match ft {
             FileType::Directory => {
-                // Opened now, so that one that cannot be read is reported
-                // (and not backed up as if empty).
-                let fd = fsx::open_dir(dir.as_fd(), &name).map_err(|e| problem(describe(&e)))?;
-                opened = Some(Arc::new(fd));
+                // Opened now: one that cannot be read is stored as seen
+                // (empty), and reported.
+                match fsx::open_dir(dir.as_fd(), &name) {
+                    Ok(fd) => opened = Some(Arc::new(fd)),
+                    Err(e) => unreadable = Some(problem(describe(&e))),
+                }
                 ScanKind::Dir
             }
             FileType::RegularFile => ScanKind::File(st.st_size as u64),
@@ -431,6 +454,7 @@ impl Walk<'_> {
         Ok(Found {
             dev: st.st_dev,
             dir: opened,
+            unreadable,
             item: ScanItem {
                 path,
                 local,
@@ -445,12 +469,33 @@ impl Walk<'_> {
     }
 }
 
+/// The names in an open directory, with their types as listed. Reads
+/// through a duplicate of the handle itself, so a directory that may be
+/// read but not searched is still listed (its entries are then reported
+/// one by one, as they cannot be looked at).
+fn list(dir: &Arc<OwnedFd>) -> std::io::Result<Vec<(Vec<u8>, FileType)>> {
+    let dup = rustix::io::fcntl_dupfd_cloexec(dir.as_fd(), 0)?;
+    let mut d = rustix::fs::Dir::new(dup)?;
+    d.rewind();
+    let mut out = Vec::new();
+    for ent in d {
+        let ent = ent?;
+        let name = ent.file_name().to_bytes();
+        if name != b"." && name != b".." {
+            out.push((name.to_vec(), ent.file_type()));
+        }
+    }
+    Ok(out)
+}
+
 /// An item, with what the walk needs to go on from it.
 struct Found {
     item: ScanItem,
     dev: u64,
     /// The directory, opened, when it is one.
     dir: Option<Arc<OwnedFd>>,
+    /// Why a directory could not be opened.
+    unreadable: Option<ScanProblem>,
 }
 
 /// A path to `name` inside `dir` that the path-based calls accept: `local`

@@ -210,7 +210,7 @@ impl BackupRun {
     fn record(&mut self, entry: &Entry) -> Result<(), RemoteError> {
         self.manifest
             .push(entry)
-            .map_err(|e| err(ErrorKind::Io, format!("writing the manifest: {e}")))?;
+            .map_err(|e| crate::error::manifest("writing the manifest", e))?;
         self.stats.entries += 1;
         if entry.is_file() {
             self.stats.files += 1;
@@ -621,12 +621,13 @@ impl BackupRun {
         }
         let name = self.name.to_string();
         let ctx = format!("set {:?}: committing snapshot {name}", self.set.name());
+        let _unfinished = self.set.unfinished(&self.name)?;
         self.tree.finish().ctx(&ctx)?;
         fsx::sync_filesystem(&self.work).ctx(&ctx)?;
         let (out, mut hash, _len) = self
             .manifest
             .finish()
-            .map_err(|e| err(ErrorKind::Io, format!("{ctx}: {e}")))?;
+            .map_err(|e| crate::error::manifest(&ctx, e))?;
         let file = out
             .into_inner()
             .map_err(|e| crate::error::io(&ctx, e.into_error()))?;

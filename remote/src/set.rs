@@ -222,7 +222,30 @@ pub struct SetLock {
     _fd: OwnedFd,
 }
 
+/// An unfinished run's directory in `incomplete/`, removed when dropped.
+/// Held while a run commits (with the lock), so a commit that fails gives
+/// back at once the space of what the run wrote; after a commit that
+/// succeeds the directory no longer holds the snapshot.
+pub struct Unfinished {
+    incomplete: OwnedFd,
+    name: Vec<u8>,
+}
+
+impl Drop for Unfinished {
+    fn drop(&mut self) {
+        let _ = fsx::remove_tree(self.incomplete.as_fd(), &self.name);
+    }
+}
+
 impl SetDir {
+    /// See [`Unfinished`].
+    pub fn unfinished(&self, snap: &SnapshotName) -> Result<Unfinished, RemoteError> {
+        Ok(Unfinished {
+            incomplete: self.meta_dir("incomplete")?,
+            name: snap.to_string().into_bytes(),
+        })
+    }
+
     /// The set's name.
     pub fn name(&self) -> &SetName {
         &self.name

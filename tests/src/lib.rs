@@ -22,6 +22,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::OnceLock;
 
+pub mod privileged;
 pub mod random;
 pub mod sshd;
 
@@ -112,10 +113,25 @@ impl Scratch {
 
     /// `offsnap ARGS` with the helper's clock at `now` (RFC 3339), if given.
     pub fn offsnap(&self, now: Option<&str>, args: &[&dyn AsRef<std::ffi::OsStr>]) -> Output {
-        let mut cmd = Command::new(offsnap_bin());
+        let mut cmd = self.command(now);
         for a in args {
             cmd.arg(a.as_ref());
         }
+        cmd.output().unwrap()
+    }
+
+    /// An `offsnap` command (arguments still to add) in this scratch area:
+    /// its own cache, config and state directories, the helper's clock at
+    /// `now` (RFC 3339) if given. For tests that spawn, signal or kill it.
+    pub fn command(&self, now: Option<&str>) -> Command {
+        let mut cmd = Command::new(offsnap_bin());
+        self.setup(&mut cmd, now);
+        cmd
+    }
+
+    /// Gives `cmd` (which runs `offsnap`, directly or through a wrapper
+    /// such as `setpriv`) what [`Scratch::command`] gives it.
+    pub fn setup(&self, cmd: &mut Command, now: Option<&str>) {
         cmd.current_dir(self.dir.path())
             .env("XDG_CACHE_HOME", self.dir.path().join("cache"))
             .env("XDG_CONFIG_HOME", self.dir.path().join("config"))
@@ -127,7 +143,6 @@ impl Scratch {
             Some(t) => cmd.env("OFFSNAP_NOW", t),
             None => cmd.env_remove("OFFSNAP_NOW"),
         };
-        cmd.output().unwrap()
     }
 
     /// Backs `src/` up to `dest/` as set `t` at `now`; asserts success and

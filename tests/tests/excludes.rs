@@ -171,8 +171,9 @@ fn one_file_system_stays_on_the_source_filesystem() {
             .status()
             .is_ok_and(|s| s.success());
     if !mounted {
-        eprintln!("SKIPPED: --one-file-system needs a second filesystem (root to mount a tmpfs)");
-        return;
+        return offsnap_tests::privileged::skip(
+            "--one-file-system needs a second filesystem (root to mount a tmpfs)",
+        );
     }
     let _guard = Mount(mnt.clone());
     touch(&mnt.join("elsewhere.txt"));

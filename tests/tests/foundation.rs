@@ -712,8 +712,9 @@ fn a_helper_that_is_not_root_keeps_odd_modes_working() {
     if !rustix::process::geteuid().is_root()
         || Command::new("setpriv").arg("--version").output().is_err()
     {
-        eprintln!("SKIPPED: needs root and setpriv to run the helper as another user");
-        return;
+        return offsnap_tests::privileged::skip(
+            "needs root and setpriv to run the helper as another user",
+        );
     }
     let s = Scratch::new();
     // A destination the unprivileged helper owns, reachable by it.
@@ -815,8 +816,7 @@ fn a_helper_that_is_not_root_keeps_odd_modes_working() {
 #[test]
 fn owners_are_kept_by_a_root_helper_and_restored_by_root() {
     if !rustix::process::geteuid().is_root() {
-        eprintln!("SKIPPED: owners can only be applied as root");
-        return;
+        return offsnap_tests::privileged::skip("owners can only be applied as root");
     }
     use std::os::unix::fs::MetadataExt;
     let s = Scratch::new();
