@@ -642,3 +642,73 @@ fn a_delta_that_rebuilds_other_content_is_asked_for_again_whole() {
     let out = s.offsnap(None, &[&"verify", &"--set", &"t", &"--all", &root]);
     assert_ok(&out);
 }
+
+#[test]
+fn a_stored_symlink_is_never_a_way_out() {
+    // A base snapshot holding a symlink `src/l` to a directory outside.
+    let s = Scratch::new();
+    let outside = s.path("outside");
+    fs::create_dir(&outside).unwrap();
+    fs::write(outside.join("secret"), vec![9u8; 200_000]).unwrap();
+    std::os::unix::fs::symlink(&outside, s.src().join("l")).unwrap();
+    write_file(&s.src().join("m"), b"m", 0o644, (1_700_000_000, 0));
+    let out = s.offsnap(
+        Some("2025-01-01T00:00:00Z"),
+        &[&"backup", &"--set", &"t", &s.src(), &s.dest()],
+    );
+    assert_ok(&out);
+    let root = s.dest();
+    let p = |s: &str| RelPath::new(s.as_bytes().to_vec()).unwrap();
+    let cases: Vec<(Vec<Request>, &str)> = vec![
+        // A signature of a file through the stored symlink.
+        (
+            vec![Request::Signature {
+                path: p("src/l/secret"),
+            }],
+            "symlinks are never followed",
+        ),
+        // A delta against it.
+        (
+            vec![
+                dir("src"),
+                Request::Op(Op::Delta {
+                    path: p("src/l/secret"),
+                    meta: META,
+                    size: 10,
+                    xattrs: Vec::new(),
+                }),
+            ],
+            "symlinks are never followed",
+        ),
+        // The symlink kept as it was (src, src/l), then a file and a
+        // hard link through it: the kept link is a link, not a directory.
+        (
+            vec![
+                Request::Op(Op::Unchanged(2)),
+                Request::Op(Op::File {
+                    path: p("src/l/new"),
+                    meta: META,
+                    size: 1,
+                    xattrs: Vec::new(),
+                }),
+            ],
+            "symlinks are never followed",
+        ),
+        (
+            vec![Request::Op(Op::Unchanged(2)), hard_link("src/l/z", "src/l")],
+            "not a regular file",
+        ),
+    ];
+    for (reqs, want) in cases {
+        let raw: Vec<u8> = reqs.iter().flat_map(encode).collect();
+        let (err, ok) = attack(&root, &raw);
+        assert!(!ok, "{want}: accepted");
+        assert!(err.contains(want), "{want}: {err}");
+    }
+    assert_eq!(dated_snapshots(&root.join("t")).len(), 1);
+    assert_eq!(fs::read_dir(&outside).unwrap().count(), 1);
+    assert_eq!(
+        fs::read(outside.join("secret")).unwrap(),
+        vec![9u8; 200_000]
+    );
+}
