@@ -8,6 +8,7 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 use std::collections::{HashMap, HashSet, VecDeque};
+use std::os::unix::fs::OpenOptionsExt;
 use std::sync::mpsc;
 
 use offsnap_protocol::manifest::{ManifestReader, ManifestWriter};
@@ -371,9 +372,9 @@ struct Outbox<'a> {
     buf: Vec<u8>,
     /// The first name stored in this run of each file with several names.
     links: HashMap<(u64, u64), RelPath>,
-    /// Files sent as deltas, with the hash they were read with, in case
-    /// the helper asks for one again.
-    deltas: HashMap<RelPath, (ScanItem, Hash)>,
+    /// Files sent as deltas, as they were read, in case the helper asks
+    /// for one again.
+    deltas: HashMap<RelPath, SentDelta>,
     /// Files the helper asked for again.
     resends: Vec<RelPath>,
     tally: SendTally,
@@ -589,7 +590,7 @@ fn send_all_with(
             None => {
                 out.tally.files += 1;
                 out.flush_base()?;
-                if out.file(&item, old.as_ref())? {
+                if out.file(&item, old.as_ref())? && !out.deltas.contains_key(&item.path) {
                     out.note_inode(&item);
                 }
             }
@@ -609,6 +610,15 @@ fn unchanged(old: &Entry, item: &ScanItem) -> bool {
     matches!(old.kind, EntryKind::File { size: s, .. } if s == size)
         && old.meta == item.meta
         && old.xattrs == item.xattrs
+}
+
+/// A file sent as a delta, as it was read.
+struct SentDelta {
+    local: PathBuf,
+    meta: Meta,
+    xattrs: Vec<offsnap_protocol::Xattr>,
+    size: u64,
+    hash: Hash,
 }
 
 /// Files up to this size are read once into memory, hashed, then sent from
@@ -725,12 +735,12 @@ impl Outbox<'_> {
             }
         }
         for path in std::mem::take(&mut self.resends) {
-            let Some((item, hash)) = self.deltas.remove(&path) else {
+            let Some(sent) = self.deltas.remove(&path) else {
                 return Err(Error::Corrupt(format!(
                     "the helper asked to resend {path}, which was not sent as a delta"
                 )));
             };
-            self.resend(&item, hash)?;
+            self.resend(&path, &sent)?;
         }
         Ok(())
     }
@@ -738,16 +748,18 @@ impl Outbox<'_> {
     /// Sends again, whole, a file whose delta rebuilt the wrong content; it
     /// must still read as it did (the helper recorded it so), else it is
     /// cancelled and left out.
-    fn resend(&mut self, item: &ScanItem, hash: Hash) -> Result<()> {
-        let ScanKind::File(size) = item.kind else {
-            return Ok(());
-        };
-        let problem = |why: &str| format!("{}: {why}; not backed up", item.local.display());
-        let file = scan::open_item(item);
+    fn resend(&mut self, path: &RelPath, sent: &SentDelta) -> Result<()> {
+        let (size, hash) = (sent.size, sent.hash);
+        let problem = |why: &str| format!("{}: {why}; not backed up", sent.local.display());
+        // By its path: the scan's directory handles are long closed.
+        let file = std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+            .open(&sent.local);
         let mut file = match file {
             Ok(f)
                 if f.metadata()
-                    .is_ok_and(|m| m.len() == size && scan::meta_of(&m) == item.meta) =>
+                    .is_ok_and(|m| m.len() == size && scan::meta_of(&m) == sent.meta) =>
             {
                 f
             }
@@ -760,17 +772,17 @@ impl Outbox<'_> {
         };
         self.compress = true;
         self.tx.send(&Request::Op(Op::File {
-            path: item.path.clone(),
-            meta: item.meta,
+            path: path.clone(),
+            meta: sent.meta,
             size,
-            xattrs: item.xattrs.clone(),
+            xattrs: sent.xattrs.clone(),
         }))?;
         let same = match self.stream(&mut file, size)? {
             Ok(h) => {
                 h == hash
                     && file
                         .metadata()
-                        .is_ok_and(|m| m.len() == size && scan::meta_of(&m) == item.meta)
+                        .is_ok_and(|m| m.len() == size && scan::meta_of(&m) == sent.meta)
             }
             Err(_) => false,
         };
@@ -939,9 +951,14 @@ impl Outbox<'_> {
         };
         let done = self.finish(&entry, file, sent, hash, size, still, delta.is_some())?;
         if delta.is_some() && matches!(done, Read1::Done) {
-            let mut sent_as = item.clone();
-            sent_as.meta = meta;
-            self.deltas.insert(item.path.clone(), (sent_as, hash));
+            let sent = SentDelta {
+                local: item.local.clone(),
+                meta,
+                xattrs: item.xattrs.clone(),
+                size,
+                hash,
+            };
+            self.deltas.insert(item.path.clone(), sent);
         }
         Ok(done)
     }
@@ -972,9 +989,14 @@ impl Outbox<'_> {
         }
         self.tx.send(&Request::Op(Op::End { hash }))?;
         self.record(entry);
-        self.stored.insert(hash);
-        if size > IN_MEMORY {
-            self.stored_sizes.insert(size);
+        // A delta's content is on the host only once the helper found it
+        // rebuilt right, which it says at the end (see `repair`): until
+        // then nothing links to it.
+        if !delta {
+            self.stored.insert(hash);
+            if size > IN_MEMORY {
+                self.stored_sizes.insert(size);
+            }
         }
         if delta {
             self.tally.delta_files += 1;

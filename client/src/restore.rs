@@ -93,13 +93,27 @@ fn wanted(path: &RelPath, paths: &[RelPath]) -> bool {
             .any(|p| path.starts_with(p) || p.starts_with(path))
 }
 
-/// Whether the content of `e` is requested from the helper: a wanted file,
-/// or a wanted hard link whose first name is not restored.
-fn fetched(e: &Entry, paths: &[RelPath]) -> bool {
+/// Whether `e` is a hard link whose first name is not restored.
+fn link_outside(e: &Entry, paths: &[RelPath]) -> bool {
+    matches!(&e.kind, EntryKind::HardLink { target } if wanted(&e.path, paths) && !wanted(target, paths))
+}
+
+/// The size and hash of the content requested from the helper for `e`: a
+/// wanted file's, or that of the first name of a wanted hard link whose
+/// first name is not restored. The request side and the writing side
+/// both decide with this, so they agree on which answers come.
+fn content_of(
+    e: &Entry,
+    paths: &[RelPath],
+    outside: &HashMap<RelPath, (u64, Hash)>,
+) -> Option<(u64, Hash)> {
+    if !wanted(&e.path, paths) {
+        return None;
+    }
     match &e.kind {
-        EntryKind::File { .. } => wanted(&e.path, paths),
-        EntryKind::HardLink { target } => wanted(&e.path, paths) && !wanted(target, paths),
-        _ => false,
+        EntryKind::File { size, hash } => Some((*size, *hash)),
+        EntryKind::HardLink { target } if link_outside(e, paths) => outside.get(target).copied(),
+        _ => None,
     }
 }
 
@@ -114,7 +128,7 @@ fn outside_targets(manifest: &File, paths: &[RelPath]) -> Result<HashMap<RelPath
     let mut reader = entries(manifest)?;
     while let Some(e) = next(&mut reader)? {
         if let EntryKind::HardLink { target } = &e.kind
-            && fetched(&e, paths)
+            && link_outside(&e, paths)
         {
             needed.insert(target.clone());
         }
@@ -164,14 +178,16 @@ pub fn restore(mut session: Session, opts: &RestoreOptions) -> Result<RestoreRep
     let (mut tx, mut rx, mut transport) = session.split();
     let set = opts.set.clone();
     let snap = info.name;
+    let outside = outside_targets(&manifest, &opts.paths)?;
     let result = std::thread::scope(|scope| -> Result<RestoreReport> {
         let requests = entries(&manifest)?;
         let paths = &opts.paths;
+        let outside = &outside;
         let requester = scope.spawn(move || -> Result<()> {
             let mut requests = requests;
             let mut n = 0u64;
             while let Some(e) = next(&mut requests)? {
-                if fetched(&e, paths) {
+                if content_of(&e, paths, outside).is_some() {
                     tx.send(&Request::GetFile {
                         set: set.clone(),
                         snapshot: snap,
@@ -195,6 +211,7 @@ pub fn restore(mut session: Session, opts: &RestoreOptions) -> Result<RestoreRep
             snap,
             &manifest,
             opts,
+            outside,
             TreeWriter::new(root, existing)
                 .apply_owners(fsx::is_root())
                 .apply_xattrs(true),
@@ -262,6 +279,7 @@ fn write_tree(
     snapshot: SnapshotName,
     manifest: &File,
     opts: &RestoreOptions,
+    outside: &HashMap<RelPath, (u64, Hash)>,
     mut tree: TreeWriter,
     rx: &mut Receiver,
 ) -> Result<RestoreReport> {
@@ -272,21 +290,23 @@ fn write_tree(
         problems: Vec::new(),
     };
     let local = |p: &RelPath| opts.to.join(p.as_os_str());
-    let outside = outside_targets(manifest, &opts.paths)?;
     let root = fsx::open_root(&opts.to).map_err(|e| Error::io(&opts.to, e))?;
     let mut written = DirCursor::new(root);
+    // First names of hard links restored, for their other names to link to.
+    let mut targets = HashSet::new();
+    let mut pass = entries(manifest)?;
+    while let Some(e) = next(&mut pass)? {
+        if let EntryKind::HardLink { target } = e.kind {
+            targets.insert(target);
+        }
+    }
+    let mut restored: HashSet<RelPath> = HashSet::new();
     let mut reader = entries(manifest)?;
     while let Some(e) = next(&mut reader)? {
         if !wanted(&e.path, &opts.paths) {
             continue;
         }
-        let content = match &e.kind {
-            EntryKind::File { size, hash } => Some((*size, *hash)),
-            EntryKind::HardLink { target } if !wanted(target, &opts.paths) => {
-                outside.get(target).copied()
-            }
-            _ => None,
-        };
+        let content = content_of(&e, &opts.paths, outside);
         // A filesystem error ends the restore; a file's own problem does not.
         let fs = |r: std::io::Result<()>| -> Result<std::result::Result<(), String>> {
             r.map(Ok).map_err(|err| Error::io(local(&e.path), err))
@@ -301,6 +321,15 @@ fn write_tree(
             },
             (EntryKind::Dir, _) => fs(tree.dir(&e.path, &e.meta, &e.xattrs))?,
             (EntryKind::Symlink { target }, _) => fs(tree.symlink(&e.path, target, &e.meta))?,
+            // Only to a first name restored by this run: never to whatever
+            // else is at that path in the target.
+            (EntryKind::HardLink { target }, _)
+                if !wanted(target, &opts.paths) || !restored.contains(target) =>
+            {
+                Err(format!(
+                    "not restored: its other name {target} was not restored"
+                ))
+            }
             (EntryKind::HardLink { target }, _) => {
                 match tree.hard_link(&mut written, target, &e.path) {
                     Ok(_) => Ok(()),
@@ -323,7 +352,12 @@ fn write_tree(
             (kind, _) => Err(format!("not restored: a {} without content", kind.word())),
         };
         match done {
-            Ok(()) => report.entries += 1,
+            Ok(()) => {
+                report.entries += 1;
+                if e.is_file() && targets.contains(&e.path) {
+                    restored.insert(e.path.clone());
+                }
+            }
             Err(problem) => report
                 .problems
                 .push(format!("{}: {problem}", local(&e.path).display())),

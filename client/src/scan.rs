@@ -274,8 +274,9 @@ impl Walk<'_> {
         let dir = fsx::open_root(&parent).map_err(|e| Self::problem(&local, &e))?;
         let name =
             name.ok_or_else(|| Self::problem(&local, &std::io::ErrorKind::NotFound.into()))?;
-        let found = self.item(&Arc::new(dir), name, local, rel)?;
+        let mut found = self.item(&Arc::new(dir), name, local, rel)?;
         self.root_dev = Some(found.dev);
+        self.descend(&mut found);
         Ok(found.item)
     }
 
@@ -294,10 +295,11 @@ impl Walk<'_> {
         let st = rustix::fs::fstat(fd.as_fd()).map_err(|e| problem(describe(&e.into())))?;
         let xattrs = fsx::read_xattrs(&short_path(fd, b".", &local))
             .map_err(|e| problem(format!("reading its extended attributes: {}", describe(&e))))?;
+        let (xattrs, xattr_problem) = recordable(xattrs, &local);
         Ok(Found {
             dev: st.st_dev,
             dir: Some(fd.clone()),
-            unreadable: None,
+            unreadable: xattr_problem,
             item: ScanItem {
                 path,
                 local,
@@ -449,12 +451,13 @@ impl Walk<'_> {
                 })?,
             _ => Vec::new(),
         };
+        let (xattrs, xattr_problem) = recordable(xattrs, &local);
         let inode =
             (ft == FileType::RegularFile && st.st_nlink > 1).then_some((st.st_dev, st.st_ino));
         Ok(Found {
             dev: st.st_dev,
             dir: opened,
-            unreadable,
+            unreadable: unreadable.or(xattr_problem),
             item: ScanItem {
                 path,
                 local,
@@ -498,14 +501,31 @@ struct Found {
     unreadable: Option<ScanProblem>,
 }
 
-/// A path to `name` inside `dir` that the path-based calls accept: `local`
-/// itself when short enough, else one through the directory's handle.
+/// The extended attributes as they can be recorded: all of them, or none
+/// (with a problem to report) when they are more than a snapshot takes.
+fn recordable(xattrs: Vec<Xattr>, local: &Path) -> (Vec<Xattr>, Option<ScanProblem>) {
+    match offsnap_protocol::entry::check_xattrs(&xattrs) {
+        Ok(()) => (xattrs, None),
+        Err(e) => (
+            Vec::new(),
+            Some(ScanProblem {
+                local: local.to_path_buf(),
+                message: format!("{e}; stored without them"),
+            }),
+        ),
+    }
+}
+
+/// A path to `name` inside `dir` for the calls that only take paths: one
+/// through the directory's handle (no parent can be swapped for a symlink
+/// meanwhile, and it stays short however deep `dir` is), or `local` where
+/// `/proc` is not mounted.
 fn short_path(dir: &Arc<OwnedFd>, name: &[u8], local: &Path) -> PathBuf {
     use std::os::fd::AsRawFd;
-    if local.as_os_str().len() < 3000 {
+    let mut p = PathBuf::from(format!("/proc/self/fd/{}", dir.as_raw_fd()));
+    if !p.exists() {
         return local.to_path_buf();
     }
-    let mut p = PathBuf::from(format!("/proc/self/fd/{}", dir.as_raw_fd()));
     p.push(OsStr::from_bytes(name));
     p
 }

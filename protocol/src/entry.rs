@@ -114,6 +114,11 @@ impl EntryKind {
 pub const MAX_XATTRS: usize = 128;
 /// Longest extended attribute value accepted (Linux's own limit).
 pub const MAX_XATTR_VALUE: usize = 64 * 1024;
+/// Most bytes of names and values one entry's extended attributes may
+/// hold, so that every entry fits a manifest record.
+pub const MAX_XATTR_TOTAL: usize = 256 * 1024;
+/// Longest symlink target accepted (Linux's is 4 KiB).
+pub const MAX_LINK_TARGET: usize = 64 * 1024;
 /// The namespace of the extended attributes recorded: the user's own. The
 /// others belong to the system (ACLs, capabilities, security labels) and
 /// are neither readable nor settable by every user.
@@ -145,6 +150,9 @@ pub enum XattrError {
     /// Not sorted by name, or a name twice.
     #[error("extended attributes not sorted by name, or one named twice")]
     Order,
+    /// More than [`MAX_XATTR_TOTAL`] bytes in all.
+    #[error("extended attributes of more than {MAX_XATTR_TOTAL} bytes in all")]
+    Total,
 }
 
 /// Checks a list of extended attributes as recorded: user names only, of
@@ -153,6 +161,14 @@ pub enum XattrError {
 pub fn check_xattrs(xattrs: &[Xattr]) -> Result<(), XattrError> {
     if xattrs.len() > MAX_XATTRS {
         return Err(XattrError::TooMany);
+    }
+    if xattrs
+        .iter()
+        .map(|x| x.name.len() + x.value.len())
+        .sum::<usize>()
+        > MAX_XATTR_TOTAL
+    {
+        return Err(XattrError::Total);
     }
     for (i, x) in xattrs.iter().enumerate() {
         let show = || String::from_utf8_lossy(&x.name).into_owned();
@@ -198,9 +214,19 @@ impl Entry {
     }
 
     /// Checks what a peer cannot be trusted with: a hard link's target
-    /// must come earlier in walk order, and the extended attributes must
-    /// pass [`check_xattrs`].
+    /// must come earlier in walk order, a symlink's target must be at most
+    /// [`MAX_LINK_TARGET`] bytes, and the extended attributes must pass
+    /// [`check_xattrs`] (so that every entry fits a manifest record).
     pub fn check(&self) -> Result<(), String> {
+        if let EntryKind::Symlink { target } = &self.kind
+            && target.len() > MAX_LINK_TARGET
+        {
+            return Err(format!(
+                "{}: a symlink target of {} bytes",
+                self.path,
+                target.len()
+            ));
+        }
         if let EntryKind::HardLink { target } = &self.kind
             && target.walk_cmp(&self.path) != std::cmp::Ordering::Less
         {

@@ -17,6 +17,8 @@ use crate::path::RelPath;
 pub const MANIFEST_MAGIC: [u8; 16] = *b"offsnap-manifest";
 /// The manifest format this code writes and reads.
 pub const MANIFEST_VERSION: u32 = 2;
+/// The first format, still read: entries without extended attributes.
+const MANIFEST_VERSION_1: u32 = 1;
 /// Largest record accepted.
 const MAX_RECORD: usize = 1 << 20;
 const HEADER_LEN: usize = MANIFEST_MAGIC.len() + 4;
@@ -47,6 +49,21 @@ pub enum ManifestError {
     /// Entries are not in strictly increasing walk order.
     #[error("manifest entries out of order at {0}")]
     Order(RelPath),
+}
+
+/// An entry as format 1 recorded it (its kinds are the first three of
+/// [`crate::EntryKind`], so they decode as such).
+#[derive(serde::Deserialize)]
+struct EntryV1 {
+    path: RelPath,
+    kind: crate::entry::EntryKind,
+    meta: crate::entry::Meta,
+}
+
+impl From<EntryV1> for Entry {
+    fn from(e: EntryV1) -> Entry {
+        Entry::new(e.path, e.kind, e.meta)
+    }
 }
 
 /// Writes a manifest, one entry at a time, in walk order.
@@ -89,6 +106,14 @@ impl<W: Write> ManifestWriter<W> {
             index: self.count,
             why: e.to_string(),
         })?;
+        if buf.len() - 4 > MAX_RECORD {
+            let why = format!("an entry of {} bytes does not fit a record", buf.len() - 4);
+            self.buf = buf;
+            return Err(ManifestError::Record {
+                index: self.count,
+                why,
+            });
+        }
         let len = (buf.len() - 4) as u32;
         buf[..4].copy_from_slice(&len.to_le_bytes());
         self.zstd.write_all(&buf)?;
@@ -160,6 +185,7 @@ pub fn verify_file(file: &mut File) -> Result<(Hash, u64), ManifestError> {
 /// the checksum first with [`verify_file`]: this reader does not.
 pub struct ManifestReader<R: Read> {
     zstd: zstd::stream::read::Decoder<'static, BufReader<R>>,
+    version: u32,
     index: u64,
     last: Option<RelPath>,
     done: bool,
@@ -179,13 +205,14 @@ impl<R: Read> ManifestReader<R> {
             return Err(ManifestError::BadMagic);
         }
         let version = u32::from_le_bytes([header[16], header[17], header[18], header[19]]);
-        if version != MANIFEST_VERSION {
+        if version != MANIFEST_VERSION && version != MANIFEST_VERSION_1 {
             return Err(ManifestError::Version(version));
         }
         let mut zstd = zstd::stream::read::Decoder::with_buffer(input)?;
         zstd = zstd.single_frame();
         Ok(ManifestReader {
             zstd,
+            version,
             index: 0,
             last: None,
             done: false,
@@ -225,8 +252,11 @@ impl<R: Read> ManifestReader<R> {
         let res = self.read_exact(&mut buf);
         self.buf = buf;
         res?;
-        let entry: Entry =
-            postcard::from_bytes(&self.buf).map_err(|e| self.damaged(e.to_string()))?;
+        let entry: Entry = match self.version {
+            MANIFEST_VERSION_1 => postcard::from_bytes::<EntryV1>(&self.buf).map(Entry::from),
+            _ => postcard::from_bytes(&self.buf),
+        }
+        .map_err(|e| self.damaged(e.to_string()))?;
         entry.check().map_err(|why| self.damaged(why))?;
         if let Some(last) = &self.last
             && last.walk_cmp(&entry.path) != std::cmp::Ordering::Less
@@ -338,5 +368,60 @@ mod tests {
         w.push(&s[2])?;
         assert!(matches!(w.push(&s[0]), Err(ManifestError::Order(_))));
         Ok(())
+    }
+
+    #[test]
+    fn format_1_manifests_still_read() -> Result<(), ManifestError> {
+        #[derive(serde::Serialize)]
+        struct V1<'a> {
+            path: &'a RelPath,
+            kind: &'a EntryKind,
+            meta: &'a Meta,
+        }
+        let entries = [
+            entry(b"a", EntryKind::Dir),
+            entry(
+                b"a/f",
+                EntryKind::File {
+                    size: 3,
+                    hash: Hash::of(b"abc"),
+                },
+            ),
+        ];
+        let mut body = Vec::new();
+        for e in &entries {
+            let rec = postcard::to_stdvec(&V1 {
+                path: &e.path,
+                kind: &e.kind,
+                meta: &e.meta,
+            })
+            .map_err(|e| ManifestError::Io(io::Error::other(e)))?;
+            body.extend_from_slice(&(rec.len() as u32).to_le_bytes());
+            body.extend_from_slice(&rec);
+        }
+        body.extend_from_slice(&0u32.to_le_bytes());
+        body.extend_from_slice(&2u64.to_le_bytes());
+        let mut file = MANIFEST_MAGIC.to_vec();
+        file.extend_from_slice(&1u32.to_le_bytes());
+        file.extend(zstd::bulk::compress(&body, 3)?);
+        let hash = blake3::hash(&file);
+        file.extend_from_slice(hash.as_bytes());
+        let got: Vec<Entry> = ManifestReader::new(&file[..])?.collect::<Result<_, _>>()?;
+        assert_eq!(got, entries);
+        Ok(())
+    }
+
+    #[test]
+    fn an_entry_too_large_for_a_record_is_refused() {
+        let mut w = ManifestWriter::new(Vec::new()).expect("writer");
+        let mut e = entry(b"big", EntryKind::Dir);
+        e.xattrs = (0..20)
+            .map(|i| crate::Xattr {
+                name: format!("user.{i:02}").into_bytes(),
+                value: vec![0; 60_000],
+            })
+            .collect();
+        assert!(matches!(w.push(&e), Err(ManifestError::Record { .. })));
+        assert!(e.check().is_err());
     }
 }

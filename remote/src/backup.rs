@@ -50,14 +50,23 @@ struct OpenFile {
     /// For a file rebuilt from a delta: the base file and its length.
     base: Option<(File, u64)>,
     /// The hash a file sent again after a failed delta must have (its
-    /// entry is already recorded).
-    repair: Option<Hash>,
+    /// entry is already recorded), and its directory's stamp.
+    repair: Option<(Hash, DirStamp)>,
 }
 
 /// A file whose delta rebuilt the wrong content: recorded, not yet stored.
 struct Awaited {
     size: u64,
     hash: Hash,
+    meta: Meta,
+    xattrs: Vec<Xattr>,
+}
+
+/// The mode and mtime of a finished directory a file sent again is written
+/// into, given back afterwards.
+struct DirStamp {
+    mode: u32,
+    mtime: (i64, i64),
 }
 
 /// A backup in progress: see the module documentation.
@@ -258,8 +267,13 @@ impl BackupRun {
                 Op::End { hash } => self.end_file(hash),
                 Op::Cancel => {
                     if let Some(open) = self.file.take() {
+                        let path = open.sink.path().clone();
                         self.tree.abort_file(open.sink);
                         self.last = open.prev_last;
+                        if let Some((_, stamp)) = open.repair {
+                            self.restamp(&path, &stamp)
+                                .ctx(format!("snapshot {}", self.name))?;
+                        }
                     }
                     Ok(())
                 }
@@ -372,7 +386,7 @@ impl BackupRun {
                 "{path}: {written} bytes received, {size} announced"
             )));
         }
-        if repair.is_some_and(|want| want != hash) {
+        if repair.as_ref().is_some_and(|(want, _)| *want != hash) {
             self.tree.abort_file(sink);
             return Err(protocol(format!(
                 "{path}: sent again with another hash than recorded"
@@ -384,7 +398,15 @@ impl BackupRun {
             // the file as described and have it sent whole.
             self.tree.abort_file(sink);
             self.resends.push(path.clone());
-            self.awaited.insert(path.clone(), Awaited { size, hash });
+            self.awaited.insert(
+                path.clone(),
+                Awaited {
+                    size,
+                    hash,
+                    meta,
+                    xattrs: xattrs.clone(),
+                },
+            );
             return self.record(&Entry {
                 path,
                 kind: EntryKind::File { size, hash },
@@ -418,9 +440,11 @@ impl BackupRun {
                 }
             })
             .or_insert((path.clone(), Stored::Here));
-        if repair.is_some() {
+        if let Some((_, stamp)) = repair {
             self.awaited.remove(&path);
-            return Ok(());
+            return self
+                .restamp(&path, &stamp)
+                .ctx(format!("snapshot {}", self.name));
         }
         self.record(&Entry {
             path,
@@ -446,10 +470,14 @@ impl BackupRun {
         let prev_last = self.last.clone();
         // A file asked for again comes after the walk, out of order.
         let repair = match self.awaited.get(&path) {
-            Some(a) if !delta && a.size == size => Some(a.hash),
+            Some(a) if !delta && a.size == size && a.meta == meta && a.xattrs == xattrs => {
+                let hash = a.hash;
+                let stamp = self.unstamp(&path).ctx(format!("snapshot {}", self.name))?;
+                Some((hash, stamp))
+            }
             Some(_) => {
                 return Err(protocol(format!(
-                    "{path}: sent again as a delta or with another size"
+                    "{path}: sent again as a delta or with another size or metadata"
                 )));
             }
             None => {
@@ -481,6 +509,39 @@ impl BackupRun {
             repair,
         });
         Ok(())
+    }
+
+    /// Makes the finished directory holding `path` writable for a file sent
+    /// again; returns its stamp, to give back with [`Self::restamp`].
+    fn unstamp(&mut self, path: &RelPath) -> std::io::Result<DirStamp> {
+        let (dir, _) = self.tree.cursor().parent_of(path)?;
+        let st = rustix::fs::fstat(dir)?;
+        let stamp = DirStamp {
+            mode: st.st_mode & 0o7777,
+            mtime: (st.st_mtime, st.st_mtime_nsec as i64),
+        };
+        if stamp.mode & 0o300 != 0o300 {
+            rustix::fs::fchmod(dir, rustix::fs::Mode::from_raw_mode(stamp.mode | 0o700))?;
+        }
+        Ok(stamp)
+    }
+
+    /// Gives the directory holding `path` back its stamp.
+    fn restamp(&mut self, path: &RelPath, stamp: &DirStamp) -> std::io::Result<()> {
+        let (dir, _) = self.tree.cursor().parent_of(path)?;
+        rustix::fs::fchmod(dir, rustix::fs::Mode::from_raw_mode(stamp.mode))?;
+        let t = rustix::fs::Timespec {
+            tv_sec: stamp.mtime.0,
+            tv_nsec: stamp.mtime.1 as _,
+        };
+        let times = rustix::fs::Timestamps {
+            last_access: rustix::fs::Timespec {
+                tv_sec: 0,
+                tv_nsec: rustix::fs::UTIME_OMIT,
+            },
+            last_modification: t,
+        };
+        Ok(rustix::fs::futimens(dir, &times)?)
     }
 
     /// Warnings for the client since the last call (files left out).
@@ -765,15 +826,22 @@ fn signature_of(file: &File, len: u64) -> std::io::Result<Vec<u8>> {
         .filter(|(a, b)| a < b)
         .collect();
     let bodies: Vec<std::io::Result<Vec<u8>>> = std::thread::scope(|scope| {
+        // A range whose thread cannot start is signed here instead.
         let handles: Vec<_> = ranges
             .iter()
-            .map(|&(a, b)| scope.spawn(move || sign_range(a, b)))
+            .map(|&(a, b)| {
+                std::thread::Builder::new()
+                    .spawn_scoped(scope, move || sign_range(a, b))
+                    .map_err(|_| (a, b))
+            })
             .collect();
         handles
             .into_iter()
-            .map(|h| {
-                h.join()
-                    .unwrap_or_else(|_| Err(std::io::Error::other("signing thread panicked")))
+            .map(|h| match h {
+                Ok(h) => h
+                    .join()
+                    .unwrap_or_else(|_| Err(std::io::Error::other("signing thread panicked"))),
+                Err((a, b)) => sign_range(a, b),
             })
             .collect()
     });

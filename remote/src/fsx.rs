@@ -425,12 +425,31 @@ pub fn apply_node_meta(
     if owner {
         apply_symlink_owner(dir, name, meta)?;
     }
-    rfs::chmodat(
+    // chmod has no way not to follow a symlink: hold the node itself (a
+    // path handle never opens it) and change it through that handle.
+    let node = rfs::openat(
         dir,
         name,
-        Mode::from_raw_mode(meta.mode & 0o7777),
-        AtFlags::empty(),
+        OFlags::PATH | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+        Mode::empty(),
     )?;
+    let st = rfs::fstat(&node)?;
+    if matches!(
+        file_type(&st),
+        rfs::FileType::Symlink | rfs::FileType::Directory | rfs::FileType::RegularFile
+    ) {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("{} was replaced meanwhile", show(name)),
+        ));
+    }
+    {
+        use std::os::fd::AsRawFd;
+        rfs::chmod(
+            format!("/proc/self/fd/{}", node.as_raw_fd()).as_str(),
+            Mode::from_raw_mode(meta.mode & 0o7777),
+        )?;
+    }
     apply_symlink_meta(dir, name, meta)
 }
 

@@ -20,8 +20,8 @@ use crate::fsx;
 /// The journal's file name inside a run's directory.
 pub const JOURNAL: &[u8] = b"journal";
 
-/// Largest record read back (a path of at most 4 KiB and a little more).
-const MAX_RECORD: usize = 16 * 1024;
+/// Largest record read back (a path of at most 64 KiB and a little more).
+const MAX_RECORD: usize = 2 * offsnap_protocol::path::MAX_PATH_LEN;
 
 /// Files of at least this size are journaled when they begin, and make the
 /// journal flush when they end.

@@ -131,6 +131,11 @@ impl ResumeSource {
         }
         let mut partial = HashMap::new();
         for (path, tmp) in begun {
+            // Only a name this code gives temporary files, in the file's
+            // directory.
+            if !tmp.starts_with(b".offsnap-tmp.") || tmp.contains(&b'/') {
+                continue;
+            }
             let Ok((dir, _)) = cursor.parent_of(&path) else {
                 continue;
             };

@@ -415,10 +415,28 @@ impl TreeWriter {
                 format!("{path}: a hard link to {target}, which is not a regular file"),
             ));
         }
+        let replace = self.existing == Existing::Replace;
         let (ndir, name) = self.cursor.parent_of(path)?;
         match fsx::link(tdir, tname, ndir, name) {
             Ok(()) => return Ok(Linked::HardLink),
             Err(e) if e.raw_os_error() == Some(rustix::io::Errno::MLINK.raw_os_error()) => {}
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists && replace => {
+                // Link under a temporary name, then swap it in.
+                if fsx::lstat(ndir, name)?
+                    .is_some_and(|st| fsx::file_type(&st) == FileType::Directory)
+                {
+                    return Err(exists(path));
+                }
+                let (tmp, f) = fsx::create_temp(ndir)?;
+                drop(f);
+                fsx::unlink(ndir, &tmp)?;
+                fsx::link(tdir, tname, ndir, &tmp).map_err(|e| with_path(e, path))?;
+                if let Err(e) = fsx::rename(ndir, &tmp, name, true) {
+                    let _ = fsx::unlink(ndir, &tmp);
+                    return Err(with_path(e, path));
+                }
+                return Ok(Linked::HardLink);
+            }
             Err(e) if e.kind() == io::ErrorKind::AlreadyExists => return Err(exists(path)),
             Err(e) => return Err(with_path(e, path)),
         }

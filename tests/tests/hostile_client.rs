@@ -7,6 +7,7 @@
 
 use std::fs;
 use std::io::{Read, Write};
+use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 
@@ -597,6 +598,14 @@ fn a_delta_that_rebuilds_other_content_is_asked_for_again_whole() {
     let snaps = dated_snapshots(&root.join("t"));
     let new = root.join("t").join(snaps.last().unwrap()).join("src/f");
     assert_eq!(fs::read(new).unwrap(), read);
+    // Its directory, finished before the file came again, keeps its
+    // recorded mtime.
+    let dir_md = fs::metadata(root.join("t").join(snaps.last().unwrap()).join("src")).unwrap();
+    assert_eq!(
+        (dir_md.mtime(), dir_md.mtime_nsec()),
+        (META.mtime_sec, 0),
+        "the directory's mtime moved"
+    );
     let out = s.offsnap(None, &[&"verify", &"--set", &"t", &"--all", &root]);
     assert_ok(&out);
 

@@ -71,6 +71,25 @@ fn hard_links_in_the_source_stay_hard_links() {
     assert_eq!(fs::read(snap.join("d/c")).unwrap(), b"shared content");
     verify_all(&s);
 
+    // Restoring over a restore replaces every name, links included.
+    let to = s.path("twice");
+    for _ in 0..2 {
+        let out = s.offsnap(
+            None,
+            &[
+                &"restore",
+                &"--set",
+                &"t",
+                &"--overwrite",
+                &s.dest(),
+                &"--to",
+                &to,
+            ],
+        );
+        assert_ok(&out);
+    }
+    assert_same_tree(&src, &to.join("src"));
+
     // Restoring one of the names alone gives it its content.
     let to = s.path("one");
     let out = s.offsnap(
@@ -110,6 +129,27 @@ fn user_extended_attributes_are_recorded_and_restored() {
     let back = s.restore(&first).join("src");
     assert_same_tree(&src, &back);
     assert_eq!(xattrs(&back.join("dir/f")).len(), 2);
+
+    // More attributes than a snapshot takes: the file is stored without
+    // them, and the run says so (partial).
+    write_file(&src.join("crowded"), b"c", 0o644, (1_700_000_000, 0));
+    for i in 0..130 {
+        set_xattr(&src.join("crowded"), &format!("user.a{i:03}"), b"x");
+    }
+    let out = s.offsnap(
+        Some(&day(0, 30)),
+        &[&"backup", &"--set", &"t", &s.src(), &s.dest()],
+    );
+    assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("more than 128 extended attributes; stored without them"),
+        "{}",
+        stderr(&out)
+    );
+    let crowded = s.restore(stdout(&out).trim()).join("src/crowded");
+    assert_eq!(fs::read(&crowded).unwrap(), b"c");
+    assert!(xattrs(&crowded).is_empty());
+    fs::remove_file(src.join("crowded")).unwrap();
 
     // An attribute changed alone (content and mtime the same) is a change.
     set_xattr(&src.join("dir/f"), "user.comment", b"second");
