@@ -142,20 +142,24 @@ impl DeltaWriter {
         w
     }
 
-    /// Appends a copy of `len` bytes from `offset` of the base.
+    /// Appends a copy of `len` bytes from `offset` of the base. Copies whose
+    /// ends pass `u64::MAX` are written as given, never merged (the helper
+    /// refuses them); `produced` then stops at `u64::MAX`.
     pub fn copy(&mut self, offset: u64, len: u64) {
         if len == 0 {
             return;
         }
         self.flush_literal();
-        self.produced += len;
-        match &mut self.pending_copy {
-            Some((o, l)) if *o + *l == offset => *l += len,
-            _ => {
-                self.flush_copy();
-                self.pending_copy = Some((offset, len));
-            }
+        self.produced = self.produced.saturating_add(len);
+        if let Some((o, l)) = &mut self.pending_copy
+            && o.checked_add(*l) == Some(offset)
+            && let Some(merged) = l.checked_add(len)
+        {
+            *l = merged;
+            return;
         }
+        self.flush_copy();
+        self.pending_copy = Some((offset, len));
     }
 
     /// Appends literal bytes.
@@ -164,7 +168,7 @@ impl DeltaWriter {
             return;
         }
         self.flush_copy();
-        self.produced += data.len() as u64;
+        self.produced = self.produced.saturating_add(data.len() as u64);
         self.literal += data.len() as u64;
         self.pending_literal.extend_from_slice(data);
     }
@@ -290,6 +294,41 @@ mod tests {
                 offset: 1 << 40,
                 len: 70_000
             }
+        );
+        Ok(())
+    }
+
+    #[test]
+    fn writer_keeps_copies_that_reach_past_u64() -> Result<(), DeltaError> {
+        // Found by fuzzing: contiguity and totals overflowed (a panic in
+        // debug builds, a wrong merge in release builds).
+        let mut w = DeltaWriter::new();
+        w.copy(u64::MAX, 1);
+        w.copy(0, 5);
+        w.copy(5, u64::MAX);
+        w.copy(u64::MAX, 1);
+        assert_eq!(w.produced, u64::MAX);
+        w.literal(b"x");
+        assert_eq!(w.produced, u64::MAX);
+        let bytes = w.finish();
+        assert_eq!(
+            parse(&bytes)?,
+            vec![
+                DeltaOp::Copy {
+                    offset: u64::MAX,
+                    len: 1
+                },
+                DeltaOp::Copy { offset: 0, len: 5 },
+                DeltaOp::Copy {
+                    offset: 5,
+                    len: u64::MAX
+                },
+                DeltaOp::Copy {
+                    offset: u64::MAX,
+                    len: 1
+                },
+                DeltaOp::Literal(b"x"),
+            ]
         );
         Ok(())
     }

@@ -1,0 +1,13 @@
+//! Decodes a peer's payload as a [`Op`] the way a session does (one
+//! frame, read by `FrameReader::read`); whatever decodes must print and
+//! round-trip unchanged.
+
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+use offsnap_fuzz::wire::decode_round_trip;
+use offsnap_protocol::Op;
+
+fuzz_target!(|data: &[u8]| {
+    let _ = decode_round_trip::<Op>(data);
+});
