@@ -76,6 +76,7 @@ impl Samples {
             path: RelPath::new(p.to_vec()).expect("a valid sample path"),
             kind,
             meta,
+            xattrs: Vec::new(),
         };
         Samples {
             set: SetName::new("laptop").expect("a valid set name"),
@@ -113,6 +114,7 @@ impl Samples {
                 path: self.path.clone(),
                 meta: self.meta,
                 size: 5,
+                xattrs: Vec::new(),
             },
             Op::Data(b"hello".to_vec()),
             Op::DataZstd(zstd::bulk::compress(&[b'a'; 300], 3).expect("compresses")),
@@ -120,6 +122,7 @@ impl Samples {
                 path: self.path.clone(),
                 meta: self.meta,
                 size: 5,
+                xattrs: Vec::new(),
             },
             Op::DeltaPiece {
                 zstd: false,
@@ -190,6 +193,7 @@ impl Samples {
             Response::BackupStarted {
                 snapshot: self.snap.next(),
                 base: Some(info),
+                resume: Default::default(),
             },
             Response::Committed {
                 snapshot: self.snap,

@@ -10,7 +10,7 @@ use offsnap_protocol::manifest::{self, ManifestWriter};
 use offsnap_protocol::{
     CommitStats, Entry, EntryKind, ErrorKind, Finding, FindingKind, FrameError, FrameReader,
     FrameWriter, Hash, Hello, Meta, Op, Policy, PruneDecision, RelPath, RemoteError, Request,
-    Response, SetName, SnapshotInfo, SnapshotName, SnapshotStats, VerifySummary,
+    Response, Resume, SetName, SnapshotInfo, SnapshotName, SnapshotStats, VerifySummary, Xattr,
 };
 use proptest::collection::vec;
 use proptest::option;
@@ -68,11 +68,35 @@ fn entry_kind() -> impl Strategy<Value = EntryKind> {
         Just(EntryKind::Dir),
         (any::<u64>(), hash()).prop_map(|(size, hash)| EntryKind::File { size, hash }),
         vec(any::<u8>(), 0..40).prop_map(|target| EntryKind::Symlink { target }),
+        Just(EntryKind::Fifo),
+        Just(EntryKind::Socket),
+        (any::<bool>(), any::<u64>()).prop_map(|(block, rdev)| EntryKind::Device { block, rdev }),
     ]
 }
 
+/// Extended attributes as recorded: user names, sorted, no repeats.
+fn xattrs() -> impl Strategy<Value = Vec<Xattr>> {
+    vec(("[a-z0-9.]{1,12}", vec(any::<u8>(), 0..40)), 0..4).prop_map(|list| {
+        let mut out: Vec<Xattr> = list
+            .into_iter()
+            .map(|(n, value)| Xattr {
+                name: format!("user.{n}").into_bytes(),
+                value,
+            })
+            .collect();
+        out.sort();
+        out.dedup_by(|a, b| a.name == b.name);
+        out
+    })
+}
+
 fn entry() -> impl Strategy<Value = Entry> {
-    (rel_path(), entry_kind(), meta()).prop_map(|(path, kind, meta)| Entry { path, kind, meta })
+    (rel_path(), entry_kind(), meta(), xattrs()).prop_map(|(path, kind, meta, xattrs)| Entry {
+        path,
+        kind,
+        meta,
+        xattrs,
+    })
 }
 
 fn set_name() -> impl Strategy<Value = SetName> {
@@ -132,17 +156,23 @@ fn op() -> impl Strategy<Value = Op> {
         any::<u64>().prop_map(Op::Unchanged),
         any::<u64>().prop_map(Op::Skip),
         entry().prop_map(Op::LinkFrom),
-        (rel_path(), meta(), any::<u64>()).prop_map(|(path, meta, size)| Op::File {
-            path,
-            meta,
-            size
+        (rel_path(), meta(), any::<u64>(), xattrs()).prop_map(|(path, meta, size, xattrs)| {
+            Op::File {
+                path,
+                meta,
+                size,
+                xattrs,
+            }
         }),
         bytes().prop_map(Op::Data),
         bytes().prop_map(Op::DataZstd),
-        (rel_path(), meta(), any::<u64>()).prop_map(|(path, meta, size)| Op::Delta {
-            path,
-            meta,
-            size
+        (rel_path(), meta(), any::<u64>(), xattrs()).prop_map(|(path, meta, size, xattrs)| {
+            Op::Delta {
+                path,
+                meta,
+                size,
+                xattrs,
+            }
         }),
         (any::<bool>(), bytes()).prop_map(|(zstd, bytes)| Op::DeltaPiece { zstd, bytes }),
         hash().prop_map(|hash| Op::End { hash }),
@@ -166,6 +196,7 @@ fn request() -> impl Strategy<Value = Request> {
         rel_path().prop_map(|path| Request::Signature { path }),
         op().prop_map(Request::Op),
         Just(Request::Commit),
+        Just(Request::Sync),
         set_name().prop_map(|set| Request::Stats { set }),
         (set_name(), option::of(snapshot_name()))
             .prop_map(|(set, snapshot)| Request::Verify { set, snapshot }),
@@ -251,8 +282,21 @@ fn response() -> impl Strategy<Value = Response> {
         option::of(bytes()).prop_map(Response::Signature),
         bytes().prop_map(Response::FileData),
         Just(Response::FileEnd),
-        (snapshot_name(), option::of(snapshot_info()))
-            .prop_map(|(snapshot, base)| Response::BackupStarted { snapshot, base }),
+        (
+            snapshot_name(),
+            option::of(snapshot_info()),
+            vec((hash(), any::<u64>()), 0..3),
+            vec((rel_path(), any::<u64>()), 0..2)
+        )
+            .prop_map(
+                |(snapshot, base, finished, partial)| Response::BackupStarted {
+                    snapshot,
+                    base,
+                    resume: Resume { finished, partial },
+                }
+            ),
+        rel_path().prop_map(|path| Response::Resend { path }),
+        Just(Response::Synced),
         (snapshot_name(), commit_stats())
             .prop_map(|(snapshot, stats)| Response::Committed { snapshot, stats }),
         vec(snapshot_stats(), 0..3).prop_map(Response::Stats),
@@ -280,6 +324,19 @@ fn sorted_entries() -> impl Strategy<Value = Vec<Entry>> {
     vec(entry(), 0..24).prop_map(|mut entries| {
         entries.sort_by(|a, b| a.path.walk_cmp(&b.path));
         entries.dedup_by(|a, b| a.path == b.path);
+        // Second names of files, each pointing at an earlier file.
+        let mut files: Vec<RelPath> = Vec::new();
+        for i in 0..entries.len() {
+            if i % 5 == 4
+                && let Some(target) = files.last()
+            {
+                entries[i].kind = EntryKind::HardLink {
+                    target: target.clone(),
+                };
+            } else if entries[i].is_file() {
+                files.push(entries[i].path.clone());
+            }
+        }
         entries
     })
 }
