@@ -326,15 +326,15 @@ fn sorted_entries() -> impl Strategy<Value = Vec<Entry>> {
         entries.dedup_by(|a, b| a.path == b.path);
         // Second names of files, each pointing at an earlier file.
         let mut files: Vec<RelPath> = Vec::new();
-        for i in 0..entries.len() {
+        for (i, e) in entries.iter_mut().enumerate() {
             if i % 5 == 4
                 && let Some(target) = files.last()
             {
-                entries[i].kind = EntryKind::HardLink {
+                e.kind = EntryKind::HardLink {
                     target: target.clone(),
                 };
-            } else if entries[i].is_file() {
-                files.push(entries[i].path.clone());
+            } else if e.is_file() {
+                files.push(e.path.clone());
             }
         }
         entries
