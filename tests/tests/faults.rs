@@ -1198,3 +1198,76 @@ fn files_that_vanish_during_a_backup_are_reported_and_the_run_goes_on() {
     let snap = s.backup(&day(2, 0));
     assert_same_tree(&src, &s.restore(&snap).join("src"));
 }
+
+#[test]
+fn a_directory_swapped_for_a_symlink_mid_run_never_leads_outside() {
+    let s = Scratch::new();
+    let src = s.src();
+    let outside = s.path("outside");
+    fs::create_dir(&outside).unwrap();
+    write_file(
+        &outside.join("z-small"),
+        b"secret",
+        0o644,
+        (1_700_000_000, 0),
+    );
+    let mut rng = Rng::new(44);
+    fs::create_dir(src.join("m")).unwrap();
+    noise_file(&mut rng, &src.join("m/a-big"), 32 << 20);
+    write_file(
+        &src.join("m/z-small"),
+        b"original",
+        0o644,
+        (1_700_000_000, 0),
+    );
+    // While the run reads m/a-big, m becomes a symlink to outside: the
+    // walk, already inside m through its handle, goes on in the real m.
+    let out = backup_paused_at_first_file(&s, &day(0, 0), || {
+        fs::rename(src.join("m"), s.path("m.moved")).unwrap();
+        std::os::unix::fs::symlink(&outside, src.join("m")).unwrap();
+    });
+    assert!(matches!(out.status.code(), Some(0 | 3)), "{}", stderr(&out));
+    let snap = stdout(&out).trim().to_string();
+    let stored = s.set_dir().join(&snap).join("src/m");
+    assert_eq!(fs::read(stored.join("z-small")).unwrap(), b"original");
+    for e in walk_all(&s.set_dir().join(&snap)) {
+        if e.is_file() {
+            assert_ne!(
+                fs::read(&e).unwrap(),
+                b"secret",
+                "{} came from outside",
+                e.display()
+            );
+        }
+    }
+    // Swapped back: the next run stores the source as it is.
+    fs::remove_file(src.join("m")).unwrap();
+    fs::rename(s.path("m.moved"), src.join("m")).unwrap();
+    let next = s.backup(&day(1, 0));
+    assert_same_tree(&src, &s.restore(&next).join("src"));
+    // And a symlink where a directory was is stored as a symlink.
+    fs::rename(src.join("m"), s.path("m.moved")).unwrap();
+    std::os::unix::fs::symlink(&outside, src.join("m")).unwrap();
+    let last = s.backup(&day(2, 0));
+    let stored = s.set_dir().join(&last).join("src/m");
+    assert!(
+        fs::symlink_metadata(&stored)
+            .unwrap()
+            .file_type()
+            .is_symlink()
+    );
+    assert_same_tree(&src, &s.restore(&last).join("src"));
+}
+
+/// Every path under `root`, not following symlinks.
+fn walk_all(root: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for e in fs::read_dir(root).unwrap().flatten() {
+        let p = e.path();
+        if e.file_type().unwrap().is_dir() {
+            out.extend(walk_all(&p));
+        }
+        out.push(p);
+    }
+    out
+}
