@@ -329,14 +329,24 @@ impl Base {
 
 /// The contents already on the host (those of the base snapshot's files),
 /// and the sizes of large ones.
-fn stored_hashes(base: Option<&File>) -> Result<(HashSet<Hash>, HashSet<u64>)> {
+/// The key a content is known by in the client's set of stored contents:
+/// the first 128 bits of its BLAKE3, half the memory of the whole hash per
+/// file (the set holds one per file of the base snapshot), with collisions
+/// no likelier than forgery.
+fn content_key(hash: &Hash) -> u128 {
+    let mut k = [0u8; 16];
+    k.copy_from_slice(&hash.0[..16]);
+    u128::from_le_bytes(k)
+}
+
+fn stored_hashes(base: Option<&File>) -> Result<(HashSet<u128>, HashSet<u64>)> {
     let mut hashes = HashSet::new();
     let mut sizes = HashSet::new();
     if let Some(file) = base {
         for e in manifests::entries(file)? {
             let e = e.map_err(|e| Error::Corrupt(format!("base manifest: {e}")))?;
             if let EntryKind::File { hash, size } = e.kind {
-                hashes.insert(hash);
+                hashes.insert(content_key(&hash));
                 if size > IN_MEMORY {
                     sizes.insert(size);
                 }
@@ -349,7 +359,7 @@ fn stored_hashes(base: Option<&File>) -> Result<(HashSet<Hash>, HashSet<u64>)> {
 /// State of the sending side of a run.
 struct Outbox<'a> {
     tx: &'a mut Sender,
-    stored: HashSet<Hash>,
+    stored: HashSet<u128>,
     /// Sizes of the large stored files: a large file can only match
     /// stored content of its own size, so others skip the hashing pass.
     stored_sizes: HashSet<u64>,
@@ -453,7 +463,7 @@ fn send_all(
     // What an interrupted run finished counts as stored; what it began
     // is a delta base.
     for (hash, size) in &resume.finished {
-        stored.insert(*hash);
+        stored.insert(content_key(hash));
         if *size > IN_MEMORY {
             stored_sizes.insert(*size);
         }
@@ -493,7 +503,7 @@ fn send_all_with(
     opts: &scan::ScanOptions,
     base: Option<File>,
     sigs: mpsc::Receiver<Answer>,
-    stored: HashSet<Hash>,
+    stored: HashSet<u128>,
     stored_sizes: HashSet<u64>,
     partials: HashMap<RelPath, u64>,
     pending: VecDeque<RelPath>,
@@ -882,7 +892,7 @@ impl Outbox<'_> {
             meta,
             xattrs: item.xattrs.clone(),
         };
-        if self.stored.contains(&hash) {
+        if self.stored.contains(&content_key(&hash)) {
             self.tally.linked_by_hash += 1;
             self.record(&entry);
             self.tx.send(&Request::Op(Op::LinkFrom(entry)))?;
@@ -993,7 +1003,7 @@ impl Outbox<'_> {
         // rebuilt right, which it says at the end (see `repair`): until
         // then nothing links to it.
         if !delta {
-            self.stored.insert(hash);
+            self.stored.insert(content_key(&hash));
             if size > IN_MEMORY {
                 self.stored_sizes.insert(size);
             }
