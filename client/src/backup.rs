@@ -60,7 +60,8 @@ pub struct BackupReport {
     /// New names of files stored under another name in the same run (hard
     /// links in the source).
     pub hard_links: u64,
-    /// Files sent again whole because their delta rebuilt other content.
+    /// Files sent again whole when the helper asked (a delta that rebuilt
+    /// other content, a leftover of an interrupted run found altered).
     pub resent: u64,
     /// Files sent whole.
     pub sent: u64,
@@ -360,6 +361,9 @@ fn stored_hashes(base: Option<&File>) -> Result<(HashSet<u128>, HashSet<u64>)> {
 struct Outbox<'a> {
     tx: &'a mut Sender,
     stored: HashSet<u128>,
+    /// Those of them only an interrupted run left: the helper checks such a
+    /// copy when it is first used, and may ask for the file whole.
+    resumed: HashSet<u128>,
     /// Sizes of the large stored files: a large file can only match
     /// stored content of its own size, so others skip the hashing pass.
     stored_sizes: HashSet<u64>,
@@ -382,8 +386,8 @@ struct Outbox<'a> {
     buf: Vec<u8>,
     /// The first name stored in this run of each file with several names.
     links: HashMap<(u64, u64), RelPath>,
-    /// Files sent as deltas, as they were read, in case the helper asks
-    /// for one again.
+    /// Files sent as deltas or linked from what an interrupted run left,
+    /// as they were read, in case the helper asks for one again.
     deltas: HashMap<RelPath, SentDelta>,
     /// Files the helper asked for again.
     resends: Vec<RelPath>,
@@ -462,8 +466,12 @@ fn send_all(
     let (mut stored, mut stored_sizes) = stored_hashes(base.as_ref())?;
     // What an interrupted run finished counts as stored; what it began
     // is a delta base.
+    let mut resumed = HashSet::new();
     for (hash, size) in &resume.finished {
-        stored.insert(content_key(hash));
+        let key = content_key(hash);
+        if stored.insert(key) {
+            resumed.insert(key);
+        }
         if *size > IN_MEMORY {
             stored_sizes.insert(*size);
         }
@@ -486,7 +494,7 @@ fn send_all(
         &opts.scan,
         base,
         sigs,
-        stored,
+        (stored, resumed),
         stored_sizes,
         partials,
         pending,
@@ -503,7 +511,7 @@ fn send_all_with(
     opts: &scan::ScanOptions,
     base: Option<File>,
     sigs: mpsc::Receiver<Answer>,
-    stored: HashSet<u128>,
+    (stored, resumed): (HashSet<u128>, HashSet<u128>),
     stored_sizes: HashSet<u64>,
     partials: HashMap<RelPath, u64>,
     pending: VecDeque<RelPath>,
@@ -517,6 +525,7 @@ fn send_all_with(
     let mut out = Outbox {
         tx,
         stored,
+        resumed,
         stored_sizes,
         partials,
         zstd: zstd::bulk::Compressor::new(1)
@@ -728,11 +737,12 @@ impl Outbox<'_> {
             .map_err(|_| Error::Transport("the helper stopped answering".into()))
     }
 
-    /// After the walk, when deltas were sent: waits until the helper has
-    /// applied every op, then sends whole the files whose delta rebuilt
-    /// other content than was read.
+    /// After the walk, when deltas were sent (or contents linked from what
+    /// an interrupted run left): waits until the helper has applied every
+    /// op, then sends whole the files it asks for again (a delta that
+    /// rebuilt other content than was read, a leftover found altered).
     fn repair(&mut self) -> Result<()> {
-        if self.tally.delta_files == 0 {
+        if self.deltas.is_empty() {
             return Ok(());
         }
         self.tx.send(&Request::Sync)?;
@@ -892,10 +902,22 @@ impl Outbox<'_> {
             meta,
             xattrs: item.xattrs.clone(),
         };
-        if self.stored.contains(&content_key(&hash)) {
+        let key = content_key(&hash);
+        if self.stored.contains(&key) {
             self.tally.linked_by_hash += 1;
             self.record(&entry);
             self.tx.send(&Request::Op(Op::LinkFrom(entry)))?;
+            if self.resumed.contains(&key) {
+                // Kept in case the helper asks for it (see `repair`).
+                let sent = SentDelta {
+                    local: item.local.clone(),
+                    meta,
+                    xattrs: item.xattrs.clone(),
+                    size,
+                    hash,
+                };
+                self.deltas.insert(item.path.clone(), sent);
+            }
             return Ok(Read1::Done);
         }
         // Then the content itself.

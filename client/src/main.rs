@@ -514,7 +514,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
                         "copied_at_link_limit": report.stats.link_limit_copies,
                         "sent_delta": report.delta_files,
                         "sent_whole": report.sent,
-                        "resent_whole_after_delta": report.resent,
+                        "resent_whole": report.resent,
                         "content_bytes": report.content_bytes,
                         "literal_bytes": report.literal_bytes,
                         "matched_bytes": report.matched_bytes,

@@ -35,8 +35,13 @@ enum Stored {
     Base,
     /// Earlier in this run.
     Here,
-    /// In the interrupted run being resumed (checked before use).
+    /// In the interrupted run being resumed (checked at first use).
     Resumed,
+    /// Nowhere usable: its copy in the interrupted run was found altered
+    /// in this run (the client sends such files again when asked).
+    LostResumed,
+    /// Nowhere usable: its stored copy was found damaged in this run.
+    Lost,
 }
 
 struct OpenFile {
@@ -320,7 +325,24 @@ impl BackupRun {
                 let source = match (stored, &mut self.base, &mut self.resume) {
                     (Stored::Here, _, _) => &mut self.this_run,
                     (Stored::Base, Some(base), _) => base,
-                    (Stored::Resumed, _, Some(r)) => r.tree(),
+                    (Stored::Resumed, _, Some(r)) => {
+                        if r.check(&from, size, hash).unwrap_or(false) {
+                            r.tree()
+                        } else {
+                            // Not what the interrupted run's journal says:
+                            // recorded as described, asked for whole.
+                            self.by_hash.insert(hash, (from, Stored::LostResumed));
+                            return self.await_whole(entry, size, hash);
+                        }
+                    }
+                    (Stored::LostResumed, _, _) => return self.await_whole(entry, size, hash),
+                    (Stored::Lost, _, _) => {
+                        self.warnings.push(format!(
+                            "{}: its content's stored copy {from} is damaged or unreadable; left out of this snapshot, the next run sends it again (run offsnap verify)",
+                            entry.path
+                        ));
+                        return Ok(());
+                    }
                     _ => return Err(protocol("no base snapshot")),
                 };
                 match self
@@ -328,7 +350,7 @@ impl BackupRun {
                     .link_from(source, &from, &entry.path, size, &entry.meta)
                 {
                     Err(e) if stored_file_problem(&e) => {
-                        self.by_hash.remove(&hash);
+                        self.by_hash.insert(hash, (from.clone(), Stored::Lost));
                         self.warnings.push(format!(
                             "{}: its content's stored copy {from} is damaged or unreadable ({e}); left out of this snapshot, the next run sends it again (run offsnap verify)",
                             entry.path
@@ -397,22 +419,13 @@ impl BackupRun {
             // What the delta rebuilt is not what the client read: record
             // the file as described and have it sent whole.
             self.tree.abort_file(sink);
-            self.resends.push(path.clone());
-            self.awaited.insert(
-                path.clone(),
-                Awaited {
-                    size,
-                    hash,
-                    meta,
-                    xattrs: xattrs.clone(),
-                },
-            );
-            return self.record(&Entry {
+            let entry = Entry {
                 path,
                 kind: EntryKind::File { size, hash },
                 meta,
                 xattrs,
-            });
+            };
+            return self.await_whole(entry, size, hash);
         }
         if got != hash {
             self.tree.abort_file(sink);
@@ -435,7 +448,7 @@ impl BackupRun {
         self.by_hash
             .entry(hash)
             .and_modify(|e| {
-                if e.1 == Stored::Resumed {
+                if matches!(e.1, Stored::Resumed | Stored::LostResumed | Stored::Lost) {
                     *e = (path.clone(), Stored::Here);
                 }
             })
@@ -509,6 +522,24 @@ impl BackupRun {
             repair,
         });
         Ok(())
+    }
+
+    /// Records a file as the client described it and asks for its content
+    /// whole, after the walk (see [`Response::Resend`]).
+    ///
+    /// [`Response::Resend`]: offsnap_protocol::Response::Resend
+    fn await_whole(&mut self, entry: Entry, size: u64, hash: Hash) -> Result<(), RemoteError> {
+        self.resends.push(entry.path.clone());
+        self.awaited.insert(
+            entry.path.clone(),
+            Awaited {
+                size,
+                hash,
+                meta: entry.meta,
+                xattrs: entry.xattrs.clone(),
+            },
+        );
+        self.record(&entry)
     }
 
     /// Makes the finished directory holding `path` writable for a file sent

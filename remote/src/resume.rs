@@ -5,8 +5,8 @@
 //! leaves its directory in `incomplete/` with its [`journal`]. The next run
 //! keeps the most useful such directory as `.offsnap/resume/NAME` and
 //! clears the others. From it, files the journal records as finished are
-//! re-hashed, and those still intact are offered by content; the file that
-//! was being
+//! offered by content and re-hashed when first used (one found altered is
+//! asked for whole instead); the file that was being
 //! written is offered as a delta base, so a large file cut at half-way
 //! costs about the other half. Nothing there is ever linked unchecked or
 //! used as the base for unchanged files, and it goes when a run commits.
@@ -90,22 +90,7 @@ impl ResumeSource {
                     .ctx(&ctx)?;
             }
         }
-        if let Some(k) = &mut kept {
-            k.keep_intact();
-        }
         Ok(kept)
-    }
-
-    /// Drops the finished files that are not, or no longer, what the
-    /// journal says (the run that wrote them was cut: nothing is taken on
-    /// trust).
-    fn keep_intact(&mut self) {
-        let finished = std::mem::take(&mut self.finished);
-        for (path, size, hash) in finished {
-            if self.check(&path, size, hash).unwrap_or(false) {
-                self.finished.push((path, size, hash));
-            }
-        }
     }
 
     /// Reads a run directory's journal; `None` when it offers nothing.
@@ -202,8 +187,9 @@ impl ResumeSource {
     }
 
     /// Whether the finished file `path` holds `size` bytes hashing to
-    /// `hash`.
-    fn check(&mut self, path: &RelPath, size: u64, hash: Hash) -> io::Result<bool> {
+    /// `hash`: checked before each use (the run that wrote it was cut, and
+    /// nothing it left is taken on trust).
+    pub fn check(&mut self, path: &RelPath, size: u64, hash: Hash) -> io::Result<bool> {
         let (dir, name) = self.tree.parent_of(path)?;
         let mut f = fsx::open_file(dir, name)?;
         let mut h = blake3::Hasher::new();

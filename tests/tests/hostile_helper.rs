@@ -150,6 +150,6 @@ fn a_file_the_helper_asks_for_again_is_sent_whole() {
     assert_ok(&out);
     let report: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
     assert_eq!(report["sent_delta"], 1, "{report}");
-    assert_eq!(report["resent_whole_after_delta"], 1, "{report}");
+    assert_eq!(report["resent_whole"], 1, "{report}");
     assert_eq!(fs::read(&received).unwrap(), content);
 }

@@ -154,6 +154,8 @@ fn finished_files_of_a_cut_run_are_reused_after_their_hashes_are_checked() {
         report["problems"].as_array().unwrap().is_empty(),
         "{report}"
     );
+    // The damaged leftover was found out when first used and sent whole.
+    assert_eq!(report["resent_whole"], 1, "{report}");
     let snap = report["snapshot"].as_str().unwrap().to_string();
     assert_same_tree(&s.src(), &s.restore(&snap).join("src"));
 }
