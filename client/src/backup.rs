@@ -609,7 +609,7 @@ fn send_all_with(
             None => {
                 out.tally.files += 1;
                 out.flush_base()?;
-                if out.file(&item, old.as_ref())? && !out.deltas.contains_key(&item.path) {
+                if out.file(&item, old.as_ref())? {
                     out.note_inode(&item);
                 }
             }

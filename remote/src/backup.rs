@@ -98,6 +98,9 @@ pub struct BackupRun {
     resends: Vec<RelPath>,
     /// Those asked for and not stored yet.
     awaited: HashMap<RelPath, Awaited>,
+    /// Hard links (name, first name) to files asked for again, recorded
+    /// and made when the file comes.
+    deferred: Vec<(RelPath, RelPath)>,
     manifest: ManifestWriter<BufWriter<File>>,
     last: Option<RelPath>,
     file: Option<OpenFile>,
@@ -188,6 +191,7 @@ impl BackupRun {
             warnings: Vec::new(),
             resends: Vec::new(),
             awaited: HashMap::new(),
+            deferred: Vec::new(),
             manifest,
             last: None,
             file: None,
@@ -455,9 +459,9 @@ impl BackupRun {
             .or_insert((path.clone(), Stored::Here));
         if let Some((_, stamp)) = repair {
             self.awaited.remove(&path);
-            return self
-                .restamp(&path, &stamp)
-                .ctx(format!("snapshot {}", self.name));
+            let ctx = format!("snapshot {}", self.name);
+            self.restamp(&path, &stamp).ctx(&ctx)?;
+            return self.link_deferred(&path).ctx(&ctx);
         }
         self.record(&Entry {
             path,
@@ -521,6 +525,24 @@ impl BackupRun {
             base,
             repair,
         });
+        Ok(())
+    }
+
+    /// Makes the other names of `target`, a file just sent again, that
+    /// came before it (see [`Self::place`]).
+    fn link_deferred(&mut self, target: &RelPath) -> std::io::Result<()> {
+        let (now, later): (Vec<_>, Vec<_>) = std::mem::take(&mut self.deferred)
+            .into_iter()
+            .partition(|(_, t)| t == target);
+        self.deferred = later;
+        for (link, _) in now {
+            let stamp = self.unstamp(&link)?;
+            match self.tree.hard_link(&mut self.this_run, target, &link)? {
+                Linked::HardLink => self.stats.linked += 1,
+                Linked::Copied => self.stats.link_limit_copies += 1,
+            }
+            self.restamp(&link, &stamp)?;
+        }
         Ok(())
     }
 
@@ -644,6 +666,10 @@ impl BackupRun {
                 .tree
                 .symlink(&entry.path, target, &entry.meta)
                 .ctx(&ctx)?,
+            // A name of a file asked for again: linked once it comes.
+            EntryKind::HardLink { target } if self.awaited.contains_key(target) => {
+                self.deferred.push((entry.path.clone(), target.clone()));
+            }
             EntryKind::HardLink { target } => {
                 match self.tree.hard_link(&mut self.this_run, target, &entry.path) {
                     Ok(Linked::HardLink) => self.stats.linked += 1,
@@ -726,7 +752,11 @@ impl BackupRun {
         file.sync_all().ctx(&ctx)?;
         drop(file);
         if !self.awaited.is_empty() {
-            hash = drop_awaited(&self.work, &self.awaited, &mut self.stats).ctx(&ctx)?;
+            // Files that never came, and the names waiting for them.
+            let mut gone: std::collections::HashSet<RelPath> =
+                self.awaited.keys().cloned().collect();
+            gone.extend(self.deferred.iter().map(|(link, _)| link.clone()));
+            hash = drop_awaited(&self.work, &gone, &mut self.stats).ctx(&ctx)?;
         }
         self.stats.manifest_hash = Some(hash);
         let manifests = self.set.meta_dir("manifests")?;
@@ -792,10 +822,11 @@ impl BackupRun {
 }
 
 /// Rewrites a run's manifest without the files asked for again that never
-/// came (the client found them changed); returns its hash.
+/// came (the client found them changed) and the names waiting for them;
+/// returns its hash.
 fn drop_awaited(
     work: &OwnedFd,
-    awaited: &HashMap<RelPath, Awaited>,
+    gone: &std::collections::HashSet<RelPath>,
     stats: &mut CommitStats,
 ) -> std::io::Result<Hash> {
     let input = fsx::open_file(work.as_fd(), b"manifest")?;
@@ -806,9 +837,11 @@ fn drop_awaited(
     let mut w = ManifestWriter::new(BufWriter::new(out)).map_err(std::io::Error::other)?;
     for e in reader {
         let e = e.map_err(std::io::Error::other)?;
-        if awaited.contains_key(&e.path) {
+        if gone.contains(&e.path) {
             stats.entries -= 1;
-            stats.files -= 1;
+            if e.is_file() {
+                stats.files -= 1;
+            }
             continue;
         }
         w.push(&e).map_err(std::io::Error::other)?;

@@ -721,3 +721,71 @@ fn a_stored_symlink_is_never_a_way_out() {
         vec![9u8; 200_000]
     );
 }
+
+#[test]
+fn a_hard_link_to_a_file_asked_for_again_is_made_when_it_comes() {
+    use offsnap_protocol::delta::DeltaWriter;
+    use std::os::unix::fs::MetadataExt;
+    let path = RelPath::new(b"src/f".to_vec()).unwrap();
+    let read: Vec<u8> = (0..1000u32).map(|i| (i * 3) as u8).collect();
+    let mut piece = DeltaWriter::new();
+    piece.copy(0, 1000);
+    let walk = vec![
+        dir("src"),
+        Request::Op(Op::Delta {
+            path: path.clone(),
+            meta: META,
+            size: 1000,
+            xattrs: Vec::new(),
+        }),
+        Request::Op(Op::DeltaPiece {
+            zstd: false,
+            bytes: piece.finish(),
+        }),
+        Request::Op(Op::End {
+            hash: Hash::of(&read),
+        }),
+        // Its other name, before the file itself comes again.
+        hard_link("src/g", "src/f"),
+        Request::Sync,
+    ];
+    let again = vec![
+        Request::Op(Op::File {
+            path: path.clone(),
+            meta: META,
+            size: 1000,
+            xattrs: Vec::new(),
+        }),
+        Request::Op(Op::Data(read.clone())),
+        Request::Op(Op::End {
+            hash: Hash::of(&read),
+        }),
+    ];
+    for comes in [true, false] {
+        let s = Scratch::new();
+        let root = with_base(&s);
+        let mut reqs = walk.clone();
+        if comes {
+            reqs.extend(again.clone());
+        }
+        reqs.push(Request::Commit);
+        let raw: Vec<u8> = reqs.iter().flat_map(encode).collect();
+        let (responses, ok) = session(&root, &raw);
+        assert!(ok, "{responses:?}");
+        let snaps = dated_snapshots(&root.join("t"));
+        let snap = root.join("t").join(snaps.last().unwrap());
+        if comes {
+            let (f, g) = (snap.join("src/f"), snap.join("src/g"));
+            assert_eq!(fs::read(&g).unwrap(), read);
+            assert_eq!(
+                fs::metadata(&f).unwrap().ino(),
+                fs::metadata(&g).unwrap().ino()
+            );
+        } else {
+            // Never sent again: the file and the name waiting for it go.
+            assert!(!snap.join("src/f").exists() && !snap.join("src/g").exists());
+        }
+        let out = s.offsnap(None, &[&"verify", &"--set", &"t", &"--all", &root]);
+        assert_ok(&out);
+    }
+}

@@ -400,3 +400,33 @@ fn paths_longer_than_path_max_are_backed_up_and_restored() {
     );
     verify_all(&s);
 }
+
+#[test]
+fn a_changed_hard_linked_file_sent_as_a_delta_keeps_its_names_linked() {
+    let s = Scratch::new();
+    let src = s.src();
+    let mut rng = offsnap_tests::random::Rng::new(5);
+    let mut content = rng.noise(600_000);
+    write_file(&src.join("a"), &content, 0o644, (1_700_000_000, 0));
+    fs::hard_link(src.join("a"), src.join("b")).unwrap();
+    s.backup(&day(0, 0));
+    content[300_000..300_100].fill(7);
+    fs::write(src.join("a"), &content).unwrap();
+    set_mtime(&src.join("a"), (1_700_000_100, 0));
+    let out = s.offsnap(
+        Some(&day(1, 0)),
+        &[&"backup", &"--set", &"t", &"--json", &s.src(), &s.dest()],
+    );
+    assert_ok(&out);
+    let report: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
+    assert_eq!(report["sent_delta"], 1, "{report}");
+    let snap = s
+        .set_dir()
+        .join(report["snapshot"].as_str().unwrap())
+        .join("src");
+    assert_eq!(inode(&snap.join("a")), inode(&snap.join("b")));
+    assert_same_tree(
+        &src,
+        &s.restore(report["snapshot"].as_str().unwrap()).join("src"),
+    );
+}
