@@ -98,10 +98,11 @@ impl<R: Read> FrameReader<R> {
         Ok(&self.buf)
     }
 
-    /// Reads and decodes one message.
+    /// Reads and decodes one message; bytes left over after it make the
+    /// frame malformed.
     pub fn read<T: DeserializeOwned>(&mut self) -> Result<T, FrameError> {
         let payload = self.read_frame()?;
-        postcard::from_bytes(payload).map_err(FrameError::Decode)
+        decode_exact(payload).map_err(FrameError::Decode)
     }
 
     /// Reads the peer's [`Hello`] and checks magic and version.
@@ -114,7 +115,7 @@ impl<R: Read> FrameReader<R> {
         if payload.len() < MAGIC.len() || payload[..MAGIC.len()] != MAGIC {
             return Err(FrameError::BadMagic);
         }
-        let hello: Hello = postcard::from_bytes(payload).map_err(FrameError::Decode)?;
+        let hello: Hello = decode_exact(payload).map_err(FrameError::Decode)?;
         check_version(&hello, our_software)?;
         Ok(hello)
     }
@@ -122,6 +123,14 @@ impl<R: Read> FrameReader<R> {
     /// The wrapped stream.
     pub fn into_inner(self) -> R {
         self.inner
+    }
+}
+
+/// Decodes a whole message: trailing bytes are an error, not ignored.
+pub fn decode_exact<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, postcard::Error> {
+    match postcard::take_from_bytes(bytes)? {
+        (value, []) => Ok(value),
+        _ => Err(postcard::Error::DeserializeBadEncoding),
     }
 }
 
@@ -257,6 +266,20 @@ mod tests {
             "{err}"
         );
         assert!(err.contains("offsnap 9.9"), "{err}");
+        Ok(())
+    }
+
+    #[test]
+    fn trailing_bytes_make_a_frame_malformed() -> Result<(), FrameError> {
+        let mut w = FrameWriter::new(Vec::new());
+        w.write(&crate::Request::Commit)?;
+        let mut bytes = w.into_inner()?;
+        // The same message with one byte more, its length raised to match.
+        let len = u32::from_le_bytes([bytes[0], bytes[1], bytes[2], bytes[3]]) + 1;
+        bytes[..4].copy_from_slice(&len.to_le_bytes());
+        bytes.push(0);
+        let got = FrameReader::new(&bytes[..]).read::<crate::Request>();
+        assert!(matches!(got, Err(FrameError::Decode(_))), "{got:?}");
         Ok(())
     }
 

@@ -253,8 +253,8 @@ impl<R: Read> ManifestReader<R> {
         self.buf = buf;
         res?;
         let entry: Entry = match self.version {
-            MANIFEST_VERSION_1 => postcard::from_bytes::<EntryV1>(&self.buf).map(Entry::from),
-            _ => postcard::from_bytes(&self.buf),
+            MANIFEST_VERSION_1 => crate::frame::decode_exact::<EntryV1>(&self.buf).map(Entry::from),
+            _ => crate::frame::decode_exact(&self.buf),
         }
         .map_err(|e| self.damaged(e.to_string()))?;
         entry.check().map_err(|why| self.damaged(why))?;
