@@ -274,7 +274,10 @@ impl Walk<'_> {
         let dir = fsx::open_root(&parent).map_err(|e| Self::problem(&local, &e))?;
         let name =
             name.ok_or_else(|| Self::problem(&local, &std::io::ErrorKind::NotFound.into()))?;
-        let mut found = self.item(&Arc::new(dir), name, local, rel)?;
+        let st = fsx::lstat(dir.as_fd(), &name)
+            .map_err(|e| Self::problem(&local, &e))?
+            .ok_or_else(|| Self::problem(&local, &std::io::ErrorKind::NotFound.into()))?;
+        let mut found = self.item(&Arc::new(dir), name, &st, local, rel)?;
         self.root_dev = Some(found.dev);
         self.descend(&mut found);
         Ok(found.item)
@@ -304,7 +307,7 @@ impl Walk<'_> {
                 path,
                 local,
                 kind: ScanKind::Dir,
-                meta: meta_of_stat(&st),
+                meta: fsx::meta_of(&st),
                 xattrs,
                 inode: None,
                 parent: fd.clone(),
@@ -317,9 +320,6 @@ impl Walk<'_> {
     fn child(&mut self, name: Vec<u8>, listed: FileType) -> Option<Result<ScanItem, ScanProblem>> {
         let level = self.stack.last()?;
         let local = level.local.join(OsStr::from_bytes(&name));
-        if name == b"." || name == b".." {
-            return None;
-        }
         let mut rel = level.rel.clone();
         rel.push(b'/');
         rel.extend_from_slice(&name);
@@ -344,7 +344,7 @@ impl Walk<'_> {
         if is_dir && !self.opts.keep_cachedir && is_tagged_cache(fd.as_fd(), &name) {
             return None;
         }
-        let mut found = match self.item(&fd, name, local, rel) {
+        let mut found = match self.item(&fd, name, &st, local, rel) {
             Ok(f) => f,
             Err(p) => return Some(Err(p)),
         };
@@ -401,11 +401,13 @@ impl Walk<'_> {
         });
     }
 
-    /// Reads what the walk records about `name` inside `dir`.
+    /// Reads what the walk records about `name` inside `dir`, whose
+    /// `lstat` is `st`.
     fn item(
         &self,
         dir: &Arc<OwnedFd>,
         name: Vec<u8>,
+        st: &rustix::fs::Stat,
         local: PathBuf,
         rel: Vec<u8>,
     ) -> Result<Found, ScanProblem> {
@@ -414,10 +416,7 @@ impl Walk<'_> {
             message,
         };
         let path = RelPath::new(rel).map_err(|e| problem(e.to_string()))?;
-        let st = fsx::lstat(dir.as_fd(), &name)
-            .map_err(|e| problem(describe(&e)))?
-            .ok_or_else(|| problem("vanished before it could be read".into()))?;
-        let ft = fsx::file_type(&st);
+        let ft = fsx::file_type(st);
         let mut opened = None;
         let mut unreadable = None;
         let kind = match ft {
@@ -462,7 +461,7 @@ impl Walk<'_> {
                 path,
                 local,
                 kind,
-                meta: meta_of_stat(&st),
+                meta: fsx::meta_of(st),
                 xattrs,
                 inode,
                 parent: dir.clone(),
@@ -522,10 +521,11 @@ fn recordable(xattrs: Vec<Xattr>, local: &Path) -> (Vec<Xattr>, Option<ScanProbl
 /// `/proc` is not mounted.
 fn short_path(dir: &Arc<OwnedFd>, name: &[u8], local: &Path) -> PathBuf {
     use std::os::fd::AsRawFd;
-    let mut p = PathBuf::from(format!("/proc/self/fd/{}", dir.as_raw_fd()));
-    if !p.exists() {
+    static PROC: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    if !*PROC.get_or_init(|| Path::new("/proc/self/fd").is_dir()) {
         return local.to_path_buf();
     }
+    let mut p = PathBuf::from(format!("/proc/self/fd/{}", dir.as_raw_fd()));
     p.push(OsStr::from_bytes(name));
     p
 }
@@ -554,17 +554,6 @@ fn read_ignore_file(dir: BorrowedFd<'_>, local: &Path) -> Option<ignore::gitigno
         let _ = b.add_line(Some(local.join(".offsnapignore")), line);
     }
     b.build().ok().filter(|g| !g.is_empty())
-}
-
-/// Metadata in the form the protocol records, from an `lstat`.
-pub fn meta_of_stat(st: &rustix::fs::Stat) -> Meta {
-    Meta {
-        mode: st.st_mode & 0o7777,
-        uid: st.st_uid,
-        gid: st.st_gid,
-        mtime_sec: st.st_mtime,
-        mtime_nsec: u32::try_from(st.st_mtime_nsec.clamp(0, 999_999_999)).unwrap_or(0),
-    }
 }
 
 /// Opens a scanned regular file for reading, through its directory's

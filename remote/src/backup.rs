@@ -55,8 +55,9 @@ struct OpenFile {
     /// For a file rebuilt from a delta: the base file and its length.
     base: Option<(File, u64)>,
     /// The hash a file sent again after a failed delta must have (its
-    /// entry is already recorded), and its directory's stamp.
-    repair: Option<(Hash, DirStamp)>,
+    /// entry is already recorded), and its directory's mode and mtime (the
+    /// directory was finished, and gets them back).
+    repair: Option<(Hash, Meta)>,
 }
 
 /// A file whose delta rebuilt the wrong content: recorded, not yet stored.
@@ -65,13 +66,6 @@ struct Awaited {
     hash: Hash,
     meta: Meta,
     xattrs: Vec<Xattr>,
-}
-
-/// The mode and mtime of a finished directory a file sent again is written
-/// into, given back afterwards.
-struct DirStamp {
-    mode: u32,
-    mtime: (i64, i64),
 }
 
 /// A backup in progress: see the module documentation.
@@ -565,36 +559,21 @@ impl BackupRun {
     }
 
     /// Makes the finished directory holding `path` writable for a file sent
-    /// again; returns its stamp, to give back with [`Self::restamp`].
-    fn unstamp(&mut self, path: &RelPath) -> std::io::Result<DirStamp> {
+    /// again; returns its mode and mtime, to give back with
+    /// [`Self::restamp`].
+    fn unstamp(&mut self, path: &RelPath) -> std::io::Result<Meta> {
         let (dir, _) = self.tree.cursor().parent_of(path)?;
-        let st = rustix::fs::fstat(dir)?;
-        let stamp = DirStamp {
-            mode: st.st_mode & 0o7777,
-            mtime: (st.st_mtime, st.st_mtime_nsec as i64),
-        };
+        let stamp = fsx::meta_of(&rustix::fs::fstat(dir)?);
         if stamp.mode & 0o300 != 0o300 {
             rustix::fs::fchmod(dir, rustix::fs::Mode::from_raw_mode(stamp.mode | 0o700))?;
         }
         Ok(stamp)
     }
 
-    /// Gives the directory holding `path` back its stamp.
-    fn restamp(&mut self, path: &RelPath, stamp: &DirStamp) -> std::io::Result<()> {
+    /// Gives the directory holding `path` back its mode and mtime.
+    fn restamp(&mut self, path: &RelPath, stamp: &Meta) -> std::io::Result<()> {
         let (dir, _) = self.tree.cursor().parent_of(path)?;
-        rustix::fs::fchmod(dir, rustix::fs::Mode::from_raw_mode(stamp.mode))?;
-        let t = rustix::fs::Timespec {
-            tv_sec: stamp.mtime.0,
-            tv_nsec: stamp.mtime.1 as _,
-        };
-        let times = rustix::fs::Timestamps {
-            last_access: rustix::fs::Timespec {
-                tv_sec: 0,
-                tv_nsec: rustix::fs::UTIME_OMIT,
-            },
-            last_modification: t,
-        };
-        Ok(rustix::fs::futimens(dir, &times)?)
+        fsx::apply_meta(dir, stamp)
     }
 
     /// Warnings for the client since the last call (files left out).

@@ -153,6 +153,37 @@ pub fn lstat(dir: BorrowedFd<'_>, name: &[u8]) -> io::Result<Option<rfs::Stat>> 
     }
 }
 
+/// Length and BLAKE3 of everything `reader` holds, read through `buf`.
+pub fn hash_all(
+    reader: &mut impl io::Read,
+    buf: &mut [u8],
+) -> io::Result<(u64, offsnap_protocol::Hash)> {
+    let mut h = blake3::Hasher::new();
+    let mut n = 0u64;
+    loop {
+        let k = match reader.read(buf) {
+            Ok(0) => break,
+            Ok(k) => k,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        h.update(&buf[..k]);
+        n += k as u64;
+    }
+    Ok((n, h.finalize().into()))
+}
+
+/// Mode, owner and mtime of an inode, as the protocol records them.
+pub fn meta_of(st: &rfs::Stat) -> Meta {
+    Meta {
+        mode: st.st_mode & 0o7777,
+        uid: st.st_uid,
+        gid: st.st_gid,
+        mtime_sec: st.st_mtime,
+        mtime_nsec: u32::try_from(st.st_mtime_nsec.clamp(0, 999_999_999)).unwrap_or(0),
+    }
+}
+
 /// The kind of an `st_mode`.
 pub fn file_type(st: &rfs::Stat) -> rfs::FileType {
     rfs::FileType::from_raw_mode(st.st_mode)

@@ -15,7 +15,7 @@
 
 use std::collections::HashMap;
 use std::fs::File;
-use std::io::{self, Read};
+use std::io;
 use std::os::fd::{AsFd, OwnedFd};
 
 use offsnap_protocol::{Hash, RelPath, RemoteError, Resume};
@@ -192,20 +192,8 @@ impl ResumeSource {
     pub fn check(&mut self, path: &RelPath, size: u64, hash: Hash) -> io::Result<bool> {
         let (dir, name) = self.tree.parent_of(path)?;
         let mut f = fsx::open_file(dir, name)?;
-        let mut h = blake3::Hasher::new();
-        let mut buf = vec![0u8; 1 << 20];
-        let mut n = 0u64;
-        loop {
-            let k = match f.read(&mut buf) {
-                Ok(0) => break,
-                Ok(k) => k,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => return Err(e),
-            };
-            h.update(&buf[..k]);
-            n += k as u64;
-        }
-        Ok(n == size && Hash::from(h.finalize()) == hash)
+        let (n, got) = fsx::hash_all(&mut f, &mut vec![0u8; 1 << 20])?;
+        Ok(n == size && got == hash)
     }
 
     /// The cursor over its tree, to link from.

@@ -440,13 +440,7 @@ impl TreeWriter {
             Err(e) if e.kind() == io::ErrorKind::AlreadyExists => return Err(exists(path)),
             Err(e) => return Err(with_path(e, path)),
         }
-        let meta = Meta {
-            mode: st.st_mode & 0o7777,
-            uid: st.st_uid,
-            gid: st.st_gid,
-            mtime_sec: st.st_mtime,
-            mtime_nsec: u32::try_from(st.st_mtime_nsec).unwrap_or(0),
-        };
+        let meta = fsx::meta_of(&st);
         let mut src = fsx::open_file(tdir, tname)?;
         let xattrs = match self.xattrs {
             true => fsx::file_xattrs(&src)?,

@@ -4,7 +4,6 @@
 //! mtime, symlink target) or not in the manifest, and damaged manifests.
 
 use std::collections::{HashMap, HashSet};
-use std::io::Read;
 use std::os::fd::AsFd;
 
 use offsnap_protocol::manifest::{self};
@@ -141,23 +140,10 @@ pub fn verify(
                         Some(v) => *v,
                         None => {
                             let mut f = fsx::open_file(dir.as_fd(), name).ctx(&e.path)?;
-                            let mut h = blake3::Hasher::new();
-                            let mut n = 0u64;
-                            loop {
-                                let k = match f.read(&mut buf) {
-                                    Ok(0) => break,
-                                    Ok(k) => k,
-                                    Err(err) if err.kind() == std::io::ErrorKind::Interrupted => {
-                                        continue;
-                                    }
-                                    Err(err) => return Err(crate::error::io(&e.path, err)),
-                                };
-                                h.update(&buf[..k]);
-                                n += k as u64;
-                            }
+                            let (n, got) = fsx::hash_all(&mut f, &mut buf).ctx(&e.path)?;
                             sum.inodes_hashed += 1;
                             sum.bytes_hashed += n;
-                            let v = (n, Hash::from(h.finalize()));
+                            let v = (n, got);
                             hashed.insert(key, v);
                             v
                         }
