@@ -388,7 +388,7 @@ struct Outbox<'a> {
     links: HashMap<(u64, u64), RelPath>,
     /// Files sent as deltas or linked from what an interrupted run left,
     /// as they were read, in case the helper asks for one again.
-    deltas: HashMap<RelPath, SentDelta>,
+    resendable: HashMap<RelPath, Resendable>,
     /// Files the helper asked for again.
     resends: Vec<RelPath>,
     tally: SendTally,
@@ -540,7 +540,7 @@ fn send_all_with(
         progress,
         buf: vec![0u8; DATA_CHUNK],
         links: HashMap::new(),
-        deltas: HashMap::new(),
+        resendable: HashMap::new(),
         resends: Vec::new(),
         tally: SendTally::default(),
     };
@@ -631,8 +631,9 @@ fn unchanged(old: &Entry, item: &ScanItem) -> bool {
         && old.xattrs == item.xattrs
 }
 
-/// A file sent as a delta, as it was read.
-struct SentDelta {
+/// A file the helper may ask for again (sent as a delta, or linked from
+/// what an interrupted run left), as it was read.
+struct Resendable {
     local: PathBuf,
     meta: Meta,
     xattrs: Vec<offsnap_protocol::Xattr>,
@@ -730,6 +731,19 @@ impl Outbox<'_> {
         Ok(false)
     }
 
+    /// Remembers a file as it was read, in case the helper asks for it
+    /// again (see [`Self::repair`]).
+    fn keep_for_resend(&mut self, item: &ScanItem, meta: Meta, size: u64, hash: Hash) {
+        let sent = Resendable {
+            local: item.local.clone(),
+            meta,
+            xattrs: item.xattrs.clone(),
+            size,
+            hash,
+        };
+        self.resendable.insert(item.path.clone(), sent);
+    }
+
     /// The helper's next answer.
     fn answer(&mut self) -> Result<Answer> {
         self.sigs
@@ -742,7 +756,7 @@ impl Outbox<'_> {
     /// op, then sends whole the files it asks for again (a delta that
     /// rebuilt other content than was read, a leftover found altered).
     fn repair(&mut self) -> Result<()> {
-        if self.deltas.is_empty() {
+        if self.resendable.is_empty() {
             return Ok(());
         }
         self.tx.send(&Request::Sync)?;
@@ -755,7 +769,7 @@ impl Outbox<'_> {
             }
         }
         for path in std::mem::take(&mut self.resends) {
-            let Some(sent) = self.deltas.remove(&path) else {
+            let Some(sent) = self.resendable.remove(&path) else {
                 return Err(Error::Corrupt(format!(
                     "the helper asked to resend {path}, which was not sent as a delta"
                 )));
@@ -768,7 +782,7 @@ impl Outbox<'_> {
     /// Sends again, whole, a file whose delta rebuilt the wrong content; it
     /// must still read as it did (the helper recorded it so), else it is
     /// cancelled and left out.
-    fn resend(&mut self, path: &RelPath, sent: &SentDelta) -> Result<()> {
+    fn resend(&mut self, path: &RelPath, sent: &Resendable) -> Result<()> {
         let (size, hash) = (sent.size, sent.hash);
         let problem = |why: &str| format!("{}: {why}; not backed up", sent.local.display());
         // By its path: the scan's directory handles are long closed.
@@ -908,15 +922,7 @@ impl Outbox<'_> {
             self.record(&entry);
             self.tx.send(&Request::Op(Op::LinkFrom(entry)))?;
             if self.resumed.contains(&key) {
-                // Kept in case the helper asks for it (see `repair`).
-                let sent = SentDelta {
-                    local: item.local.clone(),
-                    meta,
-                    xattrs: item.xattrs.clone(),
-                    size,
-                    hash,
-                };
-                self.deltas.insert(item.path.clone(), sent);
+                self.keep_for_resend(item, meta, size, hash);
             }
             return Ok(Read1::Done);
         }
@@ -983,14 +989,7 @@ impl Outbox<'_> {
         };
         let done = self.finish(&entry, file, sent, hash, size, still, delta.is_some())?;
         if delta.is_some() && matches!(done, Read1::Done) {
-            let sent = SentDelta {
-                local: item.local.clone(),
-                meta,
-                xattrs: item.xattrs.clone(),
-                size,
-                hash,
-            };
-            self.deltas.insert(item.path.clone(), sent);
+            self.keep_for_resend(item, meta, size, hash);
         }
         Ok(done)
     }

@@ -705,6 +705,40 @@ fn a_damaged_stored_file_is_reported_and_heals_in_the_next_run() {
     // The next run sends it again: complete and exact.
     let third = s.backup(&day(2, 0));
     assert_same_tree(&s.src(), &s.restore(&third).join("src"));
+
+    // Two new copies of a content whose only stored copy is gone: both are
+    // left out and reported (the second does not fail the run), and the
+    // next run sends them.
+    write_file(
+        &s.src().join("shared"),
+        b"one content",
+        0o644,
+        (1_700_000_000, 0),
+    );
+    let fourth = s.backup(&day(3, 0));
+    fs::remove_file(s.set_dir().join(&fourth).join("src/shared")).unwrap();
+    for copy in ["zz-copy1", "zz-copy2"] {
+        write_file(
+            &s.src().join(copy),
+            b"one content",
+            0o600,
+            (1_700_000_009, 0),
+        );
+    }
+    let out = s.offsnap(
+        Some(&day(4, 0)),
+        &[&"backup", &"--set", &"t", &s.src(), &s.dest()],
+    );
+    assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
+    for copy in ["zz-copy1", "zz-copy2"] {
+        assert!(
+            stderr(&out).contains(&format!("src/{copy}: its content's stored copy")),
+            "{copy}: {}",
+            stderr(&out)
+        );
+    }
+    let sixth = s.backup(&day(5, 0));
+    assert_same_tree(&s.src(), &s.restore(&sixth).join("src"));
 }
 
 #[test]
