@@ -543,21 +543,16 @@ fn hard_links_and_extended_attributes_that_lie_are_refused() {
     assert_eq!(fs::read_dir(&outside).unwrap().count(), 1);
 }
 
-#[test]
-fn a_delta_that_rebuilds_other_content_is_asked_for_again_whole() {
+/// Ops that send `src/f` (1,000 bytes, a base from [`with_base`]) as a
+/// delta rebuilding the base's 1,000 sevens while claiming the hash of
+/// `read`, as an MD4 collision would make a client believe.
+fn wrong_delta(read: &[u8]) -> Vec<Request> {
     use offsnap_protocol::delta::DeltaWriter;
-    let s = Scratch::new();
-    let root = with_base(&s);
-    let path = RelPath::new(b"src/f".to_vec()).unwrap();
-    // The delta rebuilds 1,000 sevens, but the client read other bytes
-    // (as an MD4 collision would make it believe).
-    let read: Vec<u8> = (0..1000u32).map(|i| i as u8).collect();
     let mut piece = DeltaWriter::new();
     piece.copy(0, 1000);
-    let mut reqs = vec![
-        dir("src"),
+    vec![
         Request::Op(Op::Delta {
-            path: path.clone(),
+            path: RelPath::new(b"src/f".to_vec()).unwrap(),
             meta: META,
             size: 1000,
             xattrs: Vec::new(),
@@ -567,22 +562,39 @@ fn a_delta_that_rebuilds_other_content_is_asked_for_again_whole() {
             bytes: piece.finish(),
         }),
         Request::Op(Op::End {
-            hash: Hash::of(&read),
+            hash: Hash::of(read),
         }),
-        Request::Sync,
-        // Sent again whole, after the walk.
+    ]
+}
+
+/// Ops that send `src/f` again whole, holding `read`.
+fn sent_again(read: &[u8]) -> Vec<Request> {
+    vec![
         Request::Op(Op::File {
-            path: path.clone(),
+            path: RelPath::new(b"src/f".to_vec()).unwrap(),
             meta: META,
-            size: 1000,
+            size: read.len() as u64,
             xattrs: Vec::new(),
         }),
-        Request::Op(Op::Data(read.clone())),
+        Request::Op(Op::Data(read.to_vec())),
         Request::Op(Op::End {
-            hash: Hash::of(&read),
+            hash: Hash::of(read),
         }),
-        Request::Commit,
-    ];
+    ]
+}
+
+#[test]
+fn a_delta_that_rebuilds_other_content_is_asked_for_again_whole() {
+    let s = Scratch::new();
+    let root = with_base(&s);
+    let path = RelPath::new(b"src/f".to_vec()).unwrap();
+    let read: Vec<u8> = (0..1000u32).map(|i| i as u8).collect();
+    // The walk (0..5), the file sent again whole after it (5..8), commit.
+    let mut reqs = vec![dir("src")];
+    reqs.extend(wrong_delta(&read));
+    reqs.push(Request::Sync);
+    reqs.extend(sent_again(&read));
+    reqs.push(Request::Commit);
     let raw: Vec<u8> = reqs.iter().flat_map(encode).collect();
     let (responses, ok) = session(&root, &raw);
     assert!(ok, "{responses:?}");
@@ -724,43 +736,14 @@ fn a_stored_symlink_is_never_a_way_out() {
 
 #[test]
 fn a_hard_link_to_a_file_asked_for_again_is_made_when_it_comes() {
-    use offsnap_protocol::delta::DeltaWriter;
     use std::os::unix::fs::MetadataExt;
-    let path = RelPath::new(b"src/f".to_vec()).unwrap();
     let read: Vec<u8> = (0..1000u32).map(|i| (i * 3) as u8).collect();
-    let mut piece = DeltaWriter::new();
-    piece.copy(0, 1000);
-    let walk = vec![
-        dir("src"),
-        Request::Op(Op::Delta {
-            path: path.clone(),
-            meta: META,
-            size: 1000,
-            xattrs: Vec::new(),
-        }),
-        Request::Op(Op::DeltaPiece {
-            zstd: false,
-            bytes: piece.finish(),
-        }),
-        Request::Op(Op::End {
-            hash: Hash::of(&read),
-        }),
-        // Its other name, before the file itself comes again.
-        hard_link("src/g", "src/f"),
-        Request::Sync,
-    ];
-    let again = vec![
-        Request::Op(Op::File {
-            path: path.clone(),
-            meta: META,
-            size: 1000,
-            xattrs: Vec::new(),
-        }),
-        Request::Op(Op::Data(read.clone())),
-        Request::Op(Op::End {
-            hash: Hash::of(&read),
-        }),
-    ];
+    let mut walk = vec![dir("src")];
+    walk.extend(wrong_delta(&read));
+    // Its other name, before the file itself comes again.
+    walk.push(hard_link("src/g", "src/f"));
+    walk.push(Request::Sync);
+    let again = sent_again(&read);
     for comes in [true, false] {
         let s = Scratch::new();
         let root = with_base(&s);
