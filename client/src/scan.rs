@@ -259,61 +259,31 @@ impl Walk<'_> {
     fn root(&mut self) -> Result<ScanItem, ScanProblem> {
         let local = self.src.path.clone();
         let rel = self.src.name.as_bytes().to_vec();
-        if let Ok(fd) = fsx::open_root(&local) {
-            let fd = Arc::new(fd);
-            let mut found = self.dir_item(&fd, local, rel)?;
-            self.root_dev = Some(found.dev);
-            self.descend(&mut found);
-            return Ok(found.item);
-        }
-        let parent = match local.parent() {
-            Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
-            _ => PathBuf::from("."),
+        let not_found = || Self::problem(&local, &std::io::ErrorKind::NotFound.into());
+        // A directory is taken as `.` inside itself, anything else by its
+        // name inside its parent.
+        let (dir, name, st) = match fsx::open_root(&local) {
+            Ok(fd) => {
+                let st = rustix::fs::fstat(&fd).map_err(|e| Self::problem(&local, &e.into()))?;
+                (fd, b".".to_vec(), st)
+            }
+            Err(_) => {
+                let parent = match local.parent() {
+                    Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+                    _ => PathBuf::from("."),
+                };
+                let name = local.file_name().ok_or_else(not_found)?.as_bytes().to_vec();
+                let dir = fsx::open_root(&parent).map_err(|e| Self::problem(&local, &e))?;
+                let st = fsx::lstat(dir.as_fd(), &name)
+                    .map_err(|e| Self::problem(&local, &e))?
+                    .ok_or_else(not_found)?;
+                (dir, name, st)
+            }
         };
-        let name = local.file_name().map(|n| n.as_bytes().to_vec());
-        let dir = fsx::open_root(&parent).map_err(|e| Self::problem(&local, &e))?;
-        let name =
-            name.ok_or_else(|| Self::problem(&local, &std::io::ErrorKind::NotFound.into()))?;
-        let st = fsx::lstat(dir.as_fd(), &name)
-            .map_err(|e| Self::problem(&local, &e))?
-            .ok_or_else(|| Self::problem(&local, &std::io::ErrorKind::NotFound.into()))?;
         let mut found = self.item(&Arc::new(dir), name, &st, local, rel)?;
         self.root_dev = Some(found.dev);
         self.descend(&mut found);
         Ok(found.item)
-    }
-
-    /// A directory already open.
-    fn dir_item(
-        &self,
-        fd: &Arc<OwnedFd>,
-        local: PathBuf,
-        rel: Vec<u8>,
-    ) -> Result<Found, ScanProblem> {
-        let problem = |message: String| ScanProblem {
-            local: local.clone(),
-            message,
-        };
-        let path = RelPath::new(rel).map_err(|e| problem(e.to_string()))?;
-        let st = rustix::fs::fstat(fd.as_fd()).map_err(|e| problem(describe(&e.into())))?;
-        let xattrs = fsx::read_xattrs(&short_path(fd, b".", &local))
-            .map_err(|e| problem(format!("reading its extended attributes: {}", describe(&e))))?;
-        let (xattrs, xattr_problem) = recordable(xattrs, &local);
-        Ok(Found {
-            dev: st.st_dev,
-            dir: Some(fd.clone()),
-            unreadable: xattr_problem,
-            item: ScanItem {
-                path,
-                local,
-                kind: ScanKind::Dir,
-                meta: fsx::meta_of(&st),
-                xattrs,
-                inode: None,
-                parent: fd.clone(),
-                name: b".".to_vec(),
-            },
-        })
     }
 
     /// The next entry of the directory on top of the stack, unless left out.
