@@ -117,31 +117,41 @@ fn content_of(
     }
 }
 
-/// Size and hash of the files not restored whose other names are: those
-/// names are restored as files of their own.
-fn outside_targets(manifest: &File, paths: &[RelPath]) -> Result<HashMap<RelPath, (u64, Hash)>> {
-    let mut out = HashMap::new();
-    if paths.is_empty() {
-        return Ok(out);
-    }
+/// What a restore needs to know of hard links before it starts.
+struct Links {
+    /// First names of hard links, for their other names to link to.
+    targets: HashSet<RelPath>,
+    /// Size and hash of the first names not restored whose other names
+    /// are: those names are restored as files of their own.
+    outside: HashMap<RelPath, (u64, Hash)>,
+}
+
+/// One pass over the manifest for the hard links, and a second, only when
+/// some first names are not restored, for their contents.
+fn links(manifest: &File, paths: &[RelPath]) -> Result<Links> {
+    let mut targets = HashSet::new();
     let mut needed = HashSet::new();
     let mut reader = entries(manifest)?;
     while let Some(e) = next(&mut reader)? {
-        if let EntryKind::HardLink { target } = &e.kind
-            && link_outside(&e, paths)
-        {
-            needed.insert(target.clone());
+        if let EntryKind::HardLink { target } = &e.kind {
+            if link_outside(&e, paths) {
+                needed.insert(target.clone());
+            }
+            targets.insert(target.clone());
         }
     }
-    let mut reader = entries(manifest)?;
-    while let Some(e) = next(&mut reader)? {
-        if let EntryKind::File { size, hash } = e.kind
-            && needed.contains(&e.path)
-        {
-            out.insert(e.path, (size, hash));
+    let mut outside = HashMap::new();
+    if !needed.is_empty() {
+        let mut reader = entries(manifest)?;
+        while let Some(e) = next(&mut reader)? {
+            if let EntryKind::File { size, hash } = e.kind
+                && needed.contains(&e.path)
+            {
+                outside.insert(e.path, (size, hash));
+            }
         }
     }
-    Ok(out)
+    Ok(Links { targets, outside })
 }
 
 fn next(r: &mut ManifestReader<PosReader>) -> Result<Option<Entry>> {
@@ -178,11 +188,11 @@ pub fn restore(mut session: Session, opts: &RestoreOptions) -> Result<RestoreRep
     let (mut tx, mut rx, mut transport) = session.split();
     let set = opts.set.clone();
     let snap = info.name;
-    let outside = outside_targets(&manifest, &opts.paths)?;
+    let links = links(&manifest, &opts.paths)?;
     let result = std::thread::scope(|scope| -> Result<RestoreReport> {
         let requests = entries(&manifest)?;
         let paths = &opts.paths;
-        let outside = &outside;
+        let outside = &links.outside;
         let requester = scope.spawn(move || -> Result<()> {
             let mut requests = requests;
             let mut n = 0u64;
@@ -211,7 +221,7 @@ pub fn restore(mut session: Session, opts: &RestoreOptions) -> Result<RestoreRep
             snap,
             &manifest,
             opts,
-            outside,
+            &links,
             TreeWriter::new(root, existing)
                 .apply_owners(fsx::is_root())
                 .apply_xattrs(true),
@@ -279,7 +289,7 @@ fn write_tree(
     snapshot: SnapshotName,
     manifest: &File,
     opts: &RestoreOptions,
-    outside: &HashMap<RelPath, (u64, Hash)>,
+    links: &Links,
     mut tree: TreeWriter,
     rx: &mut Receiver,
 ) -> Result<RestoreReport> {
@@ -292,21 +302,14 @@ fn write_tree(
     let local = |p: &RelPath| opts.to.join(p.as_os_str());
     let root = fsx::open_root(&opts.to).map_err(|e| Error::io(&opts.to, e))?;
     let mut written = DirCursor::new(root);
-    // First names of hard links restored, for their other names to link to.
-    let mut targets = HashSet::new();
-    let mut pass = entries(manifest)?;
-    while let Some(e) = next(&mut pass)? {
-        if let EntryKind::HardLink { target } = e.kind {
-            targets.insert(target);
-        }
-    }
+    // First names of hard links restored by this run.
     let mut restored: HashSet<RelPath> = HashSet::new();
     let mut reader = entries(manifest)?;
     while let Some(e) = next(&mut reader)? {
         if !wanted(&e.path, &opts.paths) {
             continue;
         }
-        let content = content_of(&e, &opts.paths, outside);
+        let content = content_of(&e, &opts.paths, &links.outside);
         // A filesystem error ends the restore; a file's own problem does not.
         let fs = |r: std::io::Result<()>| -> Result<std::result::Result<(), String>> {
             r.map(Ok).map_err(|err| Error::io(local(&e.path), err))
@@ -354,7 +357,7 @@ fn write_tree(
         match done {
             Ok(()) => {
                 report.entries += 1;
-                if e.is_file() && targets.contains(&e.path) {
+                if e.is_file() && links.targets.contains(&e.path) {
                     restored.insert(e.path.clone());
                 }
             }

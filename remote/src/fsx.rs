@@ -336,9 +336,14 @@ pub fn set_xattrs(fd: impl AsFd, xattrs: &[Xattr]) -> io::Result<()> {
     Ok(())
 }
 
+/// Whether an attribute name from a list is one offsnap records.
+fn is_user_xattr(name: &[u8]) -> bool {
+    use offsnap_protocol::entry::XATTR_NAMESPACE;
+    name.starts_with(XATTR_NAMESPACE) && name.len() > XATTR_NAMESPACE.len()
+}
+
 /// The `user.` extended attributes of an open file, sorted by name.
 pub fn file_xattrs(fd: impl AsFd) -> io::Result<Vec<Xattr>> {
-    use offsnap_protocol::entry::XATTR_NAMESPACE;
     let mut names = vec![0u8; 64 * 1024];
     let n = match rfs::flistxattr(&fd, &mut names[..]) {
         Ok(n) => n,
@@ -349,7 +354,7 @@ pub fn file_xattrs(fd: impl AsFd) -> io::Result<Vec<Xattr>> {
     let mut out = Vec::new();
     let mut value = vec![0u8; offsnap_protocol::entry::MAX_XATTR_VALUE];
     for name in names.split(|&b| b == 0) {
-        if name.starts_with(XATTR_NAMESPACE) && name.len() > XATTR_NAMESPACE.len() {
+        if is_user_xattr(name) {
             let n = rfs::fgetxattr(&fd, name, &mut value[..])?;
             out.push(Xattr {
                 name: name.to_vec(),
@@ -364,7 +369,6 @@ pub fn file_xattrs(fd: impl AsFd) -> io::Result<Vec<Xattr>> {
 /// The `user.` extended attributes of `path` (not followed if a symlink),
 /// sorted by name; none where the filesystem has no extended attributes.
 pub fn read_xattrs(path: &Path) -> io::Result<Vec<Xattr>> {
-    use offsnap_protocol::entry::XATTR_NAMESPACE;
     let unsupported =
         |e: rustix::io::Errno| e == rustix::io::Errno::NOTSUP || e == rustix::io::Errno::OPNOTSUPP;
     let mut out = Vec::new();
@@ -386,7 +390,7 @@ pub fn read_xattrs(path: &Path) -> io::Result<Vec<Xattr>> {
         out.clear();
         let mut raced = false;
         for name in names.split(|&b| b == 0) {
-            if !name.starts_with(XATTR_NAMESPACE) || name.len() == XATTR_NAMESPACE.len() {
+            if !is_user_xattr(name) {
                 continue;
             }
             let got = rfs::lgetxattr_query(path, name).and_then(|size| {
