@@ -15,6 +15,24 @@ fn fake(mode: &str) -> String {
     )
 }
 
+/// `offsnap restore` of set `t` into `to`, from the fake helper in `mode`.
+fn restore_from(s: &Scratch, mode: &str, to: &std::path::Path) -> std::process::Output {
+    let helper = fake(mode);
+    s.offsnap(
+        None,
+        &[
+            &"restore",
+            &"--set",
+            &"t",
+            &"--remote-cmd",
+            &helper,
+            &s.dest(),
+            &"--to",
+            &to,
+        ],
+    )
+}
+
 #[test]
 fn bad_signatures_are_refused_without_a_panic() {
     for (mode, want) in [
@@ -64,20 +82,7 @@ fn restore_paths_that_escape_are_refused() {
         let s = Scratch::new();
         let outside = s.path("evil");
         let to = s.path("deep/to");
-        let helper = fake(mode);
-        let out = s.offsnap(
-            None,
-            &[
-                &"restore",
-                &"--set",
-                &"t",
-                &"--remote-cmd",
-                &helper,
-                &s.dest(),
-                &"--to",
-                &to,
-            ],
-        );
+        let out = restore_from(&s, mode, &to);
         assert_eq!(out.status.code(), Some(1), "{mode}: {}", stderr(&out));
         let err = stderr(&out);
         assert!(
@@ -96,20 +101,7 @@ fn restore_paths_that_escape_are_refused() {
 fn a_hard_link_to_a_directory_is_refused() {
     let s = Scratch::new();
     let to = s.path("to");
-    let helper = fake("link-to-dir");
-    let out = s.offsnap(
-        None,
-        &[
-            &"restore",
-            &"--set",
-            &"t",
-            &"--remote-cmd",
-            &helper,
-            &s.dest(),
-            &"--to",
-            &to,
-        ],
-    );
+    let out = restore_from(&s, "link-to-dir", &to);
     // Only a file restored by this run can be linked to: the link is left
     // out and reported (the fake's file content is wrong too).
     assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
