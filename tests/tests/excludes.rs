@@ -159,6 +159,7 @@ impl Drop for Mount {
 }
 
 #[test]
+#[cfg_attr(offsnap_not_root, ignore = "needs root to mount a second filesystem")]
 fn one_file_system_stays_on_the_source_filesystem() {
     let s = Scratch::new();
     touch(&s.src().join("here.txt"));

@@ -716,6 +716,7 @@ fn backup_to(s: &Scratch, now: &str, dest: &Path, helper: Option<&Path>) -> Outp
 }
 
 #[test]
+#[cfg_attr(offsnap_not_root, ignore = "needs root to mount a small tmpfs")]
 fn a_full_disk_fails_the_run_cleanly_and_the_next_run_works() {
     let s = Scratch::new();
     let mnt = s.path("small-disk");
@@ -820,6 +821,7 @@ fn free_bytes(path: &Path) -> u64 {
 }
 
 #[test]
+#[cfg_attr(offsnap_not_root, ignore = "needs root to mount a small tmpfs")]
 fn a_disk_that_fills_as_the_snapshot_is_committed_gets_its_space_back() {
     let s = Scratch::new();
     let mnt = s.path("small-disk");

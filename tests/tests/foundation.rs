@@ -742,6 +742,10 @@ fn a_damaged_stored_file_is_reported_and_heals_in_the_next_run() {
 }
 
 #[test]
+#[cfg_attr(
+    offsnap_not_root,
+    ignore = "needs root to run the helper as another user"
+)]
 fn a_helper_that_is_not_root_keeps_odd_modes_working() {
     if !rustix::process::geteuid().is_root()
         || Command::new("setpriv").arg("--version").output().is_err()
@@ -848,6 +852,7 @@ fn a_helper_that_is_not_root_keeps_odd_modes_working() {
 }
 
 #[test]
+#[cfg_attr(offsnap_not_root, ignore = "needs root to apply owners")]
 fn owners_are_kept_by_a_root_helper_and_restored_by_root() {
     if !rustix::process::geteuid().is_root() {
         return offsnap_tests::privileged::skip("owners can only be applied as root");

@@ -118,6 +118,10 @@ impl Env {
 }
 
 #[test]
+#[cfg_attr(
+    offsnap_no_sshd,
+    ignore = "needs OpenSSH sshd and ssh-keygen (apt-get install openssh-server)"
+)]
 fn backup_list_and_restore_over_ssh() {
     let Some(e) = Env::new() else { return };
     e.trust_host();
@@ -178,6 +182,10 @@ fn backup_list_and_restore_over_ssh() {
 }
 
 #[test]
+#[cfg_attr(
+    offsnap_no_sshd,
+    ignore = "needs OpenSSH sshd and ssh-keygen (apt-get install openssh-server)"
+)]
 fn host_keys_are_checked_strictly() {
     let Some(e) = Env::new() else { return };
     write_file(&e.s.src().join("f"), b"f", 0o644, (1_700_000_000, 0));
@@ -241,6 +249,10 @@ fn host_keys_are_checked_strictly() {
 }
 
 #[test]
+#[cfg_attr(
+    offsnap_no_sshd,
+    ignore = "needs OpenSSH sshd and ssh-keygen (apt-get install openssh-server)"
+)]
 fn login_failures_are_clear() {
     let Some(e) = Env::new() else { return };
     e.trust_host();
@@ -296,6 +308,10 @@ fn login_failures_are_clear() {
 }
 
 #[test]
+#[cfg_attr(
+    offsnap_no_sshd,
+    ignore = "needs OpenSSH sshd and ssh-keygen (apt-get install openssh-server)"
+)]
 fn a_confined_key_backs_up_only_into_its_root() {
     let Some(e) = Env::new() else { return };
     e.trust_host();
@@ -349,6 +365,10 @@ fn a_confined_key_backs_up_only_into_its_root() {
 }
 
 #[test]
+#[cfg_attr(
+    offsnap_no_sshd,
+    ignore = "needs OpenSSH sshd and ssh-keygen (apt-get install openssh-server)"
+)]
 fn a_server_killed_mid_run_leaves_no_partial_snapshot() {
     let Some(mut e) = Env::new() else { return };
     e.trust_host();
@@ -418,6 +438,10 @@ fn a_server_killed_mid_run_leaves_no_partial_snapshot() {
 }
 
 #[test]
+#[cfg_attr(
+    offsnap_no_sshd,
+    ignore = "needs OpenSSH sshd and ssh-keygen (apt-get install openssh-server)"
+)]
 fn an_alias_from_ssh_config_works() {
     let Some(e) = Env::new() else { return };
     fs::write(
@@ -462,6 +486,10 @@ fn an_alias_from_ssh_config_works() {
 }
 
 #[test]
+#[cfg_attr(
+    offsnap_no_sshd,
+    ignore = "needs OpenSSH sshd and ssh-keygen (apt-get install openssh-server)"
+)]
 fn remote_install_puts_a_working_helper_on_the_host() {
     let scratch = Scratch::new();
     let remote_home = scratch.path("remote-home");
