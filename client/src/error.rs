@@ -34,6 +34,9 @@ pub enum Error {
     /// Received data does not match its recorded hash.
     #[error("{0}")]
     Corrupt(String),
+    /// This machine lacks what the command needs (`HOME`, a hostname).
+    #[error("{0}")]
+    Environment(String),
 }
 
 impl Error {
@@ -42,6 +45,15 @@ impl Error {
         Error::Io {
             path: path.into(),
             error,
+        }
+    }
+
+    /// The exit status this error ends `offsnap` with: 2 for bad
+    /// arguments, 1 for everything else.
+    pub fn exit_status(&self) -> u8 {
+        match self {
+            Error::Usage(_) => 2,
+            _ => 1,
         }
     }
 }

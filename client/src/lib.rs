@@ -9,24 +9,34 @@
 //! - [`backup`]: a backup run, pipelined;
 //! - [`hashing`]: BLAKE3 on a second core;
 //! - [`restore`]: writing a snapshot back out;
-//! - [`list`]: listing snapshots;
+//! - [`requests`]: typed requests to the helper (list, prune, sizes, verify);
 //! - [`manifests`]: fetching manifests.
+//!
+//! The command line on top of them:
+//! - [`cli`]: the parser and the option groups commands share;
+//! - [`settings`]: the command line and the profile merged, once;
+//! - [`commands`]: one module per command;
+//! - [`output`]: what commands print, for people and for scripts.
 
 pub mod backup;
+pub mod cli;
+pub mod commands;
 pub mod config;
 pub mod dest;
 pub mod error;
 pub mod hashing;
 pub mod inspect;
 pub mod install;
-pub mod list;
 pub mod manifests;
+pub mod output;
 pub mod progress;
+pub mod requests;
 pub mod restore;
 pub mod runlog;
 pub mod scan;
 pub mod schedule;
 pub mod session;
+pub mod settings;
 pub mod ssh;
 pub mod transport;
 

@@ -73,7 +73,7 @@ pub struct RestoreReport {
 
 /// Finds a snapshot of the set.
 pub fn find_snapshot(session: &mut Session, set: &SetName, which: Which) -> Result<SnapshotInfo> {
-    let snaps = crate::list::snapshots(session, set)?;
+    let snaps = crate::requests::snapshots(session, set)?;
     let found = match which {
         Which::Latest => snaps.last().cloned(),
         Which::Named(n) => snaps.iter().find(|s| s.name == n).cloned(),

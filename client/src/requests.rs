@@ -1,4 +1,4 @@
-//! Listing what a destination holds, and pruning it.
+//! Typed requests to the helper: listing what a destination holds, pruning, sizes, verifying.
 
 use offsnap_protocol::{
     Finding, Policy, PruneDecision, Request, Response, SetName, SnapshotInfo, SnapshotName,

@@ -1,0 +1,74 @@
+//! `offsnap restore`: copy a snapshot, or paths inside it, out to a
+//! directory.
+
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::Args;
+
+use crate::cli::{ConnectArgs, ProfileArgs};
+use crate::dest::connect;
+use crate::error::Result;
+use crate::output::human_bytes;
+use crate::restore::{RestoreOptions, restore};
+use crate::settings::{self, Settings};
+
+/// `offsnap restore`'s arguments.
+#[derive(Args)]
+pub struct RestoreArgs {
+    #[command(flatten)]
+    profile: ProfileArgs,
+    #[command(flatten)]
+    connect: ConnectArgs,
+    /// The snapshot to restore from: a name, or `latest`.
+    #[arg(long, value_name = "NAME", default_value = "latest")]
+    snapshot: String,
+    /// Directory to restore into (created when missing).
+    #[arg(long, value_name = "DIR")]
+    to: PathBuf,
+    /// Replace existing files in the target instead of refusing.
+    #[arg(long)]
+    overwrite: bool,
+    /// Where the backups are.
+    dest: String,
+    /// Paths inside the snapshot to restore [default: all of it]
+    paths: Vec<PathBuf>,
+}
+
+/// Runs `offsnap restore`.
+pub fn run(args: RestoreArgs) -> Result<ExitCode> {
+    let settings = Settings::load(&args.profile)?;
+    let dest = settings.dest(Some(&args.dest))?;
+    let paths = args
+        .paths
+        .iter()
+        .map(|p| settings::snapshot_path(p))
+        .collect::<Result<Vec<_>>>()?;
+    let opts = RestoreOptions {
+        set: settings.set()?,
+        snapshot: settings::which(&args.snapshot)?,
+        to: args.to,
+        paths,
+        overwrite: args.overwrite,
+    };
+    let session = connect(&dest, &settings.connect_options(&args.connect)?)?;
+    let report = restore(session, &opts)?;
+    for p in &report.problems {
+        eprintln!("offsnap: {p}");
+    }
+    if std::io::stderr().is_terminal() {
+        eprintln!(
+            "restored {} entries ({}) from {} into {}",
+            report.entries,
+            human_bytes(report.bytes),
+            report.snapshot,
+            opts.to.display()
+        );
+    }
+    Ok(if report.problems.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(3)
+    })
+}

@@ -1,0 +1,75 @@
+//! `offsnap verify`: re-read stored files and check them against the
+//! manifests.
+
+use std::process::ExitCode;
+
+use clap::Args;
+use offsnap_protocol::{Finding, FindingKind};
+
+use crate::cli::{ConnectArgs, ProfileArgs};
+use crate::error::Result;
+use crate::output::human_bytes;
+use crate::settings::{self, Settings};
+use crate::{requests, restore};
+
+/// `offsnap verify`'s arguments.
+#[derive(Args)]
+pub struct VerifyArgs {
+    #[command(flatten)]
+    profile: ProfileArgs,
+    #[command(flatten)]
+    connect: ConnectArgs,
+    /// The snapshot to check [default: latest]
+    #[arg(long, value_name = "NAME", conflicts_with = "all")]
+    snapshot: Option<String>,
+    /// Check every snapshot (each stored file is read once)
+    #[arg(long)]
+    all: bool,
+    /// Where the backups are [default: the profile's destination]
+    dest: Option<String>,
+}
+
+/// One finding as a line: snapshot, path, what is wrong.
+fn finding_line(f: &Finding) -> String {
+    let what = match &f.kind {
+        FindingKind::Missing => "missing".to_string(),
+        FindingKind::Unexpected => "unexpected".to_string(),
+        FindingKind::Changed(why) => format!("changed: {why}"),
+        FindingKind::Manifest(why) => format!("manifest damaged: {why}"),
+    };
+    format!(
+        "{}  {}: {what}",
+        f.snapshot,
+        String::from_utf8_lossy(&f.path)
+    )
+}
+
+/// Runs `offsnap verify`.
+pub fn run(args: VerifyArgs) -> Result<ExitCode> {
+    let settings = Settings::load(&args.profile)?;
+    let which = (!args.all)
+        .then(|| settings::which(args.snapshot.as_deref().unwrap_or("latest")))
+        .transpose()?;
+    let (mut session, set) = settings.connect(args.dest.as_deref(), &args.connect)?;
+    let chosen = match which {
+        Some(w) => Some(restore::find_snapshot(&mut session, &set, w)?.name),
+        None => None,
+    };
+    let summary = requests::verify(&mut session, &set, chosen, |f| {
+        println!("{}", finding_line(f));
+    })?;
+    session.close()?;
+    eprintln!(
+        "verified {} snapshot(s), {} entries, {} files read ({}): {} problem(s)",
+        summary.snapshots,
+        summary.entries,
+        summary.inodes_hashed,
+        human_bytes(summary.bytes_hashed),
+        summary.findings
+    );
+    Ok(if summary.findings == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}

@@ -1,0 +1,59 @@
+//! `offsnap versions`: each distinct version of a file across the
+//! snapshots of a set.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::Args;
+use offsnap_protocol::EntryKind;
+
+use crate::cli::{ConnectArgs, ProfileArgs};
+use crate::error::{Error, Result};
+use crate::settings::{self, Settings};
+use crate::{inspect, output, requests};
+
+/// `offsnap versions`' arguments.
+#[derive(Args)]
+pub struct VersionsArgs {
+    #[command(flatten)]
+    profile: ProfileArgs,
+    #[command(flatten)]
+    connect: ConnectArgs,
+    /// Where the backups are.
+    dest: String,
+    /// The file inside the snapshots (e.g. Documents/notes.txt).
+    path: PathBuf,
+}
+
+/// Runs `offsnap versions`.
+pub fn run(args: VersionsArgs) -> Result<ExitCode> {
+    let settings = Settings::load(&args.profile)?;
+    let path = settings::snapshot_path(&args.path)?;
+    let (mut session, set) = settings.connect(Some(&args.dest), &args.connect)?;
+    let snaps = requests::snapshots(&mut session, &set)?;
+    let versions = inspect::versions(&mut session, &set, &snaps, &path)?;
+    session.close()?;
+    if versions.is_empty() {
+        return Err(Error::Usage(format!(
+            "{path} is in no snapshot of set {set}"
+        )));
+    }
+    for v in versions {
+        let hash = match &v.entry.kind {
+            EntryKind::File { hash, .. } => hash.to_hex()[..12].to_string(),
+            other => other.word().to_string(),
+        };
+        let through = if v.last.name == v.first.name {
+            String::new()
+        } else {
+            format!("  (through {})", v.last.name)
+        };
+        println!(
+            "{}  {:>10}  {}  {hash}{through}",
+            v.first.name,
+            v.entry.size(),
+            output::mtime_text(&v.entry.meta)
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}

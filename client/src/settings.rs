@@ -1,0 +1,248 @@
+//! The command line and the config file's profile merged, once: which
+//! profile is in effect, the destination, the set, how to connect, the
+//! retention policy, and which snapshot a command means.
+//!
+//! A value on the command line wins over the profile's; the profile's wins
+//! over the built-in default.
+
+use std::path::PathBuf;
+
+use offsnap_protocol::{Policy, RelPath, SetName};
+use offsnap_remote::retention::PolicyArgs;
+
+use crate::cli::{ConnectArgs, ProfileArgs};
+use crate::config::{self, Profile};
+use crate::dest::{ConnectOptions, Dest, connect};
+use crate::error::{Error, Result};
+use crate::restore::Which;
+use crate::session::Session;
+
+/// The profile in effect and the set, resolved from [`ProfileArgs`].
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// The command line's profile options.
+    pub args: ProfileArgs,
+    /// The profile's name, when one is in effect.
+    pub profile_name: Option<String>,
+    /// The profile in effect (empty when none).
+    pub profile: Profile,
+}
+
+impl Settings {
+    /// Reads the config file (if any) and picks the profile.
+    pub fn load(args: &ProfileArgs) -> Result<Settings> {
+        let (config, path) = config::load(args.config.as_deref())?;
+        let named = config.profile(args.profile.as_deref(), path.as_deref())?;
+        let (profile_name, profile) = match named {
+            Some((n, p)) => (Some(n), p),
+            None => (None, Profile::default()),
+        };
+        Ok(Settings {
+            args: args.clone(),
+            profile_name,
+            profile,
+        })
+    }
+
+    /// DEST as given, or the profile's destination.
+    pub fn dest(&self, given: Option<&str>) -> Result<Dest> {
+        match given.map(str::to_string).or(self.profile.destination.clone()) {
+            Some(d) => Dest::parse(&d),
+            None => Err(Error::Usage(
+                "no destination: name one, or set `destination` in a profile of the config file (see offsnap init)"
+                    .into(),
+            )),
+        }
+    }
+
+    /// The set name: as given, the profile's, or this machine's hostname
+    /// made valid.
+    pub fn set(&self) -> Result<SetName> {
+        if let Some(s) = self.args.set.as_ref().or(self.profile.set.as_ref()) {
+            return SetName::new(s).map_err(|e| Error::Usage(e.to_string()));
+        }
+        let host = hostname::get().map_err(|e| {
+            Error::Environment(format!(
+                "cannot read this machine's hostname ({e}); name the set with --set"
+            ))
+        })?;
+        SetName::new(&set_from_hostname(&host.to_string_lossy()))
+            .map_err(|e| Error::Usage(format!("{e}; name the set with --set")))
+    }
+
+    /// How to reach the helper: the command line's options over the
+    /// profile's.
+    pub fn connect_options(&self, args: &ConnectArgs) -> Result<ConnectOptions> {
+        let remote_cmd = match args
+            .remote_cmd
+            .as_ref()
+            .or(self.profile.remote_cmd.as_ref())
+        {
+            Some(cmd) => {
+                let words = shell_words::split(cmd)
+                    .map_err(|e| Error::Usage(format!("--remote-cmd {cmd:?}: {e}")))?;
+                if words.is_empty() {
+                    return Err(Error::Usage("--remote-cmd is empty".into()));
+                }
+                Some(words)
+            }
+            None => None,
+        };
+        Ok(ConnectOptions {
+            remote_cmd,
+            port: args.port.or(self.profile.port),
+            identity: args.identity.clone().or(self
+                .profile
+                .identity
+                .as_deref()
+                .map(config::expand)),
+            accept_new_host_key: args.accept_new_host_key,
+            bwlimit: args.bwlimit,
+        })
+    }
+
+    /// Connects to the destination `given` (or the profile's).
+    pub fn connect(&self, given: Option<&str>, args: &ConnectArgs) -> Result<(Session, SetName)> {
+        let dest = self.dest(given)?;
+        let set = self.set()?;
+        let session = connect(&dest, &self.connect_options(args)?)?;
+        Ok((session, set))
+    }
+
+    /// The retention policy: the command line's rules, else the profile's,
+    /// else 30 days.
+    pub fn retention(&self, given: &PolicyArgs) -> Policy {
+        if given.given() {
+            given.policy()
+        } else {
+            self.profile
+                .retention
+                .as_ref()
+                .map(|r| r.policy())
+                .unwrap_or_else(Policy::thirty_days)
+        }
+    }
+
+    /// The profile's name if one is in effect, for messages that need one.
+    pub fn require_profile(&self, why: &str) -> Result<String> {
+        self.profile_name
+            .clone()
+            .ok_or_else(|| Error::Usage(why.into()))
+    }
+
+    /// The config file the command line names, made absolute.
+    pub fn config_path(&self) -> Result<Option<PathBuf>> {
+        self.args
+            .config
+            .as_ref()
+            .map(|c| std::path::absolute(c).map_err(|e| Error::io(c, e)))
+            .transpose()
+    }
+}
+
+/// A set name from a hostname: characters a set name cannot hold become
+/// `-`, leading dots and dashes go, and an empty result is `default`.
+fn set_from_hostname(host: &str) -> String {
+    let cleaned: String = host
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-') {
+                c
+            } else {
+                '-'
+            }
+        })
+        .collect();
+    match cleaned.trim_start_matches(['.', '-']) {
+        "" => "default".into(),
+        s => s.into(),
+    }
+}
+
+/// The snapshot a command names: `latest` or a snapshot name.
+pub fn which(text: &str) -> Result<Which> {
+    text.parse()
+        .map_err(|e: offsnap_protocol::NameError| Error::Usage(e.to_string()))
+}
+
+/// A path inside a snapshot as the user typed it: slashes at either end
+/// and `./` prefixes are forgiven.
+pub fn snapshot_path(p: &std::path::Path) -> Result<RelPath> {
+    use std::os::unix::ffi::OsStrExt;
+    let mut bytes = p.as_os_str().as_bytes();
+    while let Some(rest) = bytes.strip_prefix(b"./") {
+        bytes = rest;
+    }
+    while let Some(r) = bytes.strip_prefix(b"/") {
+        bytes = r;
+    }
+    while let Some(r) = bytes.strip_suffix(b"/") {
+        bytes = r;
+    }
+    RelPath::new(bytes.to_vec()).map_err(|e| Error::Usage(format!("{}: {e}", p.display())))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::Path;
+
+    #[test]
+    fn hostnames_become_valid_set_names() {
+        assert_eq!(set_from_hostname("laptop.local"), "laptop.local");
+        assert_eq!(set_from_hostname("my laptop"), "my-laptop");
+        assert_eq!(set_from_hostname("--x"), "x");
+        assert_eq!(set_from_hostname("..."), "default");
+        assert!(SetName::new(&set_from_hostname("ünï cödé")).is_ok());
+    }
+
+    #[test]
+    fn snapshot_paths_forgive_slashes_and_dots() {
+        let p = |s: &str| snapshot_path(Path::new(s)).map(|r| r.to_string());
+        assert_eq!(
+            p("./Documents/a.txt/").ok().as_deref(),
+            Some("Documents/a.txt")
+        );
+        assert_eq!(p("/Documents").ok().as_deref(), Some("Documents"));
+        assert!(matches!(p("a/../b"), Err(Error::Usage(_))));
+    }
+
+    #[test]
+    fn the_command_line_policy_wins_over_the_profile_and_30_days_is_the_default() {
+        let mut s = Settings {
+            args: ProfileArgs::default(),
+            profile_name: None,
+            profile: Profile::default(),
+        };
+        assert_eq!(s.retention(&PolicyArgs::default()), Policy::thirty_days());
+        s.profile.retention = Some(PolicyArgs {
+            keep_last: Some(3),
+            ..PolicyArgs::default()
+        });
+        assert_eq!(s.retention(&PolicyArgs::default()).keep_last, Some(3));
+        let given = PolicyArgs {
+            keep_daily: Some(7),
+            ..PolicyArgs::default()
+        };
+        let p = s.retention(&given);
+        assert_eq!((p.keep_daily, p.keep_last), (Some(7), None));
+    }
+
+    #[test]
+    fn a_bad_set_or_remote_command_is_a_usage_error() {
+        let s = Settings {
+            args: ProfileArgs {
+                set: Some("../x".into()),
+                ..ProfileArgs::default()
+            },
+            profile_name: None,
+            profile: Profile::default(),
+        };
+        assert!(matches!(s.set(), Err(Error::Usage(_))));
+        let bad = ConnectArgs {
+            remote_cmd: Some("'unclosed".into()),
+            ..ConnectArgs::default()
+        };
+        assert!(matches!(s.connect_options(&bad), Err(Error::Usage(_))));
+    }
+}
