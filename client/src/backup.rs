@@ -11,6 +11,7 @@ use std::collections::{HashMap, HashSet, VecDeque};
 use std::os::unix::fs::OpenOptionsExt;
 use std::sync::mpsc;
 
+use offsnap_fs::fsx;
 use offsnap_protocol::manifest::{ManifestReader, ManifestWriter};
 use offsnap_protocol::{
     CommitStats, DATA_CHUNK, Entry, EntryKind, Hash, Meta, Op, RelPath, Request, Response, SetName,
@@ -793,7 +794,7 @@ impl Outbox<'_> {
         let mut file = match file {
             Ok(f)
                 if f.metadata()
-                    .is_ok_and(|m| m.len() == size && scan::meta_of(&m) == sent.meta) =>
+                    .is_ok_and(|m| m.len() == size && fsx::meta_of_metadata(&m) == sent.meta) =>
             {
                 f
             }
@@ -816,7 +817,7 @@ impl Outbox<'_> {
                 h == hash
                     && file
                         .metadata()
-                        .is_ok_and(|m| m.len() == size && scan::meta_of(&m) == sent.meta)
+                        .is_ok_and(|m| m.len() == size && fsx::meta_of_metadata(&m) == sent.meta)
             }
             Err(_) => false,
         };
@@ -877,8 +878,8 @@ impl Outbox<'_> {
             Err(e) => return Ok(Read1::Failed(e.to_string())),
         };
         let size = before.len();
-        let meta = scan::meta_of(&before);
-        let still = |f: &File| matches!(f.metadata(), Ok(md) if md.len() == size && scan::meta_of(&md) == meta);
+        let meta = fsx::meta_of_metadata(&before);
+        let still = |f: &File| matches!(f.metadata(), Ok(md) if md.len() == size && fsx::meta_of_metadata(&md) == meta);
         // A big changed file with a signature waiting travels as a delta;
         // a large file no stored file matches in size is sent right away.
         // Both are hashed as they are read: one pass instead of two (a

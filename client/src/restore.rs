@@ -11,13 +11,13 @@ use std::collections::{HashMap, HashSet};
 use std::fs::File;
 use std::path::PathBuf;
 
+use offsnap_fs::cursor::DirCursor;
+use offsnap_fs::fsx;
+use offsnap_fs::tree::{Existing, TreeWriter};
 use offsnap_protocol::manifest::ManifestReader;
 use offsnap_protocol::{
     Entry, EntryKind, Hash, RelPath, Request, Response, SetName, SnapshotInfo, SnapshotName,
 };
-use offsnap_remote::cursor::DirCursor;
-use offsnap_remote::fsx;
-use offsnap_remote::tree::{Existing, TreeWriter};
 
 use crate::error::{Error, Result};
 use crate::manifests::{self, PosReader, entries};

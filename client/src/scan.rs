@@ -3,14 +3,12 @@
 //! manifest is in the same order, so the two merge as streams.
 
 use std::ffi::OsStr;
-use std::fs::Metadata;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use offsnap_remote::fsx;
+use offsnap_fs::fsx;
 use rustix::fs::FileType;
 
 use offsnap_protocol::{EntryKind, Meta, RelPath, Xattr};
@@ -119,17 +117,6 @@ pub struct ScanProblem {
     pub local: PathBuf,
     /// What.
     pub message: String,
-}
-
-/// Metadata in the form the protocol records.
-pub fn meta_of(md: &Metadata) -> Meta {
-    Meta {
-        mode: md.mode() & 0o7777,
-        uid: md.uid(),
-        gid: md.gid(),
-        mtime_sec: md.mtime(),
-        mtime_nsec: md.mtime_nsec().clamp(0, 999_999_999) as u32,
-    }
 }
 
 /// What to leave out, and where to stop.

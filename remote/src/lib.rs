@@ -4,16 +4,12 @@
 //! - [`serve`]: the session loop and its configuration;
 //! - [`backup`]: building and committing one snapshot;
 //! - [`set`]: the on-disk layout of a root and its sets, locking;
-//! - [`tree`]: writing a tree of entries under a directory handle (also
-//!   used by the client to restore);
-//! - [`cursor`]: walking open directory handles along a path;
-//! - [`fsx`]: `*at` file operations that never follow symlinks;
+//! - [`offsnap_fs`]: the filesystem layer it shares with the client (`fsx`,
+//!   `cursor`, `tree`), re-exported here under the same names;
 //! - [`journal`], [`resume`]: reusing what an interrupted run left.
 
 pub mod backup;
-pub mod cursor;
 pub mod error;
-pub mod fsx;
 pub mod journal;
 pub mod prune;
 pub mod resume;
@@ -21,7 +17,7 @@ pub mod retention;
 pub mod serve;
 pub mod set;
 pub mod stats;
-pub mod tree;
 pub mod verify;
 
+pub use offsnap_fs::{cursor, fsx, tree};
 pub use serve::{Access, Clock, Config, ServeError, serve};

@@ -173,14 +173,39 @@ pub fn hash_all(
     Ok((n, h.finalize().into()))
 }
 
-/// Mode, owner and mtime of an inode, as the protocol records them.
+/// Mode, owner and mtime of an inode, as the protocol records them. Both
+/// sides compare what they record through this one function (and
+/// [`meta_of_metadata`], which feeds it), so a file cannot look changed to
+/// one side and unchanged to the other.
 pub fn meta_of(st: &rfs::Stat) -> Meta {
+    meta(
+        st.st_mode,
+        st.st_uid,
+        st.st_gid,
+        st.st_mtime,
+        st.st_mtime_nsec.into(),
+    )
+}
+
+/// [`meta_of`] for what `std` gives (`File::metadata`).
+pub fn meta_of_metadata(md: &std::fs::Metadata) -> Meta {
+    use std::os::unix::fs::MetadataExt;
+    meta(
+        md.mode(),
+        md.uid(),
+        md.gid(),
+        md.mtime(),
+        md.mtime_nsec().into(),
+    )
+}
+
+fn meta(mode: u32, uid: u32, gid: u32, sec: i64, nsec: i128) -> Meta {
     Meta {
-        mode: st.st_mode & 0o7777,
-        uid: st.st_uid,
-        gid: st.st_gid,
-        mtime_sec: st.st_mtime,
-        mtime_nsec: u32::try_from(st.st_mtime_nsec.clamp(0, 999_999_999)).unwrap_or(0),
+        mode: mode & 0o7777,
+        uid,
+        gid,
+        mtime_sec: sec,
+        mtime_nsec: u32::try_from(nsec.clamp(0, 999_999_999)).unwrap_or(0),
     }
 }
 

@@ -1,0 +1,13 @@
+//! The filesystem layer that the helper (building snapshots) and the client
+//! (scanning sources, restoring) both stand on:
+//!
+//! - [`fsx`]: `*at` file operations relative to directory handles that
+//!   never follow symlinks, and the one place inode metadata becomes a
+//!   [`offsnap_protocol::Meta`];
+//! - [`cursor`]: the chain of open directory handles along a walk;
+//! - [`tree`]: writing a tree of entries under a directory handle (a
+//!   snapshot on the host, a restore target on the client).
+
+pub mod cursor;
+pub mod fsx;
+pub mod tree;
