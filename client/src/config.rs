@@ -7,7 +7,7 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use offsnap_remote::retention::PolicyArgs;
+use offsnap_protocol::retention::PolicyArgs;
 use serde::Deserialize;
 
 use crate::error::{Error, Result};

@@ -7,8 +7,8 @@
 
 use std::path::PathBuf;
 
+use offsnap_protocol::retention::PolicyArgs;
 use offsnap_protocol::{Policy, RelPath, SetName};
-use offsnap_remote::retention::PolicyArgs;
 
 use crate::cli::{ConnectArgs, ProfileArgs};
 use crate::config::{self, Profile};

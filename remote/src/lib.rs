@@ -13,11 +13,11 @@ pub mod error;
 pub mod journal;
 pub mod prune;
 pub mod resume;
-pub mod retention;
 pub mod serve;
 pub mod set;
 pub mod stats;
 pub mod verify;
 
 pub use offsnap_fs::{cursor, fsx, tree};
+pub use offsnap_protocol::retention;
 pub use serve::{Access, Clock, Config, ServeError, serve};

@@ -10,8 +10,8 @@ use std::process::ExitCode;
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 use offsnap_protocol::SetName;
+use offsnap_protocol::retention::PolicyArgs;
 use offsnap_remote::prune::prune;
-use offsnap_remote::retention::PolicyArgs;
 use offsnap_remote::set::Root;
 use offsnap_remote::{Access, Clock, Config, ServeError, serve};
 

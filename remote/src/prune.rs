@@ -5,8 +5,8 @@
 
 use offsnap_protocol::{Policy, PruneDecision, RemoteError, SetName};
 
-use crate::retention::decide;
 use crate::set::Root;
+use offsnap_protocol::retention::decide;
 
 /// Applies `policy` to the set at time `now`; with `dry_run`, only decides.
 pub fn prune(

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::Args;
-use offsnap_remote::retention::PolicyArgs;
+use offsnap_protocol::retention::PolicyArgs;
 
 use crate::backup::{BackupOptions, BackupReport, backup};
 use crate::cli::{ConnectArgs, ProfileArgs};

@@ -4,7 +4,7 @@
 use std::process::ExitCode;
 
 use clap::Args;
-use offsnap_remote::retention::PolicyArgs;
+use offsnap_protocol::retention::PolicyArgs;
 
 use crate::cli::{ConnectArgs, ProfileArgs};
 use crate::error::Result;

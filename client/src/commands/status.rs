@@ -17,7 +17,7 @@ pub struct StatusArgs {
     #[command(flatten)]
     profile: ProfileArgs,
     /// Exit 1 if the last successful backup is older than this (e.g. 2d, 12h)
-    #[arg(long, value_name = "DURATION", value_parser = offsnap_remote::retention::parse_duration)]
+    #[arg(long, value_name = "DURATION", value_parser = offsnap_protocol::retention::parse_duration)]
     max_age: Option<i64>,
 }
 
