@@ -9,6 +9,7 @@
 //! - [`backup`]: a backup run, pipelined;
 //! - [`hashing`]: BLAKE3 on a second core;
 //! - [`restore`]: writing a snapshot back out;
+//! - [`select`]: choosing a snapshot (`latest~2`, a prefix, `--as-of 3d`);
 //! - [`requests`]: typed requests to the helper (list, prune, sizes, verify);
 //! - [`manifests`]: fetching manifests.
 //!
@@ -35,6 +36,7 @@ pub mod restore;
 pub mod runlog;
 pub mod scan;
 pub mod schedule;
+pub mod select;
 pub mod session;
 pub mod settings;
 pub mod ssh;

@@ -23,25 +23,7 @@ use crate::error::{Error, Result};
 use crate::manifests::{self, PosReader, entries};
 use crate::session::{Receiver, Session};
 
-/// Which snapshot.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Which {
-    /// The newest.
-    Latest,
-    /// A named one.
-    Named(SnapshotName),
-}
-
-impl std::str::FromStr for Which {
-    type Err = offsnap_protocol::NameError;
-    fn from_str(s: &str) -> Result<Which, Self::Err> {
-        if s == "latest" {
-            Ok(Which::Latest)
-        } else {
-            s.parse().map(Which::Named)
-        }
-    }
-}
+pub use crate::select::Which;
 
 /// What to restore, where.
 #[derive(Debug, Clone)]
@@ -72,18 +54,9 @@ pub struct RestoreReport {
 }
 
 /// Finds a snapshot of the set.
-pub fn find_snapshot(session: &mut Session, set: &SetName, which: Which) -> Result<SnapshotInfo> {
+pub fn find_snapshot(session: &mut Session, set: &SetName, which: &Which) -> Result<SnapshotInfo> {
     let snaps = crate::requests::snapshots(session, set)?;
-    let found = match which {
-        Which::Latest => snaps.last().cloned(),
-        Which::Named(n) => snaps.iter().find(|s| s.name == n).cloned(),
-    };
-    found.ok_or_else(|| {
-        Error::Usage(match which {
-            Which::Latest => format!("set {set} has no snapshots yet"),
-            Which::Named(n) => format!("set {set} has no snapshot {n} (see `offsnap snapshots`)"),
-        })
-    })
+    which.pick(set, &snaps).cloned()
 }
 
 fn wanted(path: &RelPath, paths: &[RelPath]) -> bool {
@@ -161,7 +134,7 @@ fn next(r: &mut ManifestReader<PosReader>) -> Result<Option<Entry>> {
 
 /// Restores over an open session, then closes it.
 pub fn restore(mut session: Session, opts: &RestoreOptions) -> Result<RestoreReport> {
-    let info = find_snapshot(&mut session, &opts.set, opts.snapshot)?;
+    let info = find_snapshot(&mut session, &opts.set, &opts.snapshot)?;
     let manifest = manifests::fetch_file(&mut session, &opts.set, &info)?;
 
     // Every requested path must exist in the snapshot.

@@ -159,10 +159,13 @@ fn set_from_hostname(host: &str) -> String {
     }
 }
 
-/// The snapshot a command names: `latest` or a snapshot name.
-pub fn which(text: &str) -> Result<Which> {
-    text.parse()
-        .map_err(|e: offsnap_protocol::NameError| Error::Usage(e.to_string()))
+/// The snapshot a command names: `--as-of TIME` when given, else the
+/// snapshot text (`latest`, `latest~N`, a name or a prefix of one).
+pub fn which(snapshot: &str, as_of: Option<&str>) -> Result<Which> {
+    match as_of {
+        Some(t) => Which::as_of(t, jiff::Timestamp::now()),
+        None => Which::parse(snapshot),
+    }
 }
 
 /// A path inside a snapshot as the user typed it: slashes at either end

@@ -202,3 +202,73 @@ fn verify_finds_flipped_truncated_deleted_and_unexpected() {
     assert!(latest.contains("src/stowaway: unexpected"), "{latest}");
     assert!(latest.lines().all(|l| l.starts_with(&snaps[2])), "{latest}");
 }
+
+#[test]
+fn snapshots_are_chosen_by_prefix_by_latest_n_and_as_of_a_time() {
+    let s = Scratch::new();
+    // Snapshots at midnight UTC on 2026-01-01, -02 and -03: notes.txt reads
+    // "version one", "version two!", "version one".
+    let snaps = three_snapshots(&s);
+    let notes = |to: &Path| fs::read_to_string(to.join("src/notes.txt")).unwrap();
+    assert_eq!(notes(&s.restore("latest~1")), "version two!");
+    assert_same_tree(&s.restore("latest~2"), &s.restore(&snaps[0]));
+    assert_eq!(notes(&s.restore("2026-01-02")), "version two!");
+
+    let restore_as_of = |when: &str| {
+        let to = s.path(&format!("as-of-{}", when.replace([' ', ':'], "_")));
+        let out = s.offsnap(
+            None,
+            &[
+                &"restore",
+                &"--set",
+                &"t",
+                &"--as-of",
+                &when,
+                &s.dest(),
+                &"--to",
+                &to,
+            ],
+        );
+        (out, to)
+    };
+    let (out, to) = restore_as_of("2026-01-02T12:00:00Z");
+    assert_ok(&out);
+    assert_eq!(notes(&to), "version two!");
+    let (out, to) = restore_as_of("2026-01-01T23:59:59Z");
+    assert_ok(&out);
+    assert_eq!(notes(&to), "version one");
+
+    // Before the first snapshot, an ambiguous prefix, past the oldest:
+    // clear errors, exit 2, nothing written.
+    let (out, to) = restore_as_of("2025-12-31T00:00:00Z");
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("no snapshot at or before"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(!to.exists());
+    let ls = |snap: &str| {
+        s.offsnap(
+            None,
+            &[&"ls", &"--set", &"t", &"--snapshot", &snap, &s.dest()],
+        )
+    };
+    let out = ls("2026-01-0");
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).contains("matches 3 snapshots"),
+        "{}",
+        stderr(&out)
+    );
+    let out = ls("latest~3");
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).contains("has 3 snapshot(s)"),
+        "{}",
+        stderr(&out)
+    );
+    let out = ls("2026-01-03");
+    assert_ok(&out);
+    assert!(stdout(&out).contains("src"), "{}", stdout(&out));
+}

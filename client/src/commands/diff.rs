@@ -20,9 +20,9 @@ pub struct DiffArgs {
     connect: ConnectArgs,
     /// Where the backups are.
     dest: String,
-    /// The older snapshot (a name, or `latest`).
+    /// The older snapshot (latest, latest~N, a name, or the start of one).
     snap_a: String,
-    /// The newer snapshot (a name, or `latest`).
+    /// The newer snapshot (latest, latest~N, a name, or the start of one).
     snap_b: String,
 }
 
@@ -30,12 +30,12 @@ pub struct DiffArgs {
 pub fn run(args: DiffArgs) -> Result<ExitCode> {
     let settings = Settings::load(&args.profile)?;
     let (a, b) = (
-        settings::which(&args.snap_a)?,
-        settings::which(&args.snap_b)?,
+        settings::which(&args.snap_a, None)?,
+        settings::which(&args.snap_b, None)?,
     );
     let (mut session, set) = settings.connect(Some(&args.dest), &args.connect)?;
-    let a = restore::find_snapshot(&mut session, &set, a)?;
-    let b = restore::find_snapshot(&mut session, &set, b)?;
+    let a = restore::find_snapshot(&mut session, &set, &a)?;
+    let b = restore::find_snapshot(&mut session, &set, &b)?;
     let changes = inspect::diff(&mut session, &set, &a, &b)?;
     session.close()?;
     for c in changes {

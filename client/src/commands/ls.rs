@@ -17,9 +17,13 @@ pub struct LsArgs {
     profile: ProfileArgs,
     #[command(flatten)]
     connect: ConnectArgs,
-    /// The snapshot: a name, or `latest`.
+    /// The snapshot: latest, latest~N, a name, or the start of one (2026-11-28)
     #[arg(long, value_name = "NAME", default_value = "latest")]
     snapshot: String,
+    /// The newest snapshot at or before TIME: a date (the whole day), a
+    /// date and time ("2026-11-28 14:00", local time), or a time ago (3d, 12h)
+    #[arg(long, value_name = "TIME", conflicts_with = "snapshot")]
+    as_of: Option<String>,
     /// Where the backups are.
     dest: String,
     /// A directory (or file) inside the snapshot.
@@ -29,14 +33,14 @@ pub struct LsArgs {
 /// Runs `offsnap ls`.
 pub fn run(args: LsArgs) -> Result<ExitCode> {
     let settings = Settings::load(&args.profile)?;
-    let which = settings::which(&args.snapshot)?;
+    let which = settings::which(&args.snapshot, args.as_of.as_deref())?;
     let dir = args
         .path
         .as_deref()
         .map(settings::snapshot_path)
         .transpose()?;
     let (mut session, set) = settings.connect(Some(&args.dest), &args.connect)?;
-    let info = restore::find_snapshot(&mut session, &set, which)?;
+    let info = restore::find_snapshot(&mut session, &set, &which)?;
     let entries = inspect::ls(&mut session, &set, &info, dir.as_ref())?;
     session.close()?;
     for e in entries {

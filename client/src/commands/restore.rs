@@ -21,9 +21,14 @@ pub struct RestoreArgs {
     profile: ProfileArgs,
     #[command(flatten)]
     connect: ConnectArgs,
-    /// The snapshot to restore from: a name, or `latest`.
+    /// The snapshot to restore from: latest, latest~N, a name, or the
+    /// start of one (2026-11-28)
     #[arg(long, value_name = "NAME", default_value = "latest")]
     snapshot: String,
+    /// The newest snapshot at or before TIME: a date (the whole day), a
+    /// date and time ("2026-11-28 14:00", local time), or a time ago (3d, 12h)
+    #[arg(long, value_name = "TIME", conflicts_with = "snapshot")]
+    as_of: Option<String>,
     /// Directory to restore into (created when missing).
     #[arg(long, value_name = "DIR")]
     to: PathBuf,
@@ -47,7 +52,7 @@ pub fn run(args: RestoreArgs) -> Result<ExitCode> {
         .collect::<Result<Vec<_>>>()?;
     let opts = RestoreOptions {
         set: settings.set()?,
-        snapshot: settings::which(&args.snapshot)?,
+        snapshot: settings::which(&args.snapshot, args.as_of.as_deref())?,
         to: args.to,
         paths,
         overwrite: args.overwrite,

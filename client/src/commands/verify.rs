@@ -19,9 +19,14 @@ pub struct VerifyArgs {
     profile: ProfileArgs,
     #[command(flatten)]
     connect: ConnectArgs,
-    /// The snapshot to check [default: latest]
+    /// The snapshot to check: latest, latest~N, a name, or the start of
+    /// one [default: latest]
     #[arg(long, value_name = "NAME", conflicts_with = "all")]
     snapshot: Option<String>,
+    /// The newest snapshot at or before TIME: a date (the whole day), a
+    /// date and time ("2026-11-28 14:00", local time), or a time ago (3d, 12h)
+    #[arg(long, value_name = "TIME", conflicts_with_all = ["snapshot", "all"])]
+    as_of: Option<String>,
     /// Check every snapshot (each stored file is read once)
     #[arg(long)]
     all: bool,
@@ -48,11 +53,16 @@ fn finding_line(f: &Finding) -> String {
 pub fn run(args: VerifyArgs) -> Result<ExitCode> {
     let settings = Settings::load(&args.profile)?;
     let which = (!args.all)
-        .then(|| settings::which(args.snapshot.as_deref().unwrap_or("latest")))
+        .then(|| {
+            settings::which(
+                args.snapshot.as_deref().unwrap_or("latest"),
+                args.as_of.as_deref(),
+            )
+        })
         .transpose()?;
     let (mut session, set) = settings.connect(args.dest.as_deref(), &args.connect)?;
     let chosen = match which {
-        Some(w) => Some(restore::find_snapshot(&mut session, &set, w)?.name),
+        Some(w) => Some(restore::find_snapshot(&mut session, &set, &w)?.name),
         None => None,
     };
     let summary = requests::verify(&mut session, &set, chosen, |f| {
