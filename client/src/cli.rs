@@ -7,7 +7,8 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand};
 
 use crate::commands::{
-    backup, diff, init, ls, prune, remote, restore, schedule, snapshots, status, verify, versions,
+    backup, completions, diff, init, ls, prune, remote, restore, schedule, snapshots, status,
+    verify, versions,
 };
 
 /// How `offsnap` ends, for every command's help.
@@ -79,6 +80,14 @@ pub enum Command {
     /// Copy a snapshot, or paths inside it, out to a directory.
     #[command(after_help = EXIT_CODES)]
     Restore(restore::RestoreArgs),
+    /// Print a shell completion script.
+    ///
+    /// bash: `offsnap completions bash > ~/.local/share/bash-completion/completions/offsnap`;
+    /// zsh: into a directory of your `$fpath` as `_offsnap`;
+    /// fish: `offsnap completions fish > ~/.config/fish/completions/offsnap.fish`.
+    Completions(completions::CompletionsArgs),
+    /// Print offsnap's manual page (roff): `offsnap man | man -l -`.
+    Man,
 }
 
 /// Which profile of which config file, and which backup set: every command
