@@ -51,6 +51,8 @@ pub struct Profile {
     pub port: Option<u16>,
     /// Helper command on the backup host.
     pub remote_cmd: Option<String>,
+    /// An external SSH client to reach the host with (`--ssh`).
+    pub ssh: Option<String>,
     /// What to keep (the `keep_*` rules; durations as text).
     pub retention: Option<PolicyArgs>,
 }

@@ -56,6 +56,14 @@ struct Common {
     /// StrictHostKeyChecking=accept-new); a changed key is always refused
     #[arg(long)]
     accept_new_host_key: bool,
+    /// Reach the backup host through these jump hosts, as ssh -J does
+    /// ([user@]host[:port], comma-separated; `none` ignores ProxyJump)
+    #[arg(short = 'J', long = "jump", value_name = "JUMPS")]
+    jump: Option<String>,
+    /// Use this SSH client instead of the built-in one, e.g. `ssh` or
+    /// `ssh -o ControlMaster=auto` [env: OFFSNAP_RSH; default: built-in]
+    #[arg(long, value_name = "CMD")]
+    ssh: Option<String>,
 }
 
 #[derive(Subcommand)]
@@ -369,7 +377,25 @@ fn connect_opts(common: &Common) -> Result<ConnectOptions> {
             .or(profile.identity.as_deref().map(offsnap::config::expand)),
         accept_new_host_key: common.accept_new_host_key,
         bwlimit: common.bwlimit,
+        jump: common.jump.clone(),
+        ssh: ssh_client(common.ssh.as_deref(), profile.ssh.as_deref())?,
     })
+}
+
+/// The external SSH client: `--ssh`, then `OFFSNAP_RSH`, then the
+/// profile's `ssh`; empty (or none) means the built-in client.
+fn ssh_client(flag: Option<&str>, profile: Option<&str>) -> Result<Option<Vec<String>>> {
+    let env = std::env::var("OFFSNAP_RSH").ok();
+    let Some((cmd, from)) = flag
+        .map(|c| (c.to_string(), "--ssh"))
+        .or(env.map(|c| (c, "OFFSNAP_RSH")))
+        .or(profile.map(|c| (c.to_string(), "the profile's ssh")))
+    else {
+        return Ok(None);
+    };
+    let words =
+        shell_words::split(&cmd).map_err(|e| Error::Usage(format!("{from} {cmd:?}: {e}")))?;
+    Ok(if words.is_empty() { None } else { Some(words) })
 }
 
 fn run(cli: Cli) -> Result<ExitCode> {
