@@ -174,6 +174,7 @@ exclude = ["*.tmp", "**/node_modules", ".cache/"]
 # identity = "~/.ssh/id_ed25519"
 # port = 22
 # remote_cmd = "offsnap-remote"
+# ssh = "ssh"              # the system's ssh instead of the built-in client
 
 [profiles.{profile}.retention]
 # Keep every snapshot of the last 30 days...
