@@ -126,6 +126,14 @@ pub struct ConnectArgs {
     /// StrictHostKeyChecking=accept-new); a changed key is always refused
     #[arg(long)]
     pub accept_new_host_key: bool,
+    /// Reach the backup host through these jump hosts, as ssh -J does
+    /// ([user@]host[:port], comma-separated; `none` ignores ProxyJump)
+    #[arg(short = 'J', long = "jump", value_name = "JUMPS")]
+    pub jump: Option<String>,
+    /// Use this SSH client instead of the built-in one, e.g. `ssh` or
+    /// `ssh -o ControlMaster=auto` [env: OFFSNAP_RSH; default: built-in]
+    #[arg(long, value_name = "CMD")]
+    pub ssh: Option<String>,
 }
 
 #[cfg(test)]

@@ -51,6 +51,8 @@ pub struct Profile {
     pub port: Option<u16>,
     /// Helper command on the backup host.
     pub remote_cmd: Option<String>,
+    /// An external SSH client to reach the host with (`--ssh`).
+    pub ssh: Option<String>,
     /// What to keep (the `keep_*` rules; durations as text).
     pub retention: Option<PolicyArgs>,
 }
@@ -172,6 +174,7 @@ exclude = ["*.tmp", "**/node_modules", ".cache/"]
 # identity = "~/.ssh/id_ed25519"
 # port = 22
 # remote_cmd = "offsnap-remote"
+# ssh = "ssh"              # the system's ssh instead of the built-in client
 
 [profiles.{profile}.retention]
 # Keep every snapshot of the last 30 days...

@@ -4,9 +4,11 @@ use std::ffi::OsStr;
 use std::path::PathBuf;
 
 use crate::error::{Error, Result};
+use crate::remote_cmd::RemoteCommand;
 use crate::session::Session;
-use crate::ssh::config;
+use crate::ssh::external::{ExternalSsh, ExternalTarget};
 use crate::ssh::hostkeys::HostKeyPolicy;
+use crate::ssh::resolve::{self, Resolver, Wanted};
 use crate::ssh::{SshTarget, SshTransport};
 use crate::transport::{ChildTransport, InProcess, Transport};
 
@@ -43,6 +45,12 @@ impl Dest {
         if let Some(rest) = s.strip_prefix("ssh://") {
             return parse_url(s, rest).map(Dest::Ssh);
         }
+        if looks_like_bare_ipv6(s) {
+            return Err(Error::Usage(format!(
+                "{s:?}: an IPv6 address goes in brackets, as with scp: [::1]:PATH, \
+                 user@[::1]:PATH or ssh://user@[::1]:22/PATH"
+            )));
+        }
         if let Some(colon) = host_colon(s) {
             let (authority, path) = (&s[..colon], &s[colon + 1..]);
             let (user, host) = split_user(authority);
@@ -77,6 +85,21 @@ fn host_colon(s: &str) -> Option<usize> {
         _ if colon == 0 => None,
         _ => Some(colon),
     }
+}
+
+/// Whether `s` starts with an IPv6 address outside brackets (`::1:/x`,
+/// `alice@fe80::1:x`): its colons would be read as the `host:path` one.
+fn looks_like_bare_ipv6(s: &str) -> bool {
+    let head = s.split('/').next().unwrap_or(s);
+    let head = head.rsplit_once('@').map_or(head, |(_, h)| h);
+    if head.starts_with('[') {
+        return false;
+    }
+    let first = head.split(':').next().unwrap_or("");
+    head.contains("::")
+        || (head.matches(':').count() >= 2
+            && (1..=4).contains(&first.len())
+            && first.chars().all(|c| c.is_ascii_hexdigit()))
 }
 
 fn split_user(authority: &str) -> (Option<String>, &str) {
@@ -150,77 +173,83 @@ pub struct ConnectOptions {
     pub accept_new_host_key: bool,
     /// Send at most this many bytes per second (`--bwlimit`).
     pub bwlimit: Option<u64>,
+    /// Jump hosts (`-J a,b`; `none`), over the config's ProxyJump.
+    pub jump: Option<String>,
+    /// An external SSH client (`--ssh`, `OFFSNAP_RSH`), split into words;
+    /// `None` for the built-in one.
+    pub ssh: Option<Vec<String>>,
 }
 
 /// The helper command run on SSH hosts unless `--remote-cmd` says otherwise.
-pub const DEFAULT_REMOTE_CMD: &str = "offsnap-remote";
+pub const DEFAULT_REMOTE_CMD: &str = crate::remote_cmd::DEFAULT_HELPER;
 
 /// Resolves an SSH destination with `~/.ssh/config` and the options.
 pub fn ssh_target(d: &SshDest, opts: &ConnectOptions) -> Result<SshTarget> {
-    let home = std::env::var_os("HOME")
-        .map(PathBuf::from)
-        .ok_or_else(|| Error::Usage("HOME is not set".into()))?;
-    let ssh_dir = home.join(".ssh");
-    let cfg = config::lookup(&ssh_dir.join("config"), &d.host, &home)?;
-    let host_name = cfg.host_name.clone().unwrap_or_else(|| d.host.clone());
-    let user = match d.user.clone().or(cfg.user.clone()) {
-        Some(u) => u,
-        None => std::env::var("USER")
-            .or_else(|_| std::env::var("LOGNAME"))
-            .map_err(|_| Error::Usage(format!("name the user: USER@{}:PATH", d.host)))?,
-    };
-    let mut identity_files: Vec<PathBuf> = opts.identity.iter().cloned().collect();
-    identity_files.extend(cfg.identity_files.iter().cloned());
-    for name in ["id_ed25519", "id_ecdsa", "id_rsa"] {
-        identity_files.push(ssh_dir.join(name));
-    }
-    let mut seen = std::collections::HashSet::new();
-    identity_files.retain(|p| seen.insert(p.clone()));
-    Ok(SshTarget {
-        alias: d.host.clone(),
-        known_hosts_name: cfg
-            .host_key_alias
-            .clone()
-            .unwrap_or_else(|| host_name.clone()),
-        host_name,
-        port: opts.port.or(d.port).or(cfg.port).unwrap_or(22),
-        user,
-        known_hosts: cfg
-            .known_hosts
-            .clone()
-            .unwrap_or_else(|| ssh_dir.join("known_hosts")),
+    let resolver = Resolver {
+        home: resolve::home()?,
+        identity: opts.identity.clone(),
         policy: if opts.accept_new_host_key {
             HostKeyPolicy::AcceptNew
         } else {
             HostKeyPolicy::Strict
         },
-        identity_files,
         keepalive: std::time::Duration::from_secs(15),
-    })
+    };
+    let jump = match &opts.jump {
+        Some(j) => Some(resolve::parse_chain(j)?),
+        None => None,
+    };
+    Ok(resolver.resolve(&Wanted {
+        host: d.host.clone(),
+        user: d.user.clone(),
+        port: opts.port.or(d.port),
+        jump,
+    })?)
+}
+
+/// The host as the user named it, for messages: `[user@]host`.
+fn named(d: &SshDest) -> String {
+    let host = if d.host.contains(':') {
+        format!("[{}]", d.host)
+    } else {
+        d.host.clone()
+    };
+    match &d.user {
+        Some(u) => format!("{u}@{host}"),
+        None => host,
+    }
 }
 
 /// The command line that starts the helper on an SSH host.
-pub fn remote_command(d: &SshDest, opts: &ConnectOptions) -> String {
-    // By default the helper is looked for in ~/.local/bin (where
-    // `offsnap remote install` puts it) and then on the PATH.
-    let (prefix, cmd) = match &opts.remote_cmd {
-        Some(words) => ("", shell_words::join(words)),
-        None => (
-            "PATH=\"$HOME/.local/bin:$PATH\" ",
-            DEFAULT_REMOTE_CMD.to_string(),
-        ),
-    };
-    // `~` and `~/x` mean the login's home, where the command starts, as a
-    // shell would expand them for scp and rsync.
-    let path = match d.path.as_str() {
-        "~" => ".",
-        p => p.strip_prefix("~/").unwrap_or(p),
-    };
-    let path = if path.is_empty() { "." } else { path };
-    format!(
-        "{prefix}exec {cmd} serve --root {}",
-        shell_words::quote(path)
-    )
+pub fn remote_command(d: &SshDest, opts: &ConnectOptions) -> RemoteCommand {
+    RemoteCommand::helper(opts.remote_cmd.as_deref(), &d.path, &named(d))
+}
+
+/// Runs `command` on the SSH host of `d`, with the built-in client or
+/// the external one (`--ssh`).
+pub fn start_remote(
+    d: &SshDest,
+    opts: &ConnectOptions,
+    command: &RemoteCommand,
+) -> Result<Box<dyn Transport>> {
+    match &opts.ssh {
+        Some(ssh) => Ok(Box::new(ExternalSsh::start(
+            ssh,
+            &ExternalTarget {
+                host: d.host.clone(),
+                user: d.user.clone(),
+                port: opts.port.or(d.port),
+                identity: opts.identity.clone(),
+                jump: opts.jump.clone(),
+                accept_new_host_key: opts.accept_new_host_key,
+            },
+            command,
+        )?)),
+        None => Ok(Box::new(SshTransport::start(
+            &ssh_target(d, opts)?,
+            command,
+        )?)),
+    }
 }
 
 /// Starts a helper for `dest` and opens a session with it. A local
@@ -244,10 +273,7 @@ pub fn connect(dest: &Dest, opts: &ConnectOptions) -> Result<Session> {
                 &[OsStr::new("serve"), OsStr::new("--root"), root.as_os_str()],
             )?)
         }
-        (Dest::Ssh(d), _) => {
-            let target = ssh_target(d, opts)?;
-            Box::new(SshTransport::start(&target, &remote_command(d, opts))?)
-        }
+        (Dest::Ssh(d), _) => start_remote(d, opts, &remote_command(d, opts))?,
     };
     let transport: Box<dyn Transport> = match opts.bwlimit {
         Some(rate) => Box::new(crate::transport::Limited {
@@ -305,16 +331,22 @@ mod tests {
         assert!(Dest::parse("ssh://h:0/x").is_err());
         assert!(Dest::parse("ssh://h:x/x").is_err());
         assert!(Dest::parse("-oProxyCommand=x:y").is_err());
+        for v6 in [
+            "::1:/x",
+            "alice@::1:/x",
+            "fe80::1:b",
+            "2001:db8:0:0:0:0:0:1:/b",
+        ] {
+            let e = Dest::parse(v6)
+                .err()
+                .map(|e| e.to_string())
+                .unwrap_or_default();
+            assert!(
+                e.contains("in brackets") && e.contains("[::1]:PATH"),
+                "{v6}: {e}"
+            );
+        }
+        assert_eq!(ssh("nas:backups:2").path, "backups:2");
         assert!(Dest::parse("").is_err());
-    }
-
-    #[test]
-    fn home_relative_paths_start_from_the_login() {
-        let opts = ConnectOptions::default();
-        let cmd = |s: &str| remote_command(&ssh(s), &opts);
-        let p = "PATH=\"$HOME/.local/bin:$PATH\" exec offsnap-remote serve --root ";
-        assert_eq!(cmd("h:~/backups"), format!("{p}backups"));
-        assert_eq!(cmd("h:~"), format!("{p}."));
-        assert_eq!(cmd("h:/srv/my backups"), format!("{p}'/srv/my backups'"));
     }
 }

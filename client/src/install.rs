@@ -4,18 +4,16 @@
 
 use std::io::{Read, Write};
 
-use crate::dest::{ConnectOptions, SshDest, ssh_target};
+use crate::dest::{ConnectOptions, SshDest, start_remote};
 use crate::error::{Error, Result};
-use crate::ssh::SshTransport;
-use crate::transport::Transport;
+use crate::remote_cmd::RemoteCommand;
 
 /// Where the helper goes, relative to the login's home.
-pub const INSTALL_DIR: &str = ".local/bin";
+pub const INSTALL_DIR: &str = crate::remote_cmd::INSTALL_DIR;
 
 /// Runs `command` on the host, feeding it `input`; returns its stdout.
 fn run(d: &SshDest, opts: &ConnectOptions, command: &str, input: Option<&[u8]>) -> Result<Vec<u8>> {
-    let target = ssh_target(d, opts)?;
-    let mut t = SshTransport::start(&target, command)?;
+    let mut t = start_remote(d, opts, &RemoteCommand::plain(command))?;
     let streams = t.streams()?;
     let mut to = streams.to;
     let mut from = streams.from;

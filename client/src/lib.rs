@@ -3,7 +3,9 @@
 //!
 //! - [`dest`]: destinations and connecting to their helper;
 //! - [`transport`]: the byte streams to a helper (child process, in-process);
-//! - [`ssh`]: the SSH transport (russh), host keys, login, `~/.ssh/config`;
+//! - [`ssh`]: the SSH transport (russh, or an external client), host keys,
+//!   login, `~/.ssh/config`, jump hosts;
+//! - [`remote_cmd`]: the helper's command line on SSH hosts;
 //! - [`session`]: the hello exchange and framed requests;
 //! - [`scan`]: walking the sources in walk order;
 //! - [`backup`]: a backup run, pipelined;
@@ -31,6 +33,7 @@ pub mod install;
 pub mod manifests;
 pub mod output;
 pub mod progress;
+pub mod remote_cmd;
 pub mod requests;
 pub mod restore;
 pub mod runlog;

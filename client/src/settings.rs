@@ -98,6 +98,8 @@ impl Settings {
                 .map(config::expand)),
             accept_new_host_key: args.accept_new_host_key,
             bwlimit: args.bwlimit,
+            jump: args.jump.clone(),
+            ssh: ssh_client(args.ssh.as_deref(), self.profile.ssh.as_deref())?,
         })
     }
 
@@ -138,6 +140,22 @@ impl Settings {
             .map(|c| std::path::absolute(c).map_err(|e| Error::io(c, e)))
             .transpose()
     }
+}
+
+/// The external SSH client: `--ssh`, then `OFFSNAP_RSH`, then the
+/// profile's `ssh`; empty (or none) means the built-in client.
+fn ssh_client(flag: Option<&str>, profile: Option<&str>) -> Result<Option<Vec<String>>> {
+    let env = std::env::var("OFFSNAP_RSH").ok();
+    let Some((cmd, from)) = flag
+        .map(|c| (c.to_string(), "--ssh"))
+        .or(env.map(|c| (c, "OFFSNAP_RSH")))
+        .or(profile.map(|c| (c.to_string(), "the profile's ssh")))
+    else {
+        return Ok(None);
+    };
+    let words =
+        shell_words::split(&cmd).map_err(|e| Error::Usage(format!("{from} {cmd:?}: {e}")))?;
+    Ok(if words.is_empty() { None } else { Some(words) })
 }
 
 /// A set name from a hostname: characters a set name cannot hold become

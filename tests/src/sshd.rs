@@ -1,6 +1,9 @@
-//! A throwaway OpenSSH server on 127.0.0.1 for the SSH suites: a free
-//! port, fresh host and client keys, only the test's keys authorized, logs
-//! in the server's own temporary directory.
+//! A throwaway OpenSSH server on 127.0.0.1 (or another loopback address)
+//! for the SSH suites: a free port, fresh host and client keys, only the
+//! test's keys authorized, logs in the server's own temporary directory.
+//! As root, a server can also be given names only it resolves (an
+//! `/etc/hosts` of its own, bind-mounted in a mount namespace), to stand
+//! for a bastion that knows the names of the hosts behind it.
 //!
 //! When `sshd` or `ssh-keygen` is missing, [`Sshd::start`] returns `None`
 //! and says so, so the suite passes on a machine with only Rust; with
@@ -19,6 +22,8 @@ pub struct Sshd {
     pub dir: tempfile::TempDir,
     /// The port it listens on.
     pub port: u16,
+    /// The address it listens on.
+    pub addr: String,
     /// The user tests log in as (the current one).
     pub user: String,
     /// A client private key that the server accepts (ed25519, no passphrase).
@@ -28,7 +33,20 @@ pub struct Sshd {
     child: Child,
 }
 
-fn find(program: &str) -> Option<PathBuf> {
+/// How to start a server.
+#[derive(Debug, Clone, Default)]
+pub struct SshdOptions {
+    /// `sshd_config` lines put first (the first value of an option wins).
+    pub extra: String,
+    /// The loopback address to listen on [default: 127.0.0.1].
+    pub addr: Option<String>,
+    /// `/etc/hosts` lines that only this server (and its sessions) sees;
+    /// needs root and `unshare`.
+    pub hosts: Option<String>,
+}
+
+/// `program` found on the PATH or in the sbin directories.
+pub fn find(program: &str) -> Option<PathBuf> {
     let path = std::env::var_os("PATH").unwrap_or_default();
     std::env::split_paths(&path)
         .chain([PathBuf::from("/usr/sbin"), PathBuf::from("/sbin")])
@@ -59,6 +77,16 @@ impl Sshd {
     /// Like [`Sshd::start`], with extra `sshd_config` lines first (the
     /// first value of an option wins).
     pub fn start_with(extra: &str) -> Option<Sshd> {
+        Self::start_opts(&SshdOptions {
+            extra: extra.to_string(),
+            ..SshdOptions::default()
+        })
+    }
+
+    /// A server as `opts` says.
+    pub fn start_opts(opts: &SshdOptions) -> Option<Sshd> {
+        let extra = opts.extra.as_str();
+        let addr = opts.addr.clone().unwrap_or_else(|| "127.0.0.1".into());
         let required = std::env::var_os("OFFSNAP_REQUIRE_SSHD").is_some_and(|v| v == "1");
         let (Some(sshd), Some(_)) = (find("sshd"), find("ssh-keygen")) else {
             assert!(
@@ -104,14 +132,14 @@ impl Sshd {
             .unwrap_or(false);
         let use_pam = if root && locked { "yes" } else { "no" };
         for _ in 0..5 {
-            let port = TcpListener::bind("127.0.0.1:0")
+            let port = TcpListener::bind((addr.as_str(), 0))
                 .and_then(|l| l.local_addr())
                 .expect("free port")
                 .port();
             fs::write(
                 d.join("sshd_config"),
                 format!(
-                    "{extra}Port {port}\nListenAddress 127.0.0.1\nHostKey {dir}/host_key\n\
+                    "{extra}Port {port}\nListenAddress {addr}\nHostKey {dir}/host_key\n\
                      AuthorizedKeysFile {dir}/authorized_keys\nPubkeyAuthentication yes\n\
                      PasswordAuthentication no\nKbdInteractiveAuthentication no\n\
                      PermitRootLogin prohibit-password\nAllowUsers {user}\nUsePAM {use_pam}\n\
@@ -122,7 +150,20 @@ impl Sshd {
                 ),
             )
             .expect("sshd_config");
-            let mut child = Command::new(&sshd)
+            let mut command = match &opts.hosts {
+                None => Command::new(&sshd),
+                Some(lines) => {
+                    let system = fs::read_to_string("/etc/hosts").unwrap_or_default();
+                    fs::write(d.join("hosts"), format!("{system}\n{lines}\n")).expect("hosts");
+                    let mut c = Command::new("unshare");
+                    c.args(["--mount", "--propagation", "private", "--", "/bin/sh", "-c"])
+                        .arg("mount --bind \"$0\" /etc/hosts && exec \"$@\"")
+                        .arg(d.join("hosts"))
+                        .arg(&sshd);
+                    c
+                }
+            };
+            let mut child = command
                 .arg("-D")
                 .arg("-f")
                 .arg(d.join("sshd_config"))
@@ -139,7 +180,7 @@ impl Sshd {
                 if let Ok(Some(_)) = child.try_wait() {
                     break;
                 }
-                if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                if std::net::TcpStream::connect((addr.as_str(), port)).is_ok() {
                     up = true;
                     break;
                 }
@@ -152,6 +193,7 @@ impl Sshd {
                     .to_string();
                 return Some(Sshd {
                     port,
+                    addr,
                     user,
                     client_key: d.join("client_key"),
                     host_key_pub,
@@ -168,7 +210,17 @@ impl Sshd {
 
     /// The `known_hosts` line for this server.
     pub fn known_hosts_line(&self) -> String {
-        format!("[127.0.0.1]:{} {}", self.port, self.host_key_pub)
+        self.known_hosts_line_for(&self.addr)
+    }
+
+    /// The `known_hosts` line for this server under the name `name`.
+    pub fn known_hosts_line_for(&self, name: &str) -> String {
+        format!("[{name}]:{} {}", self.port, self.host_key_pub)
+    }
+
+    /// How many logins the log shows so far.
+    pub fn logins(&self) -> usize {
+        self.log().matches("Accepted publickey for").count()
     }
 
     /// Replaces `authorized_keys` with these lines.

@@ -1,6 +1,7 @@
 //! offsnap over SSH against a real OpenSSH server on 127.0.0.1 with
 //! throwaway keys: backups and restores, strict host keys, login failures,
-//! a confined key, a server killed mid-run, `~/.ssh/config` aliases.
+//! a confined key, a server killed mid-run, `~/.ssh/config` aliases,
+//! three passphrase tries on a terminal (tmux).
 //!
 //! Skipped (with a message) where OpenSSH's sshd is not installed;
 //! `OFFSNAP_REQUIRE_SSHD=1` (CI) makes that a failure.
@@ -554,4 +555,109 @@ fn remote_install_puts_a_working_helper_on_the_host() {
         fs::read(dest.join("t").join(&snap).join("src/f")).unwrap(),
         b"found it"
     );
+}
+
+/// The screen of a tmux session on server `sock`.
+fn screen(sock: &str, session: &str) -> String {
+    let pane = Command::new("tmux")
+        .args(["-L", sock, "capture-pane", "-p", "-t", session])
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&pane.stdout).into_owned()
+}
+
+/// Waits until the screen shows `text` `times` times.
+fn wait_for(sock: &str, session: &str, text: &str, times: usize) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while screen(sock, session).matches(text).count() < times {
+        assert!(
+            Instant::now() < deadline,
+            "{text:?} x{times} never appeared:\n{}",
+            screen(sock, session)
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn a_passphrase_gets_three_tries_on_the_terminal() {
+    let Some(e) = Env::new() else { return };
+    if Command::new("tmux").arg("-V").output().is_err() {
+        assert!(
+            std::env::var_os("OFFSNAP_REQUIRE_SSHD").is_none_or(|v| v != "1"),
+            "OFFSNAP_REQUIRE_SSHD=1 but tmux is not installed"
+        );
+        eprintln!("SKIPPED: tmux is not installed; passphrase prompts were not checked");
+        return;
+    }
+    e.trust_host();
+    write_file(&e.s.src().join("f"), b"typed in", 0o644, (1_700_000_000, 0));
+    let locked = e.s.path("locked");
+    keygen(&locked, "correct horse", "locked");
+    e.sshd.authorize(&[
+        fs::read_to_string(locked.with_extension("pub")).unwrap(),
+        e.sshd.client_pub(),
+    ]);
+    let sock = format!("offsnap-pass-{}", std::process::id());
+    let run = |name: &str, answers: &[&str]| -> (i32, String) {
+        let status = e.s.path(&format!("{name}.status"));
+        let script = format!(
+            "env -u SSH_AUTH_SOCK HOME={home} {bin} backup --set t -p {port} -i {key} \
+             --remote-cmd '{cmd}' {src} {dest}; echo $? > {status}; sleep 30",
+            home = e.home.display(),
+            bin = offsnap_bin().display(),
+            port = e.sshd.port,
+            key = locked.display(),
+            cmd = Env::remote_cmd(&day(0, 0)),
+            src = e.s.src().display(),
+            dest = e.dest(&e.s.dest()),
+            status = status.display(),
+        );
+        let st = Command::new("tmux")
+            .args(["-L", &sock, "new-session", "-d", "-x", "200", "-y", "30"])
+            .args(["-s", name, &script])
+            .env_remove("TMUX")
+            .status()
+            .unwrap();
+        assert!(st.success());
+        for (i, answer) in answers.iter().enumerate() {
+            wait_for(&sock, name, "Enter passphrase for key", i + 1);
+            let st = Command::new("tmux")
+                .args(["-L", &sock, "send-keys", "-t", name, answer, "Enter"])
+                .status()
+                .unwrap();
+            assert!(st.success());
+        }
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while !status.exists() {
+            assert!(Instant::now() < deadline, "the run never ended");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        std::thread::sleep(Duration::from_millis(100));
+        let shown = screen(&sock, name);
+        let _ = Command::new("tmux")
+            .args(["-L", &sock, "kill-session", "-t", name])
+            .status();
+        let code = fs::read_to_string(&status).unwrap().trim().parse().unwrap();
+        (code, shown)
+    };
+    // Two wrong answers, then the right one: the backup is made.
+    let (code, shown) = run("right", &["wrong", "still wrong", "correct horse"]);
+    assert_eq!(code, 0, "{shown}");
+    assert_eq!(
+        shown.matches("wrong passphrase, try again").count(),
+        2,
+        "{shown}"
+    );
+    assert_eq!(dated_snapshots(&e.s.dest().join("t")).len(), 1);
+    // Three wrong answers: refused, saying so.
+    let (code, shown) = run("wrong", &["a", "b", "c"]);
+    assert_eq!(code, 1, "{shown}");
+    assert!(shown.contains("wrong passphrase for key"), "{shown}");
+    let _ = Command::new("tmux")
+        .args(["-L", &sock, "kill-server"])
+        .stderr(Stdio::null())
+        .status();
+    let restored = e.restore(&e.s.dest(), "latest");
+    assert_same_tree(&e.s.src(), &restored.join("src"));
 }

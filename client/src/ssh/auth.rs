@@ -1,7 +1,8 @@
 //! Logging in: keys from ssh-agent first (`SSH_AUTH_SOCK`), then key files
 //! in order (`-i`, the config's IdentityFile, `~/.ssh/id_ed25519`,
 //! `id_ecdsa`, `id_rsa`). An encrypted key asks for its passphrase on the
-//! terminal; without a terminal it is a clear error.
+//! terminal (three tries; an empty answer skips the key); without a
+//! terminal it is a clear error.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -94,19 +95,36 @@ fn load_key(path: &Path) -> Result<Option<PrivateKey>, SshError> {
         }
         Err(_) => {}
     }
+    // Three tries, as OpenSSH allows; an empty answer skips the key.
     let prompt = format!("Enter passphrase for key '{}': ", path.display());
-    let passphrase = rpassword::prompt_password(prompt).map_err(|_| {
-        SshError::Auth(format!(
-            "key {} is encrypted and there is no terminal to ask for its passphrase; \
-             add it to ssh-agent (ssh-add {}) or use a key without a passphrase",
-            path.display(),
-            path.display()
-        ))
-    })?;
-    load_secret_key(path, Some(&passphrase))
-        .map(Some)
-        .map_err(|_| SshError::Auth(format!("wrong passphrase for key {}", path.display())))
+    for attempt in 1..=PASSPHRASE_TRIES {
+        let passphrase = rpassword::prompt_password(&prompt).map_err(|_| {
+            SshError::Auth(format!(
+                "key {} is encrypted and there is no terminal to ask for its passphrase; \
+                 add it to ssh-agent (ssh-add {}) or use a key without a passphrase",
+                path.display(),
+                path.display()
+            ))
+        })?;
+        if passphrase.is_empty() {
+            return Ok(None);
+        }
+        match load_secret_key(path, Some(&passphrase)) {
+            Ok(k) => return Ok(Some(k)),
+            Err(_) if attempt < PASSPHRASE_TRIES => {
+                eprintln!("offsnap: wrong passphrase, try again");
+            }
+            Err(_) => {}
+        }
+    }
+    Err(SshError::Auth(format!(
+        "wrong passphrase for key {} ({PASSPHRASE_TRIES} tries)",
+        path.display()
+    )))
 }
+
+/// How many times a key's passphrase is asked for.
+const PASSPHRASE_TRIES: usize = 3;
 
 /// Whether a load error means "encrypted": the error for a missing
 /// passphrase differs between key formats.

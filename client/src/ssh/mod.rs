@@ -1,6 +1,9 @@
 //! The SSH transport: connect with russh, check the host key, log in, and
 //! run the helper on the backup host with its stdin/stdout as the two
-//! byte streams.
+//! byte streams. The connection goes straight to the host, through jump
+//! hosts (each checked and logged in to on its own, the next one reached
+//! over a `direct-tcpip` channel of the one before), or over a
+//! ProxyCommand's stdin/stdout (see [`route`]).
 //!
 //! russh is asynchronous; everything above the transport is plain threads.
 //! The transport owns a small tokio runtime. One task forwards the helper's
@@ -12,12 +15,14 @@
 
 pub mod auth;
 pub mod config;
+pub mod external;
 pub mod hostkeys;
+pub mod resolve;
+pub mod route;
 
 use std::borrow::Cow;
 use std::io::{self, Read, Write};
 use std::path::PathBuf;
-use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
@@ -27,6 +32,7 @@ use russh::{ChannelMsg, Preferred, cipher};
 use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::error::Error;
+use crate::remote_cmd::RemoteCommand;
 use crate::transport::{Streams, Transport};
 use hostkeys::{HostKeyPolicy, HostKeyVerifier};
 
@@ -77,6 +83,20 @@ pub struct SshTarget {
     pub identity_files: Vec<PathBuf>,
     /// Keepalive interval.
     pub keepalive: Duration,
+    /// How the host is reached.
+    pub via: Via,
+}
+
+/// How a host is reached.
+#[derive(Debug, Clone)]
+pub enum Via {
+    /// A TCP connection to `host_name:port`.
+    Direct,
+    /// A `direct-tcpip` channel from this jump host (itself reached as
+    /// its own `via` says).
+    Jump(Box<SshTarget>),
+    /// SSH over the stdin/stdout of this shell command (tokens expanded).
+    Command(String),
 }
 
 /// AES-GCM first (hardware AES makes it the fastest), then
@@ -155,29 +175,33 @@ pub struct SshTransport {
     streams: Option<Streams>,
     exit: Option<oneshot::Receiver<Exit>>,
     alias: String,
-    command: String,
-    // Dropped before the runtime (field order).
+    command: RemoteCommand,
+    // Dropped before the runtime (field order); the jump hosts' sessions
+    // and a ProxyCommand after the target's.
     handle: Option<Handle<Handler>>,
+    route: route::Route,
     rt: tokio::runtime::Runtime,
 }
 
 impl SshTransport {
-    /// Connects, checks the host key, logs in and starts `command`.
-    pub fn start(target: &SshTarget, command: &str) -> Result<SshTransport, Error> {
+    /// Connects (through the target's jump hosts or ProxyCommand), checks
+    /// the host key, logs in and starts `command`.
+    pub fn start(target: &SshTarget, command: &RemoteCommand) -> Result<SshTransport, Error> {
         let rt = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .thread_name("offsnap-ssh")
             .enable_all()
             .build()
             .map_err(|e| Error::Transport(format!("cannot start the SSH runtime: {e}")))?;
-        let handle = rt.block_on(connect(target))?;
-        let (streams, exit) = rt.block_on(exec(&handle, command))?;
+        let (handle, route) = rt.block_on(route::connect(target))?;
+        let (streams, exit) = rt.block_on(exec(&handle, &command.line))?;
         Ok(SshTransport {
             streams: Some(streams),
             exit: Some(exit),
             alias: target.alias.clone(),
-            command: command.to_string(),
+            command: command.clone(),
             handle: Some(handle),
+            route,
             rt,
         })
     }
@@ -188,39 +212,6 @@ impl SshTransport {
             None => Exit::Lost,
         }
     }
-}
-
-async fn connect(target: &SshTarget) -> Result<Handle<Handler>, Error> {
-    let verifier = HostKeyVerifier {
-        host: target.known_hosts_name.clone(),
-        port: target.port,
-        known_hosts: target.known_hosts.clone(),
-        policy: target.policy,
-    };
-    let config = Arc::new(client_config(target, &verifier));
-    let connecting = client::connect(
-        config,
-        (target.host_name.as_str(), target.port),
-        Handler { verifier },
-    );
-    let mut handle = match tokio::time::timeout(Duration::from_secs(30), connecting).await {
-        Ok(Ok(h)) => h,
-        Ok(Err(SshError::Protocol(russh::Error::IO(e)))) => {
-            return Err(Error::Transport(format!(
-                "cannot connect to {}:{}: {e}",
-                target.host_name, target.port
-            )));
-        }
-        Ok(Err(e)) => return Err(e.into()),
-        Err(_) => {
-            return Err(Error::Transport(format!(
-                "connecting to {}:{} timed out",
-                target.host_name, target.port
-            )));
-        }
-    };
-    auth::authenticate(&mut handle, target).await?;
-    Ok(handle)
 }
 
 const STDOUT_QUEUE: usize = 64;
@@ -345,18 +336,10 @@ impl Transport for SshTransport {
                 .rt
                 .block_on(h.disconnect(russh::Disconnect::ByApplication, "", "en"));
         }
+        self.rt.block_on(self.route.close());
         match status {
             Exit::Code(0) => Ok(()),
-            Exit::Code(127) => Err(Error::Transport(format!(
-                "the helper {:?} was not found on {}: install offsnap-remote on the \
-                 PATH of that login there (cargo install offsnap-remote), or give its \
-                 full path with --remote-cmd",
-                self.command
-                    .split_whitespace()
-                    .nth(1)
-                    .unwrap_or(&self.command),
-                self.alias
-            ))),
+            Exit::Code(127) => Err(Error::Transport(self.command.missing(&self.alias))),
             Exit::Code(n) => Err(Error::Transport(format!(
                 "the helper on {} failed (exit status {n})",
                 self.alias
@@ -383,6 +366,7 @@ impl Transport for SshTransport {
                 .await
             });
         }
+        self.rt.block_on(self.route.close());
     }
 }
 
