@@ -10,7 +10,8 @@
 //! - [`hashing`]: BLAKE3 on a second core;
 //! - [`restore`]: writing a snapshot back out;
 //! - [`list`]: listing snapshots;
-//! - [`manifests`]: fetching manifests.
+//! - [`manifests`]: fetching manifests;
+//! - [`peer_text`]: the helper's text, escaped for the terminal.
 
 pub mod backup;
 pub mod config;
@@ -21,6 +22,7 @@ pub mod inspect;
 pub mod install;
 pub mod list;
 pub mod manifests;
+pub mod peer_text;
 pub mod progress;
 pub mod restore;
 pub mod runlog;

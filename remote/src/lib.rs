@@ -8,6 +8,7 @@
 //!   used by the client to restore);
 //! - [`cursor`]: walking open directory handles along a path;
 //! - [`fsx`]: `*at` file operations that never follow symlinks;
+//! - [`remove`]: deleting trees of any depth;
 //! - [`journal`], [`resume`]: reusing what an interrupted run left.
 
 pub mod backup;
@@ -15,7 +16,11 @@ pub mod cursor;
 pub mod error;
 pub mod fsx;
 pub mod journal;
+pub mod limits;
+pub mod links;
+pub mod naming;
 pub mod prune;
+pub mod remove;
 pub mod resume;
 pub mod retention;
 pub mod serve;
