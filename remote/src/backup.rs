@@ -411,6 +411,17 @@ impl BackupRun {
             return Err(protocol("file end outside a file"));
         };
         let path = sink.path().clone();
+        if budget.over {
+            // The delta went past what it may rebuild: have it sent whole.
+            self.tree.abort_file(sink);
+            let entry = Entry {
+                path,
+                kind: EntryKind::File { size, hash },
+                meta,
+                xattrs,
+            };
+            return self.await_whole(entry, size, hash);
+        }
         if sink.written() != size {
             let written = sink.written();
             self.tree.abort_file(sink);
@@ -425,7 +436,7 @@ impl BackupRun {
             )));
         }
         let got = sink.hash();
-        if (got != hash || budget.over) && base.is_some() {
+        if got != hash && base.is_some() {
             // What the delta rebuilt is not what the client read: record
             // the file as described and have it sent whole.
             self.tree.abort_file(sink);
