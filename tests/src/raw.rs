@@ -156,7 +156,11 @@ impl Live {
         }
         let _ = writer.join();
         let status = self.child.wait().unwrap();
-        let stderr = self.stderr.take().map(|h| h.join().unwrap()).unwrap_or_default();
+        let stderr = self
+            .stderr
+            .take()
+            .map(|h| h.join().unwrap())
+            .unwrap_or_default();
         Outcome {
             responses,
             status,
