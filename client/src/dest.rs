@@ -264,6 +264,7 @@ pub fn connect(dest: &Dest, opts: &ConnectOptions) -> Result<Session> {
                 access: offsnap_remote::Access::Full,
                 clock: offsnap_remote::Clock::from_env().map_err(Error::Usage)?,
                 refuse: None,
+                limits: Default::default(),
             })?)
         }
         (Dest::Local(root), Some(cmd)) => {

@@ -20,8 +20,9 @@ pub enum Error {
     /// The helper answered something the protocol does not allow here.
     #[error("unexpected answer from the helper: {0}")]
     Unexpected(String),
-    /// A local file operation failed.
-    #[error("{}: {error}", path.display())]
+    /// A local file operation failed (the path shown escaped: it may
+    /// hold a name from a manifest).
+    #[error("{}: {error}", offsnap_protocol::text::shown(path.as_os_str().as_encoded_bytes()))]
     Io {
         /// The file concerned.
         path: PathBuf,

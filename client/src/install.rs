@@ -80,5 +80,7 @@ pub fn install(d: &SshDest, opts: &ConnectOptions) -> Result<String> {
         &format!("\"$HOME/{INSTALL_DIR}/offsnap-remote\" --version"),
         None,
     )?;
-    Ok(String::from_utf8_lossy(&version).trim().to_string())
+    Ok(offsnap_protocol::text::shown(
+        String::from_utf8_lossy(&version).trim().as_bytes(),
+    ))
 }

@@ -10,6 +10,7 @@
 //! - [`scan`]: walking the sources in walk order;
 //! - [`backup`]: a backup run, pipelined;
 //! - [`hashing`]: BLAKE3 on a second core;
+//! - [`peer_text`]: the helper's text, escaped for the terminal;
 //! - [`restore`]: writing a snapshot back out;
 //! - [`select`]: choosing a snapshot (`latest~2`, a prefix, `--as-of 3d`);
 //! - [`requests`]: typed requests to the helper (list, prune, sizes, verify);
@@ -32,6 +33,7 @@ pub mod inspect;
 pub mod install;
 pub mod manifests;
 pub mod output;
+pub mod peer_text;
 pub mod progress;
 pub mod remote_cmd;
 pub mod requests;

@@ -46,7 +46,10 @@ pub fn long_line(e: &Entry, name_only: bool) -> String {
     let (t, extra) = match &e.kind {
         EntryKind::Dir => ('d', String::new()),
         EntryKind::File { .. } => ('-', String::new()),
-        EntryKind::Symlink { target } => ('l', format!(" -> {}", String::from_utf8_lossy(target))),
+        EntryKind::Symlink { target } => (
+            'l',
+            format!(" -> {}", offsnap_protocol::text::shown(target)),
+        ),
         EntryKind::HardLink { target } => ('-', format!(" => {target}")),
         EntryKind::Fifo => ('p', String::new()),
         EntryKind::Socket => ('s', String::new()),
@@ -58,7 +61,7 @@ pub fn long_line(e: &Entry, name_only: bool) -> String {
     let bits = ["---", "--x", "-w-", "-wx", "r--", "r-x", "rw-", "rwx"];
     let m = e.meta.mode;
     let name = if name_only {
-        String::from_utf8_lossy(e.path.file_name()).into_owned()
+        offsnap_protocol::text::shown(e.path.file_name())
     } else {
         e.path.to_string()
     };

@@ -334,9 +334,10 @@ fn write_tree(
                     restored.insert(e.path.clone());
                 }
             }
-            Err(problem) => report
-                .problems
-                .push(format!("{}: {problem}", local(&e.path).display())),
+            Err(problem) => report.problems.push(format!(
+                "{}: {problem}",
+                offsnap_protocol::text::shown(local(&e.path).as_os_str().as_encoded_bytes())
+            )),
         }
         report.problems.extend(tree.take_notes());
     }

@@ -19,9 +19,12 @@ pub struct Receiver {
 }
 
 impl Receiver {
-    /// The next response; a helper error becomes [`Error::Remote`].
+    /// The next response; a helper error becomes [`Error::Remote`]. Text
+    /// meant for the user (errors, warnings, findings, prune reasons)
+    /// arrives with its control characters escaped (see
+    /// [`offsnap_protocol::text`]).
     pub fn recv(&mut self) -> Result<Response> {
-        match self.inner.read::<Response>()? {
+        match crate::peer_text::clean(self.inner.read::<Response>()?) {
             Response::Error(e) => Err(Error::Remote(e)),
             r => Ok(r),
         }

@@ -307,29 +307,10 @@ pub fn read_dir(dir: BorrowedFd<'_>) -> io::Result<Vec<(Vec<u8>, rfs::FileType)>
 }
 
 /// Removes `name` inside `dir` and everything under it, without following
-/// symlinks, making read-only directories writable as it goes.
+/// symlinks, making read-only directories writable as it goes; any depth
+/// (see [`crate::remove`]).
 pub fn remove_tree(dir: BorrowedFd<'_>, name: &[u8]) -> io::Result<()> {
-    let Some(st) = lstat(dir, name)? else {
-        return Ok(());
-    };
-    if file_type(&st) != rfs::FileType::Directory {
-        return unlink(dir, name);
-    }
-    let sub = open_dir(dir, name)?;
-    // Owner's write and search bits are needed to empty it.
-    rfs::fchmod(&sub, Mode::from_raw_mode(0o700))?;
-    for (child, kind) in read_dir(sub.as_fd())? {
-        if kind == rfs::FileType::Directory || kind == rfs::FileType::Unknown {
-            remove_tree(sub.as_fd(), &child)?;
-        } else {
-            match unlink(sub.as_fd(), &child) {
-                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-                other => other?,
-            }
-        }
-    }
-    drop(sub);
-    Ok(rfs::unlinkat(dir, name, AtFlags::REMOVEDIR)?)
+    crate::remove::remove_tree(dir, name)
 }
 
 /// Flushes a file or directory to stable storage.

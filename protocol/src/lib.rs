@@ -9,7 +9,8 @@
 //! - [`manifest`]: the per-snapshot list of entries;
 //! - [`compare`]: differences between two manifests;
 //! - [`delta`]: the rsync delta format, and signature checks;
-//! - [`retention`]: retention policies and prune decisions.
+//! - [`retention`]: retention policies and prune decisions;
+//! - [`text`]: peer text made safe to print.
 
 pub mod compare;
 pub mod delta;
@@ -20,6 +21,7 @@ pub mod message;
 pub mod path;
 pub mod retention;
 pub mod snapshot;
+pub mod text;
 
 pub use entry::{Entry, EntryKind, Hash, Meta, Xattr};
 pub use frame::{FrameError, FrameReader, FrameWriter, MAX_FRAME};

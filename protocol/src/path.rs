@@ -128,8 +128,9 @@ pub fn walk_order(a: &[u8], b: &[u8]) -> Ordering {
     a.iter().map(key).cmp(b.iter().map(key))
 }
 
+/// A path as text for messages (controls escaped: see [`crate::text`]).
 fn show(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
+    crate::text::shown(bytes)
 }
 
 fn validate(bytes: &[u8]) -> Result<(), PathError> {
@@ -158,7 +159,7 @@ fn validate(bytes: &[u8]) -> Result<(), PathError> {
 
 impl fmt::Debug for RelPath {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        fmt::Debug::fmt(&show(&self.0), f)
+        fmt::Debug::fmt(&String::from_utf8_lossy(&self.0), f)
     }
 }
 

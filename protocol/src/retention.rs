@@ -268,13 +268,15 @@ fn median_gap(snaps: &[SnapshotName]) -> Seconds {
 /// snapshot longer than `gap` (the longest age window, and at least four
 /// times the usual interval): time a laptop spent away does not age its
 /// history, so the first backup after six weeks away prunes nothing the
-/// last backup before it kept.
+/// last backup before it kept. Names later than `now` count as `now`.
 fn ages(snaps: &[SnapshotName], now: Timestamp, gap: Option<Seconds>) -> Vec<Seconds> {
     let mut out = Vec::with_capacity(snaps.len());
     let mut newer = now.as_second();
     let mut age: Seconds = 0;
     for s in snaps {
-        let t = s.timestamp().as_second();
+        // A name ahead of the clock is no younger than now: names pushed
+        // into the future must not age what comes before them.
+        let t = s.timestamp().as_second().min(now.as_second());
         let step = (newer - t).max(0);
         if gap.is_none_or(|g| step <= g) {
             age += step;
@@ -322,6 +324,18 @@ mod tests {
 
     fn hourly(days: i64) -> Vec<SnapshotName> {
         (0..days * 24).map(|h| at(h * 3600)).collect()
+    }
+
+    #[test]
+    fn names_ahead_of_the_clock_do_not_age_older_snapshots() {
+        let p = Policy {
+            keep_within: Some(180),
+            ..Policy::default()
+        };
+        // An honest snapshot 10 s old, then 200 names pushed ahead.
+        let mut snaps = vec![at(-10)];
+        snaps.extend((0..200).map(at));
+        assert!(kept(&snaps, 0, &p).contains(&at(-10)));
     }
 
     #[test]

@@ -58,6 +58,8 @@ struct OpenFile {
     /// entry is already recorded), and its directory's mode and mtime (the
     /// directory was finished, and gets them back).
     repair: Option<(Hash, Meta)>,
+    /// What a delta may still rebuild.
+    budget: crate::limits::DeltaBudget,
 }
 
 /// A file whose delta rebuilt the wrong content: recorded, not yet stored.
@@ -96,6 +98,11 @@ pub struct BackupRun {
     /// and made when the file comes.
     deferred: Vec<(RelPath, RelPath)>,
     manifest: ManifestWriter<BufWriter<File>>,
+    /// Hard links recorded, to refuse links to links.
+    links: crate::links::HardLinks,
+    /// The host owner's limits, and the new data charged against them.
+    limits: crate::limits::Limits,
+    charged: u64,
     last: Option<RelPath>,
     file: Option<OpenFile>,
     stats: CommitStats,
@@ -104,7 +111,8 @@ pub struct BackupRun {
 impl BackupRun {
     /// Opens (or creates) the set, takes its lock, clears leftovers of
     /// interrupted runs and starts a snapshot named after `now` (or one
-    /// second after the newest snapshot, if the clock is behind it).
+    /// second after the newest snapshot, if the clock is behind it, within
+    /// the bound of [`crate::naming`]).
     pub fn start(
         root: &Root,
         set_name: &SetName,
@@ -116,17 +124,7 @@ impl BackupRun {
         set.clean_leftovers()?;
         let snapshots = set.snapshots()?;
         let base = snapshots.last().cloned();
-        let mut name = SnapshotName::from_timestamp(now);
-        if let Some(b) = &base
-            && name <= b.name
-        {
-            let bumped = b.name.next();
-            eprintln!(
-                "offsnap-remote: the clock ({name}) is not after the newest snapshot ({}); naming this one {bumped}",
-                b.name
-            );
-            name = bumped;
-        }
+        let name = crate::naming::name_after(set_name, now, base.as_ref().map(|b| b.name))?;
         let ctx = format!("set {set_name:?}: starting snapshot {name}");
         let incomplete = set.meta_dir("incomplete")?;
         let work = fsx::create_dir(incomplete.as_fd(), name.to_string().as_bytes()).ctx(&ctx)?;
@@ -187,11 +185,19 @@ impl BackupRun {
             awaited: HashMap::new(),
             deferred: Vec::new(),
             manifest,
+            links: Default::default(),
+            limits: Default::default(),
+            charged: 0,
             last: None,
             file: None,
             stats: CommitStats::default(),
         };
         Ok((run, name, base))
+    }
+
+    /// Applies the host owner's limits to what the run writes.
+    pub fn limit(&mut self, limits: crate::limits::Limits) {
+        self.limits = limits;
     }
 
     /// The snapshot's name.
@@ -343,7 +349,7 @@ impl BackupRun {
                     }
                     _ => return Err(protocol("no base snapshot")),
                 };
-                match self
+                let how = match self
                     .tree
                     .link_from(source, &from, &entry.path, size, &entry.meta)
                 {
@@ -358,7 +364,12 @@ impl BackupRun {
                     other => other.ctx(format!("snapshot {}", self.name))?,
                 };
                 self.stats.linked_by_hash += 1;
-                if stored == Stored::Resumed {
+                if how == Linked::Copied {
+                    self.limits.charge(&entry.path, size, &mut self.charged)?;
+                }
+                // A copy (its source at the link limit, or of other
+                // metadata) is what later links of this content use.
+                if stored == Stored::Resumed || how == Linked::Copied {
                     self.by_hash
                         .insert(hash, (entry.path.clone(), Stored::Here));
                     self.journal
@@ -393,12 +404,24 @@ impl BackupRun {
             size,
             base,
             repair,
+            budget,
             ..
         }) = self.file.take()
         else {
             return Err(protocol("file end outside a file"));
         };
         let path = sink.path().clone();
+        if budget.over {
+            // The delta went past what it may rebuild: have it sent whole.
+            self.tree.abort_file(sink);
+            let entry = Entry {
+                path,
+                kind: EntryKind::File { size, hash },
+                meta,
+                xattrs,
+            };
+            return self.await_whole(entry, size, hash);
+        }
         if sink.written() != size {
             let written = sink.written();
             self.tree.abort_file(sink);
@@ -501,6 +524,7 @@ impl BackupRun {
         } else {
             None
         };
+        self.limits.admit(&path, size, &mut self.charged)?;
         let sink = self
             .tree
             .begin_file(&path)
@@ -518,6 +542,7 @@ impl BackupRun {
             size,
             base,
             repair,
+            budget: Default::default(),
         });
         Ok(())
     }
@@ -533,7 +558,10 @@ impl BackupRun {
             let stamp = self.unstamp(&link)?;
             match self.tree.hard_link(&mut self.this_run, target, &link)? {
                 Linked::HardLink => self.stats.linked += 1,
-                Linked::Copied => self.stats.link_limit_copies += 1,
+                Linked::Copied => {
+                    self.stats.link_limit_copies += 1;
+                    self.charge_copy(&link).map_err(std::io::Error::other)?;
+                }
             }
             self.restamp(&link, &stamp)?;
         }
@@ -574,6 +602,15 @@ impl BackupRun {
     fn restamp(&mut self, path: &RelPath, stamp: &Meta) -> std::io::Result<()> {
         let (dir, _) = self.tree.cursor().parent_of(path)?;
         fsx::apply_meta(dir, stamp)
+    }
+
+    /// Charges the copy just made at `path` to the owner's limits.
+    fn charge_copy(&mut self, path: &RelPath) -> Result<(), RemoteError> {
+        let (dir, name) = self.this_run.parent_of(path).ctx(path)?;
+        let size = fsx::lstat(dir, name)
+            .ctx(path)?
+            .map_or(0, |st| st.st_size as u64);
+        self.limits.charge(path, size, &mut self.charged)
     }
 
     /// Warnings for the client since the last call (files left out).
@@ -625,6 +662,7 @@ impl BackupRun {
                     Linked::Copied => {
                         self.stats.link_limit_copies += 1;
                         self.stats.bytes_written += size;
+                        self.limits.charge(&entry.path, *size, &mut self.charged)?;
                     }
                 }
                 self.record(&entry)
@@ -639,6 +677,18 @@ impl BackupRun {
     fn place(&mut self, entry: Entry) -> Result<(), RemoteError> {
         self.check_order(&entry.path)?;
         let ctx = format!("snapshot {}", self.name);
+        if let EntryKind::HardLink { target } = &entry.kind {
+            let awaited = self.awaited.get(target).map(|a| &a.meta);
+            let refused = self
+                .links
+                .refusal(&mut self.this_run, &entry, target, awaited)
+                .ctx(&ctx)?;
+            if let Some(why) = refused {
+                self.warnings.push(why);
+                return Ok(());
+            }
+            self.links.recorded(&entry.path);
+        }
         match &entry.kind {
             EntryKind::Dir => self.tree.dir(&entry.path, &entry.meta, &[]).ctx(&ctx)?,
             EntryKind::Symlink { target } => self
@@ -650,9 +700,17 @@ impl BackupRun {
                 self.deferred.push((entry.path.clone(), target.clone()));
             }
             EntryKind::HardLink { target } => {
-                match self.tree.hard_link(&mut self.this_run, target, &entry.path) {
+                let source = self.links.source(target).clone();
+                match self
+                    .tree
+                    .hard_link(&mut self.this_run, &source, &entry.path)
+                {
                     Ok(Linked::HardLink) => self.stats.linked += 1,
-                    Ok(Linked::Copied) => self.stats.link_limit_copies += 1,
+                    Ok(Linked::Copied) => {
+                        self.stats.link_limit_copies += 1;
+                        self.links.copied(target, &entry.path);
+                        self.charge_copy(&entry.path)?;
+                    }
                     Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                         self.warnings.push(format!(
                             "{}: a hard link to {target}, which is not in this snapshot; left out",
@@ -924,15 +982,23 @@ fn apply_piece(open: &mut OpenFile, piece: &[u8]) -> Result<(), RemoteError> {
     let ops = parse(piece).map_err(|e| protocol(format!("{path}: {e}")))?;
     let mut buf = Vec::new();
     for op in ops {
-        let len = match op {
-            DeltaOp::Copy { len, .. } => len,
-            DeltaOp::Literal(l) => l.len() as u64,
+        let (len, literal) = match op {
+            DeltaOp::Copy { len, .. } => (len, false),
+            DeltaOp::Literal(l) => (l.len() as u64, true),
         };
         if open.sink.written().saturating_add(len) > open.size {
             return Err(protocol(format!(
                 "{path}: the delta expands past the {} bytes announced",
                 open.size
             )));
+        }
+        // Past its bound: nothing more is written, the file is asked for
+        // again whole at its end.
+        if !open
+            .budget
+            .allow(open.sink.written(), len, literal, *base_len)
+        {
+            return Ok(());
         }
         match op {
             DeltaOp::Literal(l) => open.sink.write(l).ctx(&path)?,

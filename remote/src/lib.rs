@@ -5,12 +5,15 @@
 //! - [`backup`]: building and committing one snapshot;
 //! - [`set`]: the on-disk layout of a root and its sets, locking;
 //! - [`offsnap_fs`]: the filesystem layer it shares with the client (`fsx`,
-//!   `cursor`, `tree`), re-exported here under the same names;
+//!   `cursor`, `tree`, `remove`), re-exported here under the same names;
 //! - [`journal`], [`resume`]: reusing what an interrupted run left.
 
 pub mod backup;
 pub mod error;
 pub mod journal;
+pub mod limits;
+pub mod links;
+pub mod naming;
 pub mod prune;
 pub mod resume;
 pub mod serve;
@@ -18,6 +21,6 @@ pub mod set;
 pub mod stats;
 pub mod verify;
 
-pub use offsnap_fs::{cursor, fsx, tree};
+pub use offsnap_fs::{cursor, fsx, remove, tree};
 pub use offsnap_protocol::retention;
 pub use serve::{Access, Clock, Config, ServeError, serve};

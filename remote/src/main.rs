@@ -11,6 +11,7 @@ use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 use offsnap_protocol::SetName;
 use offsnap_protocol::retention::PolicyArgs;
+use offsnap_remote::limits::{Limits, parse_size};
 use offsnap_remote::prune::prune;
 use offsnap_remote::set::Root;
 use offsnap_remote::{Access, Clock, Config, ServeError, serve};
@@ -36,6 +37,13 @@ enum Command {
         /// Allow listing and restoring only.
         #[arg(long)]
         read_only: bool,
+        /// Refuse files larger than this (e.g. 50G) [default: no limit]
+        #[arg(long, value_name = "SIZE", value_parser = parse_size)]
+        max_file_size: Option<u64>,
+        /// Refuse a backup that would write more new data than this
+        /// (e.g. 200G) [default: no limit]
+        #[arg(long, value_name = "SIZE", value_parser = parse_size)]
+        max_snapshot_size: Option<u64>,
     },
     /// Delete snapshots the retention policy no longer keeps (for the
     /// host's cron, when clients are --append-only).
@@ -115,6 +123,8 @@ fn run(cli: Cli) -> Result<()> {
             root,
             append_only,
             read_only,
+            max_file_size,
+            max_snapshot_size,
         } => {
             let access = if read_only {
                 Access::ReadOnly
@@ -129,6 +139,10 @@ fn run(cli: Cli) -> Result<()> {
                 access,
                 clock,
                 refuse: None,
+                limits: Limits {
+                    max_file_size,
+                    max_snapshot_size,
+                },
             }
             .confine(std::env::var("SSH_ORIGINAL_COMMAND").ok().as_deref());
             // Raw descriptors: no line buffering between frames and the pipe.

@@ -70,6 +70,8 @@ pub struct Config {
     /// When set, every request is refused with this message (a confined
     /// key asked for another root).
     pub refuse: Option<String>,
+    /// What a backup may write.
+    pub limits: crate::limits::Limits,
 }
 
 impl Config {
@@ -240,7 +242,9 @@ impl<W: Write> Session<'_, W> {
                     return Err(protocol("a backup is already in progress"));
                 }
                 let root = Root::open(&self.cfg.root, true)?;
-                let (run, snapshot, base) = BackupRun::start(&root, &set, self.cfg.clock.now())?;
+                let (mut run, snapshot, base) =
+                    BackupRun::start(&root, &set, self.cfg.clock.now())?;
+                run.limit(self.cfg.limits);
                 let resume = run.resume_offer();
                 self.backup = Some(run);
                 self.send(&Response::BackupStarted {
@@ -410,6 +414,7 @@ mod tests {
                 access: Access::AppendOnly,
                 clock: Clock::System,
                 refuse: None,
+                limits: Default::default(),
             }
             .confine(Some(asked))
             .refuse

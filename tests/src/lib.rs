@@ -25,6 +25,7 @@ use std::sync::OnceLock;
 pub mod dropbear;
 pub mod privileged;
 pub mod random;
+pub mod raw;
 pub mod sshd;
 
 /// Directory of the built binaries.

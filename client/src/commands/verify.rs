@@ -45,7 +45,7 @@ fn finding_line(f: &Finding) -> String {
     format!(
         "{}  {}: {what}",
         f.snapshot,
-        String::from_utf8_lossy(&f.path)
+        offsnap_protocol::text::shown(&f.path)
     )
 }
 

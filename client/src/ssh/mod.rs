@@ -290,7 +290,9 @@ async fn exec(
                 }
                 ChannelMsg::ExtendedData { data, ext: 1 } => {
                     let mut err = io::stderr().lock();
-                    let _ = err.write_all(&data);
+                    // The helper's messages, escaped for the terminal.
+                    let shown = offsnap_protocol::text::shown_lines(&data);
+                    let _ = err.write_all(shown.as_bytes());
                     let _ = err.flush();
                 }
                 ChannelMsg::Eof => out_tx = None,
