@@ -7,10 +7,12 @@
 //! - [`tree`]: writing a tree of entries under a directory handle (also
 //!   used by the client to restore);
 //! - [`cursor`]: walking open directory handles along a path;
+//! - [`clone`]: sharing data between files where the filesystem can;
 //! - [`fsx`]: `*at` file operations that never follow symlinks;
 //! - [`journal`], [`resume`]: reusing what an interrupted run left.
 
 pub mod backup;
+pub mod clone;
 pub mod cursor;
 pub mod error;
 pub mod fsx;
