@@ -8,6 +8,7 @@
 //!   used by the client to restore);
 //! - [`cursor`]: walking open directory handles along a path;
 //! - [`clone`]: sharing data between files where the filesystem can;
+//! - [`extents`]: how much of a stored file shares its blocks;
 //! - [`fsx`]: `*at` file operations that never follow symlinks;
 //! - [`journal`], [`resume`]: reusing what an interrupted run left.
 
@@ -15,6 +16,7 @@ pub mod backup;
 pub mod clone;
 pub mod cursor;
 pub mod error;
+pub mod extents;
 pub mod fsx;
 pub mod journal;
 pub mod prune;
