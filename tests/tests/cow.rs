@@ -165,6 +165,7 @@ fn history(kind: Kind, helper: bool, clones: bool) {
             "{kind:?}: 1 MiB changed in place cost {cost} bytes"
         );
         let unique = w.unique();
+        eprintln!("unique bytes per snapshot: {unique:?}");
         assert!(
             (MIB..=MIB + MIB / 2).contains(&unique[1]),
             "{kind:?}: the edited snapshot holds {} unique bytes, not about 1 MiB",
@@ -257,4 +258,66 @@ fn ext4_history_keeps_hard_links_and_copies_in_process() {
 #[test]
 fn ext4_history_keeps_hard_links_and_copies_through_a_helper_process() {
     history(Kind::Ext4, true, false);
+}
+
+/// Fills the filesystem under `dir` with one preallocated file, as far as
+/// it takes; returns the file.
+fn fill(dir: &Path) -> PathBuf {
+    let path = dir.join("filler");
+    let f = fs::File::create(&path).unwrap();
+    let st = rustix::fs::fstatvfs(&f).unwrap();
+    let mut len = st.f_bavail * st.f_frsize;
+    while len > 0 {
+        match rustix::fs::fallocate(&f, rustix::fs::FallocateFlags::empty(), 0, len) {
+            Ok(()) => break,
+            Err(_) => len = len.saturating_sub(MIB / 4),
+        }
+    }
+    // What is left is smaller than a quarter MiB: take it in small pieces.
+    let mut g = fs::File::create(dir.join("filler-tail")).unwrap();
+    while g.write_all(&[1u8; 4096]).is_ok() && g.sync_all().is_ok() {}
+    path
+}
+
+/// A run that meets a full disk while it clones and writes a changed file
+/// fails like any write: no snapshot, the earlier ones intact, and the run
+/// after space is freed stores the file exactly.
+fn full_disk(kind: Kind) {
+    let Some(w) = World::new(kind, false) else {
+        return;
+    };
+    let img = w.s.src().join("disk.img");
+    write_noise(&img, 16 * MIB);
+    let (first, _) = w.backup(&day(0, 0));
+    let before = hash(&w.stored(&first, "disk.img"));
+    let mut f = fs::OpenOptions::new().write(true).open(&img).unwrap();
+    f.seek(SeekFrom::Start(4 * MIB)).unwrap();
+    f.write_all(&noise(MIB)).unwrap();
+    drop(f);
+    let filler = fill(w.disk.path());
+    let out = w.s.offsnap(
+        Some(&day(1, 0)),
+        &[&"backup", &"--set", &"t", &w.s.src(), &w.dest()],
+    );
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    assert_eq!(
+        offsnap_tests::dated_snapshots(&w.dest().join("t")),
+        vec![first.clone()]
+    );
+    assert_eq!(hash(&w.stored(&first, "disk.img")), before);
+    fs::remove_file(filler).unwrap();
+    fs::remove_file(w.disk.path().join("filler-tail")).unwrap();
+    let (next, _) = w.backup(&day(1, 0));
+    w.check_restore(&next);
+    assert_eq!(hash(&w.stored(&first, "disk.img")), before);
+}
+
+#[test]
+fn xfs_a_full_disk_fails_the_run_cleanly() {
+    full_disk(Kind::Xfs);
+}
+
+#[test]
+fn btrfs_a_full_disk_fails_the_run_cleanly() {
+    full_disk(Kind::Btrfs);
 }
