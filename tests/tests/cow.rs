@@ -86,10 +86,9 @@ impl World {
         let out = cmd.arg(self.s.src()).arg(self.dest()).output().unwrap();
         assert_ok(&out);
         let after = self.disk.used();
-        (
-            stdout(&out).trim().to_string(),
-            after.saturating_sub(before),
-        )
+        let cost = after.saturating_sub(before);
+        eprintln!("backup at {now}: {cost} bytes more in use");
+        (stdout(&out).trim().to_string(), cost)
     }
 
     /// Restores `snap` and checks it against the source as it is now.
