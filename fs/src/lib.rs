@@ -4,11 +4,13 @@
 //! - [`fsx`]: `*at` file operations relative to directory handles that
 //!   never follow symlinks, and the one place inode metadata becomes a
 //!   [`offsnap_protocol::Meta`];
+//! - [`clone`]: sharing blocks between files where the filesystem can;
 //! - [`cursor`]: the chain of open directory handles along a walk;
 //! - [`remove`]: deleting trees of any depth with bounded stack and open files;
 //! - [`tree`]: writing a tree of entries under a directory handle (a
 //!   snapshot on the host, a restore target on the client).
 
+pub mod clone;
 pub mod cursor;
 pub mod fsx;
 pub mod remove;

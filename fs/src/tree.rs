@@ -13,6 +13,7 @@ use std::os::fd::{AsFd, OwnedFd};
 use offsnap_protocol::{EntryKind, Hash, Meta, RelPath, Xattr};
 use rustix::fs::FileType;
 
+use crate::clone::{self, Sharing};
 use crate::cursor::DirCursor;
 use crate::fsx;
 
@@ -48,6 +49,8 @@ pub struct FileSink {
     flushed: u64,
     /// Zeros not written yet (a hole), to skip before the next write.
     hole: u64,
+    /// Whether ranges of other files can be cloned into this one.
+    sharing: Sharing,
 }
 
 /// How much a file grows between hints to start writing it out.
@@ -114,6 +117,101 @@ impl FileSink {
         Ok(())
     }
 
+    /// Appends `len` bytes of `src` from `offset`: cloned where the
+    /// filesystem shares blocks and the range is block-aligned at both
+    /// ends (the base's extents are then shared, not copied), read and
+    /// written elsewhere. Everything appended is hashed, cloned or not.
+    pub fn append_from(&mut self, src: &File, offset: u64, len: u64) -> io::Result<()> {
+        let (head, middle, _) = match self.sharing {
+            Sharing::Clones { align } => clone::split(offset, self.written, len, align),
+            Sharing::No => (len, 0, 0),
+        };
+        self.copy_from(src, offset, head)?;
+        let cloned = match middle {
+            0 => 0,
+            _ => self.clone_from(src, offset + head, middle)?,
+        };
+        self.copy_from(src, offset + head + cloned, len - head - cloned)
+    }
+
+    /// Clones what it can of `len` aligned bytes of `src` at `offset` to
+    /// the end of the file; returns how many it placed (0 when the
+    /// filesystem refuses: the caller copies them).
+    fn clone_from(&mut self, src: &File, offset: u64, len: u64) -> io::Result<u64> {
+        use std::io::Seek;
+        if self.hole > 0 {
+            self.file.set_len(self.written)?;
+            self.hole = 0;
+        }
+        let n = match clone::clone_range(src, offset, &self.file, self.written, len) {
+            Ok(n) => n,
+            Err(e) if clone::refused(&e) => {
+                self.sharing = Sharing::No;
+                0
+            }
+            Err(e) => return Err(e),
+        };
+        self.file.seek(io::SeekFrom::Start(self.written + n))?;
+        self.hash_from(src, offset, n)?;
+        self.written += n;
+        self.flushed = self.written;
+        Ok(n)
+    }
+
+    /// Hashes `len` bytes of `src` at `offset`, just cloned into the file.
+    fn hash_from(&mut self, src: &File, offset: u64, len: u64) -> io::Result<()> {
+        use std::os::unix::fs::FileExt;
+        let mut buf = vec![0u8; len.min(COPY_CHUNK) as usize];
+        let mut at = offset;
+        while at < offset + len {
+            let n = (offset + len - at).min(COPY_CHUNK) as usize;
+            src.read_exact_at(&mut buf[..n], at)?;
+            self.hasher.update(&buf[..n]);
+            at += n as u64;
+        }
+        Ok(())
+    }
+
+    /// Appends `len` bytes of `src` at `offset` by reading and writing.
+    fn copy_from(&mut self, src: &File, offset: u64, len: u64) -> io::Result<()> {
+        use std::os::unix::fs::FileExt;
+        let mut buf = vec![0u8; len.min(COPY_CHUNK) as usize];
+        let mut at = offset;
+        while at < offset + len {
+            let n = (offset + len - at).min(COPY_CHUNK) as usize;
+            src.read_exact_at(&mut buf[..n], at)?;
+            self.write(&buf[..n])?;
+            at += n as u64;
+        }
+        Ok(())
+    }
+
+    /// Makes the file, still empty, a copy of the whole of `src` (`size`
+    /// bytes): a clone where the filesystem shares blocks, else read and
+    /// written (holes stay holes). Not hashed: callers check the size.
+    fn fill_from(&mut self, src: &File, size: u64) -> io::Result<()> {
+        if self.sharing.clones() && self.written == 0 {
+            match clone::clone_whole(&self.file, src) {
+                Ok(()) => {
+                    self.written = self.file.metadata()?.len();
+                    self.flushed = self.written;
+                    return match self.written == size {
+                        true => Ok(()),
+                        false => Err(changed_size()),
+                    };
+                }
+                Err(e) if clone::refused(&e) => self.sharing = Sharing::No,
+                Err(e) => return Err(e),
+            }
+        }
+        match self.copy_from(src, 0, size) {
+            Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => Err(changed_size()),
+            Err(e) => Err(e),
+            Ok(()) if src.metadata()?.len() != size => Err(changed_size()),
+            Ok(()) => Ok(()),
+        }
+    }
+
     /// Bytes written so far.
     pub fn written(&self) -> u64 {
         self.written
@@ -135,6 +233,16 @@ impl FileSink {
     }
 }
 
+/// Largest read of a copy out of another file.
+const COPY_CHUNK: u64 = 1 << 20;
+
+fn changed_size() -> io::Error {
+    io::Error::new(
+        io::ErrorKind::InvalidData,
+        "the stored file changed size while it was copied",
+    )
+}
+
 /// See the module documentation.
 pub struct TreeWriter {
     cursor: DirCursor,
@@ -144,6 +252,8 @@ pub struct TreeWriter {
     owners: bool,
     xattrs: bool,
     notes: Vec<String>,
+    /// Whether the tree's filesystem clones (probed at its first file).
+    sharing: Option<Sharing>,
 }
 
 impl TreeWriter {
@@ -157,6 +267,7 @@ impl TreeWriter {
             owners: false,
             xattrs: false,
             notes: Vec::new(),
+            sharing: None,
         }
     }
 
@@ -271,9 +382,18 @@ impl TreeWriter {
 
     /// Starts writing the file `path`.
     pub fn begin_file(&mut self, path: &RelPath) -> io::Result<FileSink> {
+        let snapshot = self.snapshot;
         let (parent, _) = self.cursor.parent_of(path)?;
+        // Only snapshots copy out of other stored files; a restore never
+        // probes its target.
+        let sharing = match self.sharing {
+            Some(s) => s,
+            None if snapshot => *self.sharing.insert(clone::probe(parent)),
+            None => Sharing::No,
+        };
         let (tmp, file) = fsx::create_temp(parent).map_err(|e| with_path(e, path))?;
         Ok(FileSink {
+            sharing,
             path: path.clone(),
             tmp,
             file,
@@ -375,22 +495,17 @@ impl TreeWriter {
                 Err(e) => return Err(with_path(e, path)),
             }
         }
-        let mut src = fsx::open_file(bdir, bname)?;
+        let src = fsx::open_file(bdir, bname)?;
         let mut sink = self.begin_file(path)?;
-        let copied = io::copy(&mut src, &mut sink.file);
-        match copied {
-            Ok(n) if n == size => {}
-            Ok(_) => {
-                self.abort_file(sink);
-                return Err(io::Error::new(
+        if let Err(e) = sink.fill_from(&src, size) {
+            self.abort_file(sink);
+            return Err(match e.kind() {
+                io::ErrorKind::InvalidData => io::Error::new(
                     io::ErrorKind::InvalidData,
                     format!("{path} changed size in the base snapshot"),
-                ));
-            }
-            Err(e) => {
-                self.abort_file(sink);
-                return Err(with_path(e, path));
-            }
+                ),
+                _ => with_path(e, path),
+            });
         }
         self.finish_file(sink, meta, &[])?;
         Ok(Linked::Copied)
@@ -441,13 +556,13 @@ impl TreeWriter {
             Err(e) => return Err(with_path(e, path)),
         }
         let meta = fsx::meta_of(&st);
-        let mut src = fsx::open_file(tdir, tname)?;
+        let src = fsx::open_file(tdir, tname)?;
         let xattrs = match self.xattrs {
             true => fsx::file_xattrs(&src)?,
             false => Vec::new(),
         };
         let mut sink = self.begin_file(path)?;
-        if let Err(e) = io::copy(&mut src, &mut sink.file) {
+        if let Err(e) = sink.fill_from(&src, st.st_size as u64) {
             self.abort_file(sink);
             return Err(with_path(e, path));
         }

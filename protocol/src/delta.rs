@@ -263,11 +263,17 @@ pub fn check_signature(sig: &[u8], base_size: u64) -> Result<SignatureShape, Del
 }
 
 /// The block size for a base file of `size` bytes: about its square root,
-/// at least 2 KiB, at most 128 KiB, but large enough that a signature has
-/// at most 256 Ki blocks.
+/// at least 4 KiB, at most 128 KiB, but large enough that a signature has
+/// at most 256 Ki blocks; always a multiple of 4 KiB, so that the blocks a
+/// delta copies from the base stay aligned to a filesystem's blocks and can
+/// be cloned instead of copied.
 pub fn block_size_for(size: u64) -> u32 {
+    const PAGE: u64 = 4096;
     let root = (size as f64).sqrt() as u64;
-    let b = root.clamp(2048, 128 * 1024).max(size.div_ceil(256 * 1024));
+    let b = root
+        .clamp(PAGE, 128 * 1024)
+        .max(size.div_ceil(256 * 1024))
+        .next_multiple_of(PAGE);
     u32::try_from(b.min(1 << 26)).unwrap_or(1 << 26)
 }
 
@@ -412,8 +418,13 @@ mod tests {
 
     #[test]
     fn block_sizes() {
-        assert_eq!(block_size_for(0), 2048);
+        assert_eq!(block_size_for(0), 4096);
+        assert_eq!(block_size_for(100 << 20), 12_288);
+        assert_eq!(block_size_for(3 << 30), 57_344);
         assert_eq!(block_size_for(1 << 30), 32768);
         assert_eq!(block_size_for(1 << 40), 4_194_304);
+        for size in (0..64).map(|i| (1u64 << (i % 45)) + i * 7919) {
+            assert_eq!(block_size_for(size) % 4096, 0, "size {size}");
+        }
     }
 }

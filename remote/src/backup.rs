@@ -969,18 +969,17 @@ fn op_word(op: &Op) -> &'static str {
 }
 
 /// Applies one standalone delta piece to the file being rebuilt: copies
-/// come from the base with positioned reads, every length is checked
+/// come from the base (cloned where the filesystem shares blocks, see
+/// [`crate::clone`]), every length is checked
 /// against the base and against the size announced, so a delta can neither
 /// read outside its base nor write past the file's end.
 fn apply_piece(open: &mut OpenFile, piece: &[u8]) -> Result<(), RemoteError> {
     use offsnap_protocol::delta::{DeltaOp, parse};
-    use std::os::unix::fs::FileExt;
     let path = open.sink.path().clone();
     let Some((base, base_len)) = &open.base else {
         return Err(protocol(format!("{path}: a delta piece for a whole file")));
     };
     let ops = parse(piece).map_err(|e| protocol(format!("{path}: {e}")))?;
-    let mut buf = Vec::new();
     for op in ops {
         let (len, literal) = match op {
             DeltaOp::Copy { len, .. } => (len, false),
@@ -1008,16 +1007,7 @@ fn apply_piece(open: &mut OpenFile, piece: &[u8]) -> Result<(), RemoteError> {
                         "{path}: the delta copies from outside its base"
                     )));
                 }
-                let mut at = offset;
-                let end = offset + len;
-                while at < end {
-                    let n = (end - at).min(1 << 20) as usize;
-                    buf.resize(n, 0);
-                    base.read_exact_at(&mut buf, at)
-                        .ctx(format!("base of {path}"))?;
-                    open.sink.write(&buf).ctx(&path)?;
-                    at += n as u64;
-                }
+                open.sink.append_from(base, offset, len).ctx(&path)?;
             }
         }
     }

@@ -5,11 +5,13 @@
 //! - [`backup`]: building and committing one snapshot;
 //! - [`set`]: the on-disk layout of a root and its sets, locking;
 //! - [`offsnap_fs`]: the filesystem layer it shares with the client (`fsx`,
-//!   `cursor`, `tree`, `remove`), re-exported here under the same names;
+//!   `cursor`, `tree`, `remove`, `clone`), re-exported here under the same names;
+//! - [`extents`]: how much of a stored file shares its blocks;
 //! - [`journal`], [`resume`]: reusing what an interrupted run left.
 
 pub mod backup;
 pub mod error;
+pub mod extents;
 pub mod journal;
 pub mod limits;
 pub mod links;
@@ -21,6 +23,6 @@ pub mod set;
 pub mod stats;
 pub mod verify;
 
-pub use offsnap_fs::{cursor, fsx, remove, tree};
+pub use offsnap_fs::{clone, cursor, fsx, remove, tree};
 pub use offsnap_protocol::retention;
 pub use serve::{Access, Clock, Config, ServeError, serve};

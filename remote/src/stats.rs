@@ -1,9 +1,12 @@
 //! Per-snapshot summaries for `offsnap snapshots`: counts and sizes from
 //! the manifests, changes against the previous snapshot by merging the two
 //! manifests, and unique sizes from the link counts of the files' inodes
-//! (a file whose inode has one link is held by that snapshot alone).
+//! (a file whose inode has one link is held by that snapshot alone) and,
+//! on filesystems that clone, from their extent maps (the part of such a
+//! file in extents shared with another file is not its own: see
+//! [`crate::extents`]).
 
-use std::os::fd::AsFd;
+use std::os::fd::{AsFd, BorrowedFd};
 
 use offsnap_protocol::compare::{Change, compare};
 use offsnap_protocol::manifest::{self, ManifestReader};
@@ -11,6 +14,7 @@ use offsnap_protocol::{EntryKind, ErrorKind, RemoteError, SnapshotStats};
 
 use crate::cursor::DirCursor;
 use crate::error::{Context, err};
+use crate::extents;
 use crate::fsx;
 use crate::set::SetDir;
 
@@ -26,10 +30,30 @@ fn damaged(e: manifest::ManifestError) -> RemoteError {
     err(ErrorKind::Corrupt, format!("manifest: {e}"))
 }
 
+/// Shared bytes of inodes already mapped in this listing, by inode.
+#[derive(Default)]
+struct SharedCache(std::collections::HashMap<(u64, u64), u64>);
+
+impl SharedCache {
+    /// The bytes of the file `name` in `dir` (stat `st`, `size` bytes) in
+    /// extents shared with other files; 0 when it cannot be mapped (the
+    /// listing then counts it whole, as on filesystems without clones).
+    fn of(&mut self, dir: BorrowedFd<'_>, name: &[u8], st: &rustix::fs::Stat, size: u64) -> u64 {
+        #[allow(clippy::unnecessary_cast)]
+        let key = (st.st_dev as u64, st.st_ino as u64);
+        *self.0.entry(key).or_insert_with(|| {
+            fsx::open_file(dir, name)
+                .and_then(|f| extents::shared_bytes(&f, size))
+                .unwrap_or(0)
+        })
+    }
+}
+
 /// Summaries of every snapshot of the set, oldest first.
 pub fn stats(set: &SetDir) -> Result<Vec<SnapshotStats>, RemoteError> {
     let snaps = set.snapshots()?;
     let mut out = Vec::with_capacity(snaps.len());
+    let mut shared = SharedCache::default();
     for (i, info) in snaps.iter().enumerate() {
         let mut st = SnapshotStats {
             name: info.name,
@@ -42,7 +66,9 @@ pub fn stats(set: &SetDir) -> Result<Vec<SnapshotStats>, RemoteError> {
             changed: 0,
             removed: 0,
         };
-        let mut cursor = DirCursor::new(set.open_snapshot(&info.name)?);
+        let snapshot = set.open_snapshot(&info.name)?;
+        let sharing = extents::may_share(&snapshot);
+        let mut cursor = DirCursor::new(snapshot);
         for entry in reader(set, &info.name)? {
             let entry = entry.map_err(damaged)?;
             match entry.kind {
@@ -58,7 +84,11 @@ pub fn stats(set: &SetDir) -> Result<Vec<SnapshotStats>, RemoteError> {
                     if let Some(s) = fsx::lstat(dir.as_fd(), name).ctx(&entry.path)?
                         && s.st_nlink == 1
                     {
-                        st.unique_bytes += size;
+                        let shared = match sharing {
+                            true => shared.of(dir.as_fd(), name, &s, size),
+                            false => 0,
+                        };
+                        st.unique_bytes += size - shared;
                     }
                 }
             }

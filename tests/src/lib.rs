@@ -23,6 +23,7 @@ use std::process::{Command, Output};
 use std::sync::OnceLock;
 
 pub mod dropbear;
+pub mod loopfs;
 pub mod privileged;
 pub mod random;
 pub mod raw;
