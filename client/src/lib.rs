@@ -10,9 +10,11 @@
 //! - [`hashing`]: BLAKE3 on a second core;
 //! - [`restore`]: writing a snapshot back out;
 //! - [`list`]: listing snapshots;
-//! - [`manifests`]: fetching manifests.
+//! - [`manifests`]: fetching manifests;
+//! - [`browse`]: the local web page of a set's history.
 
 pub mod backup;
+pub mod browse;
 pub mod config;
 pub mod dest;
 pub mod error;

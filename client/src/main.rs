@@ -217,6 +217,27 @@ enum Command {
         /// Where the backups are [default: the profile's destination]
         dest: Option<String>,
     },
+    /// Browse the history in a web page on this machine, and restore from it.
+    ///
+    /// Serves 127.0.0.1 only, at an address with a secret token (printed);
+    /// runs until stopped with Ctrl-C.
+    Browse {
+        #[command(flatten)]
+        common: Common,
+        /// Listen on this port of 127.0.0.1 [default: any free one]
+        #[arg(
+            long = "http-port",
+            visible_alias = "listen-port",
+            value_name = "PORT",
+            default_value_t = 0
+        )]
+        listen_port: u16,
+        /// Only print the address; do not open a browser
+        #[arg(long)]
+        no_open: bool,
+        /// Where the backups are [default: the profile's destination]
+        dest: Option<String>,
+    },
     /// Copy a snapshot, or paths inside it, out to a directory.
     #[command(after_help = EXIT_CODES)]
     Restore {
@@ -911,6 +932,12 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 ExitCode::FAILURE
             })
         }
+        Command::Browse {
+            common,
+            listen_port,
+            no_open,
+            dest,
+        } => browse(common, listen_port, !no_open, dest.as_deref()),
         Command::Restore {
             common,
             snapshot,
@@ -955,6 +982,31 @@ fn run(cli: Cli) -> Result<ExitCode> {
             })
         }
     }
+}
+
+/// `offsnap browse`: the destination and retention as other commands
+/// take them, then the web server until stopped.
+fn browse(common: Common, port: u16, open: bool, dest: Option<&str>) -> Result<ExitCode> {
+    let dest = common.dest(dest)?;
+    let policy = common
+        .profile()?
+        .and_then(|p| p.retention)
+        .map(|r| r.policy())
+        .unwrap_or_else(offsnap_protocol::Policy::thirty_days);
+    let connect_with = connect_opts(&common)?;
+    let label = match &dest {
+        Dest::Local(p) => p.display().to_string(),
+        Dest::Ssh(d) => format!("{}:{}", d.host, d.path),
+    };
+    offsnap::browse::run(offsnap::browse::BrowseOptions {
+        set: set_name(&common)?,
+        policy,
+        connect: std::sync::Arc::new(move || connect(&dest, &connect_with)),
+        port,
+        open,
+        dest_label: label,
+    })?;
+    Ok(ExitCode::SUCCESS)
 }
 
 /// `ls -l`-like line for an entry; `name_only` shows its last component.
