@@ -22,6 +22,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::OnceLock;
 
+pub mod browser;
 pub mod privileged;
 pub mod random;
 pub mod sshd;

@@ -409,6 +409,7 @@ fn write_tar(
             continue;
         }
         let name = tar_name(base, dir, &e.path);
+        pax_header(&mut ar, &e).map_err(fail)?;
         let mut h = tar::Header::new_gnu();
         h.set_mode(e.meta.mode & 0o7777);
         h.set_uid(e.meta.uid.into());
@@ -468,6 +469,42 @@ fn write_tar(
     }
     ar.finish().map_err(fail)?;
     Ok(())
+}
+
+/// One pax record: `LEN key=value\n`, its length counting itself.
+fn pax_record(key: &[u8], value: &[u8]) -> Vec<u8> {
+    let body = key.len() + value.len() + 3;
+    let mut len = body + 1;
+    while len.to_string().len() + body != len {
+        len = len.to_string().len() + body;
+    }
+    let mut out = format!("{len} ").into_bytes();
+    out.extend_from_slice(key);
+    out.push(b'=');
+    out.extend_from_slice(value);
+    out.push(b'\n');
+    out
+}
+
+/// A pax extended header before each entry, for what the GNU header
+/// cannot hold: the mtime's nanoseconds and the extended attributes.
+fn pax_header<W: Write>(ar: &mut tar::Builder<W>, e: &Entry) -> io::Result<()> {
+    let mut data = pax_record(
+        b"mtime",
+        format!("{}.{:09}", e.meta.mtime_sec, e.meta.mtime_nsec).as_bytes(),
+    );
+    for x in &e.xattrs {
+        let mut key = b"SCHILY.xattr.".to_vec();
+        key.extend_from_slice(&x.name);
+        data.extend(pax_record(&key, &x.value));
+    }
+    let mut h = tar::Header::new_ustar();
+    h.set_entry_type(tar::EntryType::XHeader);
+    h.set_path("PaxHeader")?;
+    h.set_mode(0o644);
+    h.set_size(data.len() as u64);
+    h.set_cksum();
+    ar.append(&h, data.as_slice())
 }
 
 /// Size and hash of the first names outside the archive whose other

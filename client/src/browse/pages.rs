@@ -122,7 +122,7 @@ header{background:#1d2430;color:#fff;padding:10px 24px;display:flex;gap:24px;ali
 header b{font-size:16px;letter-spacing:.3px}
 header a{color:#cfd8e6;text-decoration:none}header a:hover{color:#fff}
 main{padding:18px 24px;max-width:1200px}
-h1{font-size:20px;margin:4px 0 14px}h2{font-size:16px;margin:18px 0 8px}
+h1{font-size:20px;margin:4px 0 14px}h1 code{font-size:inherit}h2{font-size:16px;margin:18px 0 8px}
 .card{background:var(--card);border:1px solid var(--line);border-radius:8px;padding:14px 16px;margin-bottom:14px}
 .facts{display:flex;gap:28px;flex-wrap:wrap}.facts div{display:flex;flex-direction:column}
 .facts span{color:var(--mute);font-size:12px}.facts strong{font-size:18px}
@@ -147,7 +147,7 @@ code,.mono{font-family:"DejaVu Sans Mono",ui-monospace,monospace;font-size:12.5p
 .k-monthly{background:#c2477c}.k-yearly{background:#8a5a2b}.k-kept{background:#5b7083}.k-pruned{background:#c9ced6}
 .crumbs{margin-bottom:10px;color:var(--mute)}.crumbs a{margin:0 2px}
 .add{color:#2a8a57}.del{color:#c0392b}.mod{color:#b07a12}
-pre.preview{background:#fbfbfc;border:1px solid var(--line);border-radius:6px;padding:10px;max-height:420px;overflow:auto;white-space:pre-wrap}
+pre.preview{margin:0;background:#fbfbfc;border:1px solid var(--line);border-radius:6px;padding:10px;max-height:420px;overflow:auto;white-space:pre-wrap}
 img.preview{max-width:100%;max-height:420px;border:1px solid var(--line);border-radius:6px;background:repeating-conic-gradient(#eee 0 25%,#fff 0 50%) 0 0/16px 16px}
 .btn{display:inline-block;padding:2px 8px;border:1px solid var(--line);border-radius:5px;font-size:12px;background:#fff}
 .btn:hover{border-color:var(--accent);text-decoration:none}

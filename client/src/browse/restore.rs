@@ -104,7 +104,7 @@ fn run(state: &State, opts: &RestoreOptions) -> Result<String> {
         opts.to.display()
     );
     for p in &report.problems {
-        text.push_str("\n");
+        text.push('\n');
         text.push_str(p);
     }
     Ok(text)
