@@ -7,8 +7,8 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand};
 
 use crate::commands::{
-    backup, completions, diff, init, ls, prune, remote, restore, schedule, snapshots, status,
-    verify, versions,
+    backup, browse, completions, diff, init, ls, prune, remote, restore, schedule, snapshots,
+    status, verify, versions,
 };
 
 /// How `offsnap` ends, for every command's help.
@@ -80,6 +80,11 @@ pub enum Command {
     /// Copy a snapshot, or paths inside it, out to a directory.
     #[command(after_help = EXIT_CODES)]
     Restore(restore::RestoreArgs),
+    /// Browse the history in a web page on this machine, and restore from it.
+    ///
+    /// Serves 127.0.0.1 only, at an address with a secret token (printed);
+    /// runs until stopped with Ctrl-C.
+    Browse(browse::BrowseArgs),
     /// Print a shell completion script.
     ///
     /// bash: `offsnap completions bash > ~/.local/share/bash-completion/completions/offsnap`;

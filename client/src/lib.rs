@@ -14,7 +14,8 @@
 //! - [`restore`]: writing a snapshot back out;
 //! - [`select`]: choosing a snapshot (`latest~2`, a prefix, `--as-of 3d`);
 //! - [`requests`]: typed requests to the helper (list, prune, sizes, verify);
-//! - [`manifests`]: fetching manifests.
+//! - [`manifests`]: fetching manifests;
+//! - [`browse`]: the local web page of a set's history.
 //!
 //! The command line on top of them:
 //! - [`cli`]: the parser and the option groups commands share;
@@ -23,6 +24,7 @@
 //! - [`output`]: what commands print, for people and for scripts.
 
 pub mod backup;
+pub mod browse;
 pub mod cli;
 pub mod commands;
 pub mod config;

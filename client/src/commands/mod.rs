@@ -2,6 +2,7 @@
 //! own work over the library; [`run`] dispatches to them.
 
 pub mod backup;
+pub mod browse;
 pub mod completions;
 pub mod diff;
 pub mod init;
@@ -35,6 +36,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Command::Diff(args) => diff::run(args),
         Command::Verify(args) => verify::run(args),
         Command::Restore(args) => restore::run(args),
+        Command::Browse(args) => browse::run(args),
         Command::Completions(args) => completions::run(args),
         Command::Man => completions::man(),
     }
