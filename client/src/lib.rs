@@ -29,5 +29,6 @@ pub mod schedule;
 pub mod session;
 pub mod ssh;
 pub mod transport;
+pub mod unchanged;
 
 pub use error::{Error, Result};

@@ -333,27 +333,40 @@ impl BackupRun {
                             return self.await_whole(entry, size, hash);
                         }
                     }
-                    (Stored::LostResumed, _, _) => return self.await_whole(entry, size, hash),
-                    (Stored::Lost, _, _) => {
-                        self.warnings.push(format!(
-                            "{}: its content's stored copy {from} is damaged or unreadable; left out of this snapshot, the next run sends it again (run offsnap verify)",
-                            entry.path
-                        ));
-                        return Ok(());
+                    (Stored::LostResumed | Stored::Lost, _, _) => {
+                        return self.await_whole(entry, size, hash);
                     }
                     _ => return Err(protocol("no base snapshot")),
                 };
-                match self
-                    .tree
-                    .link_from(source, &from, &entry.path, size, &entry.meta)
-                {
+                // A base file is hashed before it is reused (see
+                // `crate::stored`); this run's own files were as written.
+                let checked = match stored {
+                    Stored::Base => crate::stored::holds(source, &from, size, &hash)
+                        .or_else(|e| match stored_file_problem(&e) {
+                            true => Ok(false),
+                            false => Err(e),
+                        })
+                        .ctx(format!("snapshot {}", self.name))?,
+                    _ => true,
+                };
+                let linked = match checked {
+                    true => {
+                        self.tree
+                            .link_from(source, &from, &entry.path, (size, &hash), &entry.meta)
+                    }
+                    false => Err(std::io::Error::new(
+                        std::io::ErrorKind::InvalidData,
+                        "its content differs",
+                    )),
+                };
+                match linked {
                     Err(e) if stored_file_problem(&e) => {
+                        eprintln!(
+                            "{}",
+                            crate::stored::altered_note(&entry.path, &from, &e.to_string())
+                        );
                         self.by_hash.insert(hash, (from.clone(), Stored::Lost));
-                        self.warnings.push(format!(
-                            "{}: its content's stored copy {from} is damaged or unreadable ({e}); left out of this snapshot, the next run sends it again (run offsnap verify)",
-                            entry.path
-                        ));
-                        return Ok(());
+                        return self.await_whole(entry, size, hash);
                     }
                     other => other.ctx(format!("snapshot {}", self.name))?,
                 };
@@ -533,7 +546,7 @@ impl BackupRun {
             let stamp = self.unstamp(&link)?;
             match self.tree.hard_link(&mut self.this_run, target, &link)? {
                 Linked::HardLink => self.stats.linked += 1,
-                Linked::Copied => self.stats.link_limit_copies += 1,
+                Linked::Copied | Linked::CopiedOtherMeta => self.stats.link_limit_copies += 1,
             }
             self.restamp(&link, &stamp)?;
         }
@@ -602,21 +615,23 @@ impl BackupRun {
     fn keep(&mut self, entry: Entry) -> Result<(), RemoteError> {
         let ctx = format!("snapshot {}", self.name);
         match &entry.kind {
-            EntryKind::File { size, .. } => {
+            EntryKind::File { size, hash } => {
+                let (size, hash) = (*size, *hash);
                 self.check_order(&entry.path)?;
                 let Some(base) = &mut self.base else {
                     return Err(protocol("no base snapshot"));
                 };
                 let linked =
                     self.tree
-                        .link_from(base, &entry.path, &entry.path, *size, &entry.meta);
+                        .link_from(base, &entry.path, &entry.path, (size, &hash), &entry.meta);
                 let how = match linked {
+                    // Altered or gone on the host: asked for again.
                     Err(e) if stored_file_problem(&e) => {
-                        self.warnings.push(format!(
-                            "{}: the stored copy in the previous snapshot is damaged or unreadable ({e}); left out of this snapshot, the next run sends it again (run offsnap verify)",
-                            entry.path
-                        ));
-                        return Ok(());
+                        eprintln!(
+                            "{}",
+                            crate::stored::altered_note(&entry.path, &entry.path, &e.to_string())
+                        );
+                        return self.await_whole(entry, size, hash);
                     }
                     other => other.ctx(&ctx)?,
                 };
@@ -624,6 +639,10 @@ impl BackupRun {
                     Linked::HardLink => self.stats.linked += 1,
                     Linked::Copied => {
                         self.stats.link_limit_copies += 1;
+                        self.stats.bytes_written += size;
+                    }
+                    Linked::CopiedOtherMeta => {
+                        self.stats.linked += 1;
                         self.stats.bytes_written += size;
                     }
                 }
@@ -652,7 +671,9 @@ impl BackupRun {
             EntryKind::HardLink { target } => {
                 match self.tree.hard_link(&mut self.this_run, target, &entry.path) {
                     Ok(Linked::HardLink) => self.stats.linked += 1,
-                    Ok(Linked::Copied) => self.stats.link_limit_copies += 1,
+                    Ok(Linked::Copied | Linked::CopiedOtherMeta) => {
+                        self.stats.link_limit_copies += 1
+                    }
                     Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                         self.warnings.push(format!(
                             "{}: a hard link to {target}, which is not in this snapshot; left out",

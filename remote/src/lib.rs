@@ -21,6 +21,7 @@ pub mod retention;
 pub mod serve;
 pub mod set;
 pub mod stats;
+pub mod stored;
 pub mod tree;
 pub mod verify;
 

@@ -32,9 +32,11 @@ pub enum Existing {
 pub enum Linked {
     /// As a hard link to the base snapshot's inode.
     HardLink,
-    /// As a copy, because the inode reached the hard-link limit or its
-    /// metadata differs from what the new snapshot must record.
+    /// As a copy, because the inode reached the hard-link limit.
     Copied,
+    /// As a copy, because the stored inode's metadata differs from what
+    /// the new snapshot must record (its content checked on the way).
+    CopiedOtherMeta,
 }
 
 /// A file being written: data goes to a temporary name until
@@ -339,13 +341,15 @@ impl TreeWriter {
 
     /// Stores the file `path` as the file `from` of the tree under `base`:
     /// a hard link when that inode is a regular file of `size` bytes with
-    /// exactly `meta`'s mode and mtime, else a copy given `meta`.
+    /// exactly `meta`'s mode and mtime, else a copy given `meta`, made only
+    /// if what it copies hashes to `hash` (a stored file altered in place
+    /// is never carried into a new snapshot: `InvalidData`).
     pub fn link_from(
         &mut self,
         base: &mut DirCursor,
         from: &RelPath,
         path: &RelPath,
-        size: u64,
+        (size, hash): (u64, &Hash),
         meta: &Meta,
     ) -> io::Result<Linked> {
         let (bdir, bname) = base.parent_of(from)?;
@@ -377,14 +381,13 @@ impl TreeWriter {
         }
         let mut src = fsx::open_file(bdir, bname)?;
         let mut sink = self.begin_file(path)?;
-        let copied = io::copy(&mut src, &mut sink.file);
-        match copied {
-            Ok(n) if n == size => {}
-            Ok(_) => {
+        match copy_into(&mut src, &mut sink) {
+            Ok(()) if sink.written() == size && sink.hash() == *hash => {}
+            Ok(()) => {
                 self.abort_file(sink);
                 return Err(io::Error::new(
                     io::ErrorKind::InvalidData,
-                    format!("{path} changed size in the base snapshot"),
+                    format!("{from} in the stored snapshot does not match its recorded content"),
                 ));
             }
             Err(e) => {
@@ -393,7 +396,10 @@ impl TreeWriter {
             }
         }
         self.finish_file(sink, meta, &[])?;
-        Ok(Linked::Copied)
+        Ok(match same_meta {
+            true => Linked::Copied,
+            false => Linked::CopiedOtherMeta,
+        })
     }
 
     /// Makes `path` another name of the regular file `target`, written
@@ -485,6 +491,21 @@ impl TreeWriter {
     /// Applies the metadata of every directory still open.
     pub fn finish(&mut self) -> io::Result<()> {
         self.cursor.finish()
+    }
+}
+
+/// Copies what `src` holds into `sink`, hashing it (and leaving holes).
+fn copy_into(src: &mut File, sink: &mut FileSink) -> io::Result<()> {
+    use io::Read;
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        let n = match src.read(&mut buf) {
+            Ok(0) => return Ok(()),
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        sink.write(&buf[..n])?;
     }
 }
 
