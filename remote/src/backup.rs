@@ -20,6 +20,7 @@ use offsnap_protocol::{
     SnapshotInfo, SnapshotName, Xattr,
 };
 
+use crate::content_index::{BaseIndex, RunIndex};
 use crate::cursor::DirCursor;
 use crate::error::{Context, err, protocol};
 use crate::fsx;
@@ -80,8 +81,13 @@ pub struct BackupRun {
     base_entries: Option<offsnap_protocol::manifest::ManifestReader<File>>,
     /// A reader over this run's own tree, for links to files it wrote.
     this_run: DirCursor,
-    /// Where each content hash is stored.
+    /// Contents an interrupted run left, and those found damaged or
+    /// altered in this run (few: they hold paths).
     by_hash: HashMap<Hash, (RelPath, Stored)>,
+    /// The base snapshot's contents, on disk.
+    base_index: Option<BaseIndex>,
+    /// This run's own files, by content.
+    run_index: RunIndex,
     /// What an interrupted run left, if anything.
     resume: Option<ResumeSource>,
     journal: Journal,
@@ -139,18 +145,19 @@ impl BackupRun {
             Some(b) => Some(DirCursor::new(set.open_snapshot(&b.name)?)),
             None => None,
         };
+        let base_index = match &base {
+            Some(b) => Some(
+                BaseIndex::open_or_build(
+                    &set.meta_dir_or_new("index")?,
+                    &set.open_manifest(&b.name)?,
+                    &b.manifest_hash,
+                )
+                .map_err(|e| err(ErrorKind::Corrupt, format!("manifest of {}: {e}", b.name)))?,
+            ),
+            None => None,
+        };
+        let run_index = RunIndex::create(&work, b"byhash").ctx(&ctx)?;
         let mut by_hash = HashMap::new();
-        if let Some(b) = &base {
-            let manifest = offsnap_protocol::manifest::open_file(set.open_manifest(&b.name)?)
-                .map_err(|e| err(ErrorKind::Corrupt, format!("manifest of {}: {e}", b.name)))?;
-            for e in manifest {
-                let e =
-                    e.map_err(|e| err(ErrorKind::Corrupt, format!("manifest of {}: {e}", b.name)))?;
-                if let EntryKind::File { hash, .. } = e.kind {
-                    by_hash.entry(hash).or_insert((e.path, Stored::Base));
-                }
-            }
-        }
         if let Some(r) = &resume {
             for (path, _, hash) in r.finished() {
                 by_hash
@@ -179,6 +186,8 @@ impl BackupRun {
             base_entries,
             this_run,
             by_hash,
+            base_index,
+            run_index,
             resume,
             journal,
             zstd,
@@ -314,7 +323,7 @@ impl BackupRun {
                         entry.path
                     )));
                 };
-                let Some((from, stored)) = self.by_hash.get(&hash).cloned() else {
+                let Some((from, stored)) = self.find_stored(&hash)? else {
                     return Err(protocol(format!(
                         "{}: no stored file has its content",
                         entry.path
@@ -372,8 +381,10 @@ impl BackupRun {
                 };
                 self.stats.linked_by_hash += 1;
                 if stored == Stored::Resumed {
-                    self.by_hash
-                        .insert(hash, (entry.path.clone(), Stored::Here));
+                    self.by_hash.remove(&hash);
+                    self.run_index
+                        .insert(&hash, &entry.path)
+                        .ctx("the run's content index")?;
                     self.journal
                         .finished(&entry.path, size, hash)
                         .ctx("the run's journal")?;
@@ -456,14 +467,10 @@ impl BackupRun {
         self.journal
             .finished(&path, size, hash)
             .ctx("the run's journal")?;
-        self.by_hash
-            .entry(hash)
-            .and_modify(|e| {
-                if matches!(e.1, Stored::Resumed | Stored::LostResumed | Stored::Lost) {
-                    *e = (path.clone(), Stored::Here);
-                }
-            })
-            .or_insert((path.clone(), Stored::Here));
+        self.by_hash.remove(&hash);
+        self.run_index
+            .insert(&hash, &path)
+            .ctx("the run's content index")?;
         if let Some((_, stamp)) = repair {
             self.awaited.remove(&path);
             let ctx = format!("snapshot {}", self.name);
@@ -587,6 +594,24 @@ impl BackupRun {
     fn restamp(&mut self, path: &RelPath, stamp: &Meta) -> std::io::Result<()> {
         let (dir, _) = self.tree.cursor().parent_of(path)?;
         fsx::apply_meta(dir, stamp)
+    }
+
+    /// Where the content `hash` is stored: in this run, else (unless found
+    /// damaged) in the base snapshot, else in what an interrupted run left.
+    fn find_stored(&mut self, hash: &Hash) -> Result<Option<(RelPath, Stored)>, RemoteError> {
+        if let Some(path) = self.run_index.get(hash).ctx("the run's content index")? {
+            return Ok(Some((path, Stored::Here)));
+        }
+        let known = self.by_hash.get(hash).cloned();
+        if let Some((_, Stored::Lost | Stored::LostResumed)) = &known {
+            return Ok(known);
+        }
+        if let Some(index) = &mut self.base_index
+            && let Some(path) = index.get(hash).ctx("the base snapshot's content index")?
+        {
+            return Ok(Some((path, Stored::Base)));
+        }
+        Ok(known)
     }
 
     /// Warnings for the client since the last call (files left out).

@@ -11,6 +11,7 @@
 //! - [`journal`], [`resume`]: reusing what an interrupted run left.
 
 pub mod backup;
+pub mod content_index;
 pub mod cursor;
 pub mod error;
 pub mod fsx;
