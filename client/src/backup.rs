@@ -362,9 +362,6 @@ fn stored_hashes(base: Option<&File>) -> Result<(HashSet<u128>, HashSet<u64>)> {
 struct Outbox<'a> {
     tx: &'a mut Sender,
     stored: HashSet<u128>,
-    /// Those of them only an interrupted run left: the helper checks such a
-    /// copy when it is first used, and may ask for the file whole.
-    resumed: HashSet<u128>,
     /// Sizes of the large stored files: a large file can only match
     /// stored content of its own size, so others skip the hashing pass.
     stored_sizes: HashSet<u64>,
@@ -467,12 +464,8 @@ fn send_all(
     let (mut stored, mut stored_sizes) = stored_hashes(base.as_ref())?;
     // What an interrupted run finished counts as stored; what it began
     // is a delta base.
-    let mut resumed = HashSet::new();
     for (hash, size) in &resume.finished {
-        let key = content_key(hash);
-        if stored.insert(key) {
-            resumed.insert(key);
-        }
+        stored.insert(content_key(hash));
         if *size > IN_MEMORY {
             stored_sizes.insert(*size);
         }
@@ -495,7 +488,7 @@ fn send_all(
         &opts.scan,
         base,
         sigs,
-        (stored, resumed),
+        stored,
         stored_sizes,
         partials,
         pending,
@@ -512,13 +505,14 @@ fn send_all_with(
     opts: &scan::ScanOptions,
     base: Option<File>,
     sigs: mpsc::Receiver<Answer>,
-    (stored, resumed): (HashSet<u128>, HashSet<u128>),
+    stored: HashSet<u128>,
     stored_sizes: HashSet<u64>,
     partials: HashMap<RelPath, u64>,
     pending: VecDeque<RelPath>,
     progress: &Progress,
 ) -> Result<SendTally> {
-    let reader = match &base {
+    let base_file = base;
+    let reader = match &base_file {
         Some(f) => Some(manifests::entries(f)?),
         None => None,
     };
@@ -526,7 +520,6 @@ fn send_all_with(
     let mut out = Outbox {
         tx,
         stored,
-        resumed,
         stored_sizes,
         partials,
         zstd: zstd::bulk::Compressor::new(1)
@@ -617,7 +610,7 @@ fn send_all_with(
         }
     }
     out.flush_base()?;
-    out.repair()?;
+    out.repair(base_file.as_ref(), sources)?;
     out.tally.mirror = out.mirror.take();
     Ok(out.tally)
 }
@@ -755,9 +748,11 @@ impl Outbox<'_> {
     /// After the walk, when deltas were sent (or contents linked from what
     /// an interrupted run left): waits until the helper has applied every
     /// op, then sends whole the files it asks for again (a delta that
-    /// rebuilt other content than was read, a leftover found altered).
-    fn repair(&mut self) -> Result<()> {
-        if self.resendable.is_empty() {
+    /// rebuilt other content than was read, a leftover found altered, a
+    /// stored copy found altered on the host). With a base snapshot this
+    /// costs a round trip even when nothing is asked for.
+    fn repair(&mut self, base: Option<&File>, sources: &[Source]) -> Result<()> {
+        if self.resendable.is_empty() && base.is_none() {
             return Ok(());
         }
         self.tx.send(&Request::Sync)?;
@@ -769,10 +764,29 @@ impl Outbox<'_> {
                 Answer::Synced => break,
             }
         }
+        // Files reported unchanged: as the base manifest recorded them.
+        let unkept: HashSet<RelPath> = self
+            .resends
+            .iter()
+            .filter(|p| !self.resendable.contains_key(*p))
+            .cloned()
+            .collect();
+        if let Some(base) = base {
+            for (path, r) in crate::unchanged::find(base, sources, &unkept)? {
+                let sent = Resendable {
+                    local: r.local,
+                    meta: r.meta,
+                    xattrs: r.xattrs,
+                    size: r.size,
+                    hash: r.hash,
+                };
+                self.resendable.insert(path, sent);
+            }
+        }
         for path in std::mem::take(&mut self.resends) {
             let Some(sent) = self.resendable.remove(&path) else {
                 return Err(Error::Corrupt(format!(
-                    "the helper asked to resend {path}, which was not sent as a delta"
+                    "the helper asked to resend {path}, which this run did not send or keep"
                 )));
             };
             self.resend(&path, &sent)?;
@@ -922,9 +936,8 @@ impl Outbox<'_> {
             self.tally.linked_by_hash += 1;
             self.record(&entry);
             self.tx.send(&Request::Op(Op::LinkFrom(entry)))?;
-            if self.resumed.contains(&key) {
-                self.keep_for_resend(item, meta, size, hash);
-            }
+            // Its stored copy may be found altered on the host.
+            self.keep_for_resend(item, meta, size, hash);
             return Ok(Read1::Done);
         }
         // Then the content itself.

@@ -48,5 +48,6 @@ pub mod session;
 pub mod settings;
 pub mod ssh;
 pub mod transport;
+pub mod unchanged;
 
 pub use error::{Error, Result};

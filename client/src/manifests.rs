@@ -28,14 +28,31 @@ pub fn fetch_file(session: &mut Session, set: &SetName, snap: &SnapshotInfo) -> 
         snapshot: snap.name,
     })?;
     session.tx.flush()?;
+    // Never more than the length announced is written: a helper that
+    // keeps sending cannot fill the disk.
+    let mut written = 0u64;
     loop {
         match session.rx.recv()? {
-            Response::ManifestChunk(data) => file
-                .write_all(&data)
-                .map_err(|e| Error::io(std::env::temp_dir(), e))?,
+            Response::ManifestChunk(data) => {
+                written = written.saturating_add(data.len() as u64);
+                if written > snap.manifest_len {
+                    return Err(Error::Corrupt(format!(
+                        "manifest of snapshot {}: the helper sent more than the {} bytes it announced",
+                        snap.name, snap.manifest_len
+                    )));
+                }
+                file.write_all(&data)
+                    .map_err(|e| Error::io(std::env::temp_dir(), e))?
+            }
             Response::ManifestEnd => break,
             other => return Err(Error::Unexpected(format!("{other:?}"))),
         }
+    }
+    if written != snap.manifest_len {
+        return Err(Error::Corrupt(format!(
+            "manifest of snapshot {}: {written} bytes received, {} announced",
+            snap.name, snap.manifest_len
+        )));
     }
     let (hash, _len) = manifest::verify_file(&mut file)
         .map_err(|e| Error::Corrupt(format!("manifest of snapshot {}: {e}", snap.name)))?;

@@ -33,9 +33,11 @@ pub enum Existing {
 pub enum Linked {
     /// As a hard link to the base snapshot's inode.
     HardLink,
-    /// As a copy, because the inode reached the hard-link limit or its
-    /// metadata differs from what the new snapshot must record.
+    /// As a copy, because the inode reached the hard-link limit.
     Copied,
+    /// As a copy, because the stored inode's metadata differs from what
+    /// the new snapshot must record (its content checked on the way).
+    CopiedOtherMeta,
 }
 
 /// A file being written: data goes to a temporary name until
@@ -193,12 +195,16 @@ impl FileSink {
         if self.sharing.clones() && self.written == 0 {
             match clone::clone_whole(&self.file, src) {
                 Ok(()) => {
-                    self.written = self.file.metadata()?.len();
-                    self.flushed = self.written;
-                    return match self.written == size {
-                        true => Ok(()),
-                        false => Err(changed_size()),
-                    };
+                    let len = self.file.metadata()?.len();
+                    if len != size {
+                        return Err(changed_size());
+                    }
+                    // What was cloned is hashed too: a stored file altered
+                    // in place must not pass for its recorded content.
+                    self.hash_from(src, 0, len)?;
+                    self.written = len;
+                    self.flushed = len;
+                    return Ok(());
                 }
                 Err(e) if clone::refused(&e) => self.sharing = Sharing::No,
                 Err(e) => return Err(e),
@@ -459,13 +465,15 @@ impl TreeWriter {
 
     /// Stores the file `path` as the file `from` of the tree under `base`:
     /// a hard link when that inode is a regular file of `size` bytes with
-    /// exactly `meta`'s mode and mtime, else a copy given `meta`.
+    /// exactly `meta`'s mode and mtime, else a copy given `meta`, made only
+    /// if what it copies hashes to `hash` (a stored file altered in place
+    /// is never carried into a new snapshot: `InvalidData`).
     pub fn link_from(
         &mut self,
         base: &mut DirCursor,
         from: &RelPath,
         path: &RelPath,
-        size: u64,
+        (size, hash): (u64, &Hash),
         meta: &Meta,
     ) -> io::Result<Linked> {
         let (bdir, bname) = base.parent_of(from)?;
@@ -502,13 +510,23 @@ impl TreeWriter {
             return Err(match e.kind() {
                 io::ErrorKind::InvalidData => io::Error::new(
                     io::ErrorKind::InvalidData,
-                    format!("{path} changed size in the base snapshot"),
+                    format!("{from} in the stored snapshot changed size"),
                 ),
                 _ => with_path(e, path),
             });
         }
+        if sink.hash() != *hash {
+            self.abort_file(sink);
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!("{from} in the stored snapshot does not match its recorded content"),
+            ));
+        }
         self.finish_file(sink, meta, &[])?;
-        Ok(Linked::Copied)
+        Ok(match same_meta {
+            true => Linked::Copied,
+            false => Linked::CopiedOtherMeta,
+        })
     }
 
     /// Makes `path` another name of the regular file `target`, written

@@ -20,6 +20,7 @@ use offsnap_protocol::{
     SnapshotInfo, SnapshotName, Xattr,
 };
 
+use crate::content_index::{BaseIndex, RunIndex};
 use crate::cursor::DirCursor;
 use crate::error::{Context, err, protocol};
 use crate::fsx;
@@ -82,8 +83,13 @@ pub struct BackupRun {
     base_entries: Option<offsnap_protocol::manifest::ManifestReader<File>>,
     /// A reader over this run's own tree, for links to files it wrote.
     this_run: DirCursor,
-    /// Where each content hash is stored.
+    /// Contents an interrupted run left, and those found damaged or
+    /// altered in this run (few: they hold paths).
     by_hash: HashMap<Hash, (RelPath, Stored)>,
+    /// The base snapshot's contents, on disk.
+    base_index: Option<BaseIndex>,
+    /// This run's own files, by content.
+    run_index: RunIndex,
     /// What an interrupted run left, if anything.
     resume: Option<ResumeSource>,
     journal: Journal,
@@ -137,18 +143,19 @@ impl BackupRun {
             Some(b) => Some(DirCursor::new(set.open_snapshot(&b.name)?)),
             None => None,
         };
+        let base_index = match &base {
+            Some(b) => Some(
+                BaseIndex::open_or_build(
+                    &set.meta_dir_or_new("index")?,
+                    &set.open_manifest(&b.name)?,
+                    &b.manifest_hash,
+                )
+                .map_err(|e| err(ErrorKind::Corrupt, format!("manifest of {}: {e}", b.name)))?,
+            ),
+            None => None,
+        };
+        let run_index = RunIndex::create(&work, b"byhash").ctx(&ctx)?;
         let mut by_hash = HashMap::new();
-        if let Some(b) = &base {
-            let manifest = offsnap_protocol::manifest::open_file(set.open_manifest(&b.name)?)
-                .map_err(|e| err(ErrorKind::Corrupt, format!("manifest of {}: {e}", b.name)))?;
-            for e in manifest {
-                let e =
-                    e.map_err(|e| err(ErrorKind::Corrupt, format!("manifest of {}: {e}", b.name)))?;
-                if let EntryKind::File { hash, .. } = e.kind {
-                    by_hash.entry(hash).or_insert((e.path, Stored::Base));
-                }
-            }
-        }
         if let Some(r) = &resume {
             for (path, _, hash) in r.finished() {
                 by_hash
@@ -177,6 +184,8 @@ impl BackupRun {
             base_entries,
             this_run,
             by_hash,
+            base_index,
+            run_index,
             resume,
             journal,
             zstd,
@@ -320,7 +329,7 @@ impl BackupRun {
                         entry.path
                     )));
                 };
-                let Some((from, stored)) = self.by_hash.get(&hash).cloned() else {
+                let Some((from, stored)) = self.find_stored(&hash)? else {
                     return Err(protocol(format!(
                         "{}: no stored file has its content",
                         entry.path
@@ -339,39 +348,55 @@ impl BackupRun {
                             return self.await_whole(entry, size, hash);
                         }
                     }
-                    (Stored::LostResumed, _, _) => return self.await_whole(entry, size, hash),
-                    (Stored::Lost, _, _) => {
-                        self.warnings.push(format!(
-                            "{}: its content's stored copy {from} is damaged or unreadable; left out of this snapshot, the next run sends it again (run offsnap verify)",
-                            entry.path
-                        ));
-                        return Ok(());
+                    (Stored::LostResumed | Stored::Lost, _, _) => {
+                        return self.await_whole(entry, size, hash);
                     }
                     _ => return Err(protocol("no base snapshot")),
                 };
-                let how = match self
-                    .tree
-                    .link_from(source, &from, &entry.path, size, &entry.meta)
-                {
+                // A base file is hashed before it is reused (see
+                // `crate::stored`); this run's own files were as written.
+                let checked = match stored {
+                    Stored::Base => crate::stored::holds(source, &from, size, &hash)
+                        .or_else(|e| match stored_file_problem(&e) {
+                            true => Ok(false),
+                            false => Err(e),
+                        })
+                        .ctx(format!("snapshot {}", self.name))?,
+                    _ => true,
+                };
+                let linked = match checked {
+                    true => {
+                        self.tree
+                            .link_from(source, &from, &entry.path, (size, &hash), &entry.meta)
+                    }
+                    false => Err(std::io::Error::new(
+                        std::io::ErrorKind::InvalidData,
+                        "its content differs",
+                    )),
+                };
+                let how = match linked {
                     Err(e) if stored_file_problem(&e) => {
+                        eprintln!(
+                            "{}",
+                            crate::stored::altered_note(&entry.path, &from, &e.to_string())
+                        );
                         self.by_hash.insert(hash, (from.clone(), Stored::Lost));
-                        self.warnings.push(format!(
-                            "{}: its content's stored copy {from} is damaged or unreadable ({e}); left out of this snapshot, the next run sends it again (run offsnap verify)",
-                            entry.path
-                        ));
-                        return Ok(());
+                        return self.await_whole(entry, size, hash);
                     }
                     other => other.ctx(format!("snapshot {}", self.name))?,
                 };
                 self.stats.linked_by_hash += 1;
-                if how == Linked::Copied {
+                let copied = matches!(how, Linked::Copied | Linked::CopiedOtherMeta);
+                if copied {
                     self.limits.charge(&entry.path, size, &mut self.charged)?;
                 }
                 // A copy (its source at the link limit, or of other
                 // metadata) is what later links of this content use.
-                if stored == Stored::Resumed || how == Linked::Copied {
-                    self.by_hash
-                        .insert(hash, (entry.path.clone(), Stored::Here));
+                if stored == Stored::Resumed || copied {
+                    self.by_hash.remove(&hash);
+                    self.run_index
+                        .insert(&hash, &entry.path)
+                        .ctx("the run's content index")?;
                     self.journal
                         .finished(&entry.path, size, hash)
                         .ctx("the run's journal")?;
@@ -466,14 +491,10 @@ impl BackupRun {
         self.journal
             .finished(&path, size, hash)
             .ctx("the run's journal")?;
-        self.by_hash
-            .entry(hash)
-            .and_modify(|e| {
-                if matches!(e.1, Stored::Resumed | Stored::LostResumed | Stored::Lost) {
-                    *e = (path.clone(), Stored::Here);
-                }
-            })
-            .or_insert((path.clone(), Stored::Here));
+        self.by_hash.remove(&hash);
+        self.run_index
+            .insert(&hash, &path)
+            .ctx("the run's content index")?;
         if let Some((_, stamp)) = repair {
             self.awaited.remove(&path);
             let ctx = format!("snapshot {}", self.name);
@@ -558,7 +579,7 @@ impl BackupRun {
             let stamp = self.unstamp(&link)?;
             match self.tree.hard_link(&mut self.this_run, target, &link)? {
                 Linked::HardLink => self.stats.linked += 1,
-                Linked::Copied => {
+                Linked::Copied | Linked::CopiedOtherMeta => {
                     self.stats.link_limit_copies += 1;
                     self.charge_copy(&link).map_err(std::io::Error::other)?;
                 }
@@ -613,6 +634,24 @@ impl BackupRun {
         self.limits.charge(path, size, &mut self.charged)
     }
 
+    /// Where the content `hash` is stored: in this run, else (unless found
+    /// damaged) in the base snapshot, else in what an interrupted run left.
+    fn find_stored(&mut self, hash: &Hash) -> Result<Option<(RelPath, Stored)>, RemoteError> {
+        if let Some(path) = self.run_index.get(hash).ctx("the run's content index")? {
+            return Ok(Some((path, Stored::Here)));
+        }
+        let known = self.by_hash.get(hash).cloned();
+        if let Some((_, Stored::Lost | Stored::LostResumed)) = &known {
+            return Ok(known);
+        }
+        if let Some(index) = &mut self.base_index
+            && let Some(path) = index.get(hash).ctx("the base snapshot's content index")?
+        {
+            return Ok(Some((path, Stored::Base)));
+        }
+        Ok(known)
+    }
+
     /// Warnings for the client since the last call (files left out).
     pub fn take_warnings(&mut self) -> Vec<String> {
         std::mem::take(&mut self.warnings)
@@ -639,21 +678,23 @@ impl BackupRun {
     fn keep(&mut self, entry: Entry) -> Result<(), RemoteError> {
         let ctx = format!("snapshot {}", self.name);
         match &entry.kind {
-            EntryKind::File { size, .. } => {
+            EntryKind::File { size, hash } => {
+                let (size, hash) = (*size, *hash);
                 self.check_order(&entry.path)?;
                 let Some(base) = &mut self.base else {
                     return Err(protocol("no base snapshot"));
                 };
                 let linked =
                     self.tree
-                        .link_from(base, &entry.path, &entry.path, *size, &entry.meta);
+                        .link_from(base, &entry.path, &entry.path, (size, &hash), &entry.meta);
                 let how = match linked {
+                    // Altered or gone on the host: asked for again.
                     Err(e) if stored_file_problem(&e) => {
-                        self.warnings.push(format!(
-                            "{}: the stored copy in the previous snapshot is damaged or unreadable ({e}); left out of this snapshot, the next run sends it again (run offsnap verify)",
-                            entry.path
-                        ));
-                        return Ok(());
+                        eprintln!(
+                            "{}",
+                            crate::stored::altered_note(&entry.path, &entry.path, &e.to_string())
+                        );
+                        return self.await_whole(entry, size, hash);
                     }
                     other => other.ctx(&ctx)?,
                 };
@@ -662,7 +703,12 @@ impl BackupRun {
                     Linked::Copied => {
                         self.stats.link_limit_copies += 1;
                         self.stats.bytes_written += size;
-                        self.limits.charge(&entry.path, *size, &mut self.charged)?;
+                        self.limits.charge(&entry.path, size, &mut self.charged)?;
+                    }
+                    Linked::CopiedOtherMeta => {
+                        self.stats.linked += 1;
+                        self.stats.bytes_written += size;
+                        self.limits.charge(&entry.path, size, &mut self.charged)?;
                     }
                 }
                 self.record(&entry)
@@ -706,7 +752,7 @@ impl BackupRun {
                     .hard_link(&mut self.this_run, &source, &entry.path)
                 {
                     Ok(Linked::HardLink) => self.stats.linked += 1,
-                    Ok(Linked::Copied) => {
+                    Ok(Linked::Copied | Linked::CopiedOtherMeta) => {
                         self.stats.link_limit_copies += 1;
                         self.links.copied(target, &entry.path);
                         self.charge_copy(&entry.path)?;

@@ -6,10 +6,13 @@
 //! - [`set`]: the on-disk layout of a root and its sets, locking;
 //! - [`offsnap_fs`]: the filesystem layer it shares with the client (`fsx`,
 //!   `cursor`, `tree`, `remove`, `clone`), re-exported here under the same names;
+//! - [`content_index`]: stored contents by hash, on disk, in bounded memory;
+//! - [`stored`]: checking a stored file before it is reused;
 //! - [`extents`]: how much of a stored file shares its blocks;
 //! - [`journal`], [`resume`]: reusing what an interrupted run left.
 
 pub mod backup;
+pub mod content_index;
 pub mod error;
 pub mod extents;
 pub mod journal;
@@ -21,6 +24,7 @@ pub mod resume;
 pub mod serve;
 pub mod set;
 pub mod stats;
+pub mod stored;
 pub mod verify;
 
 pub use offsnap_fs::{clone, cursor, fsx, remove, tree};

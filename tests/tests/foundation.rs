@@ -897,3 +897,76 @@ fn owners_are_kept_by_a_root_helper_and_restored_by_root() {
         inode(&s.set_dir().join(&second).join("src/d/f"))
     );
 }
+
+/// Stored files altered on the host as a user would (an append, a
+/// same-size overwrite in place) are never carried into the next snapshot,
+/// whether they would be hard-linked as unchanged, copied because their
+/// metadata no longer matches, or linked by content from a renamed file:
+/// each is found not to match its manifest and is sent again.
+#[test]
+fn a_stored_file_altered_on_the_host_is_sent_again() {
+    let s = Scratch::new();
+    let mut rng = offsnap_tests::random::Rng::new(7);
+    let t = (1_700_000_000, 0);
+    let src = s.src();
+    write_file(&src.join("appended"), &rng.noise(20_000), 0o644, t);
+    write_file(&src.join("overwritten"), &rng.noise(20_000), 0o644, t);
+    write_file(&src.join("renamed"), &rng.noise(30_000), 0o644, t);
+    write_file(&src.join("kept"), &rng.noise(5_000), 0o644, t);
+    let first = s.backup("2026-11-01T00:00:00Z");
+    let snap = s.set_dir().join(&first).join("src");
+    let status = Command::new("sh")
+        .arg("-c")
+        .arg("echo x >> \"$1\"")
+        .arg("sh")
+        .arg(snap.join("appended"))
+        .status()
+        .unwrap();
+    assert!(status.success());
+    for name in ["overwritten", "renamed"] {
+        let mut f = fs::OpenOptions::new()
+            .write(true)
+            .open(snap.join(name))
+            .unwrap();
+        std::io::Write::write_all(&mut f, b"damage").unwrap();
+    }
+    // The damage is there, and verify sees it.
+    let out = s.offsnap(
+        None,
+        &[&"verify", &"--set", &"t", &"--snapshot", &first, &s.dest()],
+    );
+    assert_eq!(out.status.code(), Some(1), "{}", stdout(&out));
+    // The source renames one file: its content is on the host, by hash.
+    fs::rename(src.join("renamed"), src.join("moved")).unwrap();
+
+    let out = s.offsnap(
+        Some("2026-11-02T00:00:00Z"),
+        &[&"backup", &"--set", &"t", &"--json", &src, &s.dest()],
+    );
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(0), "{err}");
+    for name in ["appended", "overwritten", "moved"] {
+        assert!(
+            err.contains(&format!("src/{name}: the stored copy"))
+                && err.contains("does not match its manifest"),
+            "{name}: {err}"
+        );
+    }
+    assert!(!err.contains("hard-link limit"), "{err}");
+    assert!(!err.contains("src/kept"), "{err}");
+    let report: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
+    assert_eq!(report["resent_whole"], 3, "{report}");
+    let second = report["snapshot"].as_str().unwrap().to_string();
+    let out = s.offsnap(
+        None,
+        &[&"verify", &"--set", &"t", &"--snapshot", &second, &s.dest()],
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", stdout(&out));
+    let restored = s.restore(&second);
+    assert_same_tree(&src, &restored.join("src"));
+    // The unchanged file is still shared with the first snapshot.
+    assert_eq!(
+        inode(&snap.join("kept")),
+        inode(&s.set_dir().join(&second).join("src/kept"))
+    );
+}

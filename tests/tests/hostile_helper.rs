@@ -145,3 +145,34 @@ fn a_file_the_helper_asks_for_again_is_sent_whole() {
     assert_eq!(report["resent_whole"], 1, "{report}");
     assert_eq!(fs::read(&received).unwrap(), content);
 }
+
+#[test]
+fn a_manifest_longer_than_announced_is_stopped_at_its_length() {
+    let s = Scratch::new();
+    let to = s.path("to");
+    // Under a 4 MiB file-size limit: a client that wrote what the helper
+    // sends past the announced length would be killed by SIGXFSZ.
+    let helper = fake("manifest-flood");
+    let mut cmd = std::process::Command::new("sh");
+    s.setup(&mut cmd, None);
+    cmd.arg("-c")
+        .arg("ulimit -f 8192 && exec \"$0\" \"$@\"")
+        .arg(offsnap_bin())
+        .args(["restore", "--set", "t", "--remote-cmd", &helper])
+        .arg(s.dest())
+        .arg("--to")
+        .arg(&to);
+    let out = cmd.output().unwrap();
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("more than the") && err.contains("bytes it announced"),
+        "{err}"
+    );
+    // Nothing of the flood is left in the cache, and nothing restored.
+    let cached: u64 = fs::read_dir(s.cache())
+        .map(|d| d.flatten().map(|e| e.metadata().unwrap().len()).sum())
+        .unwrap_or(0);
+    assert!(cached < 1024, "{cached} bytes in the manifest cache");
+    assert!(fs::read_dir(&to).map(|d| d.count() == 0).unwrap_or(true));
+}

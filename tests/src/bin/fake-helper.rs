@@ -146,6 +146,14 @@ fn main() {
     while let Ok(req) = rx.read::<Request>() {
         let answers = match req {
             Request::ListSnapshots { .. } => vec![Response::Snapshots(vec![info.clone()])],
+            // The true manifest, then chunk after chunk (256 MiB in all)
+            // past the length announced.
+            Request::GetManifest { .. } if mode == "manifest-flood" => {
+                let mut flood = vec![Response::ManifestChunk(bytes.clone())];
+                flood.extend((0..4096).map(|_| Response::ManifestChunk(vec![0x5a; 64 * 1024])));
+                flood.push(Response::ManifestEnd);
+                flood
+            }
             Request::GetManifest { .. } => vec![
                 Response::ManifestChunk(bytes.clone()),
                 Response::ManifestEnd,

@@ -1,0 +1,162 @@
+//! Memory of the helper, measured: its peak RSS (from `wait4`'s rusage,
+//! through GNU time) must not grow with the length of the stored paths or
+//! with the number of files.
+
+#![allow(clippy::unwrap_used)]
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::os::fd::OwnedFd;
+use std::path::Path;
+
+use offsnap_tests::*;
+use rustix::fs::{Mode, OFlags};
+
+/// Levels of 255-byte directory names: paths of about 64 KiB.
+const LEVELS: usize = 250;
+
+fn level(i: usize) -> String {
+    format!("{i:03}{}", "d".repeat(252))
+}
+
+/// The bottom directory of the chain under `root`, made if `make`.
+fn bottom(root: &Path, make: bool) -> OwnedFd {
+    let mut dir =
+        rustix::fs::open(root, OFlags::DIRECTORY | OFlags::RDONLY, Mode::empty()).unwrap();
+    for i in 0..LEVELS {
+        if make {
+            rustix::fs::mkdirat(&dir, level(i).as_str(), Mode::from_raw_mode(0o755)).unwrap();
+        }
+        dir = rustix::fs::openat(
+            &dir,
+            level(i).as_str(),
+            OFlags::DIRECTORY | OFlags::RDONLY,
+            Mode::empty(),
+        )
+        .unwrap();
+    }
+    dir
+}
+
+/// Name and content of every file in the bottom directory under `root`.
+fn files(root: &Path) -> BTreeMap<Vec<u8>, Vec<u8>> {
+    let dir = bottom(root, false);
+    let mut out = BTreeMap::new();
+    let list = rustix::fs::Dir::read_from(&dir).unwrap();
+    for e in list {
+        let e = e.unwrap();
+        let name = e.file_name().to_bytes().to_vec();
+        if name == b"." || name == b".." {
+            continue;
+        }
+        let f = rustix::fs::openat(&dir, name.as_slice(), OFlags::RDONLY, Mode::empty()).unwrap();
+        let mut content = vec![0u8; 256];
+        let n = rustix::io::read(&f, &mut content).unwrap();
+        content.truncate(n);
+        out.insert(name, content);
+    }
+    out
+}
+
+/// One backup of set `t` through a separate helper process; returns the
+/// report and the helper's peak RSS in KiB.
+fn backup(s: &Scratch, now: &str) -> (serde_json::Value, u64) {
+    let rss = s.path("helper-rss");
+    let helper = format!(
+        "/usr/bin/time -f %M -o {} {}",
+        rss.display(),
+        remote_bin().display()
+    );
+    let out = s.offsnap(
+        Some(now),
+        &[
+            &"backup",
+            &"--set",
+            &"t",
+            &"--json",
+            &"--no-prune",
+            &"--remote-cmd",
+            &helper,
+            &s.src(),
+            &s.dest(),
+        ],
+    );
+    assert_ok(&out);
+    let kib = fs::read_to_string(&rss).unwrap().trim().parse().unwrap();
+    (serde_json::from_str(&stdout(&out)).unwrap(), kib)
+}
+
+/// Backs up `n` files with 64 KiB paths, then renames a tenth of them
+/// (linked by content from the base); returns the helper's peak RSS in
+/// KiB for each run.
+fn two_runs(n: usize) -> (u64, u64) {
+    let s = Scratch::new();
+    {
+        let dir = bottom(&s.src(), true);
+        for i in 0..n {
+            let f = rustix::fs::openat(
+                &dir,
+                format!("f{i:06}").as_str(),
+                OFlags::WRONLY | OFlags::CREATE,
+                Mode::from_raw_mode(0o644),
+            )
+            .unwrap();
+            rustix::io::write(&f, format!("content of file {i}").as_bytes()).unwrap();
+        }
+    }
+    let (_, first) = backup(&s, "2026-11-01T00:00:00Z");
+    {
+        let dir = bottom(&s.src(), false);
+        for i in (0..n).step_by(10) {
+            rustix::fs::renameat(
+                &dir,
+                format!("f{i:06}").as_str(),
+                &dir,
+                format!("g{i:06}").as_str(),
+            )
+            .unwrap();
+        }
+    }
+    let (report, later) = backup(&s, "2026-11-02T00:00:00Z");
+    assert_eq!(report["linked_by_hash"], n.div_ceil(10), "{report}");
+    let snap = report["snapshot"].as_str().unwrap().to_string();
+    let out = s.offsnap(
+        None,
+        &[&"verify", &"--set", &"t", &"--snapshot", &snap, &s.dest()],
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", stdout(&out));
+    let restored = s.restore(&snap);
+    assert_eq!(files(&restored.join("src")), files(&s.src()));
+    (first, later)
+}
+
+#[test]
+fn helper_memory_does_not_grow_with_path_bytes_or_file_count() {
+    if !Path::new("/usr/bin/time").exists() {
+        assert!(
+            std::env::var_os("OFFSNAP_REQUIRE_ROOT_TESTS").is_none(),
+            "GNU time (/usr/bin/time) is needed to measure the helper"
+        );
+        eprintln!("SKIPPED: no /usr/bin/time to measure the helper's memory");
+        return;
+    }
+    // 300 and 600 files of 64 KiB paths: 19 and 38 MiB of path bytes (a
+    // helper holding them would pass the bound).
+    let (small_first, small_later) = two_runs(300);
+    let (big_first, big_later) = two_runs(600);
+    eprintln!(
+        "helper peak RSS KiB: 300 files {small_first} / {small_later}, 600 files {big_first} / {big_later}"
+    );
+    for kib in [small_first, small_later, big_first, big_later] {
+        assert!(kib < 32 * 1024, "helper peak RSS {kib} KiB");
+    }
+    // Flat: twice the files cost no more than 1.2 times the memory.
+    assert!(
+        big_later * 10 <= small_later * 12,
+        "{small_later} -> {big_later} KiB"
+    );
+    assert!(
+        big_first * 10 <= small_first * 12,
+        "{small_first} -> {big_first} KiB"
+    );
+}
