@@ -395,7 +395,8 @@ pub fn tree(token: &str, snap: &SnapshotInfo, dir: Option<&RelPath>, entries: &[
             b,
             "<tr data-path=\"{}\"><td class=mono>{}</td><td class=mono>{}:{}</td><td class=name>{link}{extra}</td>\
 <td class=num>{size}</td><td class=mono>{}</td><td>{actions}</td></tr>",
-            esc(&e.path.to_string()),
+            // The path as stored (HTML-escaped), not as shown on a terminal.
+            esc(&String::from_utf8_lossy(e.path.as_bytes())),
             mode_text(&e.kind, e.meta.mode),
             e.meta.uid,
             e.meta.gid,
