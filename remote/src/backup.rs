@@ -884,6 +884,22 @@ impl BackupRun {
                 e.message
             );
         }
+        // The next run's index of stored contents by hash, built now from
+        // the manifest just written, so that the next run starts at once
+        // and needs no new space before it writes; should this fail, the
+        // next run builds it.
+        let index = self.set.meta_dir_or_new("index").and_then(|dir| {
+            let manifest = self.set.open_manifest(&self.name)?;
+            BaseIndex::open_or_build(&dir, &manifest, &hash)
+                .map(drop)
+                .ctx("the content index")
+        });
+        if let Err(e) = index {
+            eprintln!(
+                "offsnap-remote: warning: {} (the next run builds it)",
+                e.message
+            );
+        }
         Ok((self.name, self.stats))
     }
 
