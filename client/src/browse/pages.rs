@@ -71,21 +71,8 @@ fn show(bytes: &[u8]) -> String {
     esc(&String::from_utf8_lossy(bytes))
 }
 
-/// Bytes for people: 1.5 MiB.
-pub fn human(n: u64) -> String {
-    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
-    let mut v = n as f64;
-    let mut u = 0;
-    while v >= 1024.0 && u < UNITS.len() - 1 {
-        v /= 1024.0;
-        u += 1;
-    }
-    if u == 0 {
-        format!("{n} B")
-    } else {
-        format!("{v:.1} {}", UNITS[u])
-    }
-}
+/// Bytes for people: 1.5 MiB (as every command prints them).
+pub use crate::output::human_bytes as human;
 
 /// `drwxr-xr-x`, from the kind and permission bits.
 pub fn mode_text(kind: &EntryKind, mode: u32) -> String {
