@@ -598,8 +598,12 @@ fn a_passphrase_gets_three_tries_on_the_terminal() {
         fs::read_to_string(locked.with_extension("pub")).unwrap(),
         e.sshd.client_pub(),
     ]);
-    let sock = format!("offsnap-pass-{}", std::process::id());
+    // One tmux server per run: a server whose last session was killed exits,
+    // and a new session asked of it meanwhile fails ("server exited
+    // unexpectedly").
     let run = |name: &str, answers: &[&str]| -> (i32, String) {
+        let sock = format!("offsnap-pass-{}-{name}", std::process::id());
+        let sock = sock.as_str();
         let status = e.s.path(&format!("{name}.status"));
         let script = format!(
             "env -u SSH_AUTH_SOCK HOME={home} {bin} backup --set t -p {port} -i {key} \
@@ -614,16 +618,16 @@ fn a_passphrase_gets_three_tries_on_the_terminal() {
             status = status.display(),
         );
         let st = Command::new("tmux")
-            .args(["-L", &sock, "new-session", "-d", "-x", "200", "-y", "30"])
+            .args(["-L", sock, "new-session", "-d", "-x", "200", "-y", "30"])
             .args(["-s", name, &script])
             .env_remove("TMUX")
             .status()
             .unwrap();
         assert!(st.success());
         for (i, answer) in answers.iter().enumerate() {
-            wait_for(&sock, name, "Enter passphrase for key", i + 1);
+            wait_for(sock, name, "Enter passphrase for key", i + 1);
             let st = Command::new("tmux")
-                .args(["-L", &sock, "send-keys", "-t", name, answer, "Enter"])
+                .args(["-L", sock, "send-keys", "-t", name, answer, "Enter"])
                 .status()
                 .unwrap();
             assert!(st.success());
@@ -634,9 +638,10 @@ fn a_passphrase_gets_three_tries_on_the_terminal() {
             std::thread::sleep(Duration::from_millis(50));
         }
         std::thread::sleep(Duration::from_millis(100));
-        let shown = screen(&sock, name);
+        let shown = screen(sock, name);
         let _ = Command::new("tmux")
-            .args(["-L", &sock, "kill-session", "-t", name])
+            .args(["-L", sock, "kill-server"])
+            .stderr(Stdio::null())
             .status();
         let code = fs::read_to_string(&status).unwrap().trim().parse().unwrap();
         (code, shown)
@@ -654,10 +659,6 @@ fn a_passphrase_gets_three_tries_on_the_terminal() {
     let (code, shown) = run("wrong", &["a", "b", "c"]);
     assert_eq!(code, 1, "{shown}");
     assert!(shown.contains("wrong passphrase for key"), "{shown}");
-    let _ = Command::new("tmux")
-        .args(["-L", &sock, "kill-server"])
-        .stderr(Stdio::null())
-        .status();
     let restored = e.restore(&e.s.dest(), "latest");
     assert_same_tree(&e.s.src(), &restored.join("src"));
 }
