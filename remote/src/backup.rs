@@ -16,18 +16,18 @@ use std::os::fd::{AsFd, OwnedFd};
 
 use offsnap_protocol::manifest::ManifestWriter;
 use offsnap_protocol::{
-    CommitStats, Entry, EntryKind, ErrorKind, Hash, Meta, Op, RelPath, RemoteError, SetName,
-    SnapshotInfo, SnapshotName, Xattr,
+    CommitStats, Entry, EntryKind, ErrorKind, Hash, Meta, Op, RelPath, SetName, SnapshotInfo,
+    SnapshotName, Xattr,
 };
 
 use crate::content_index::{BaseIndex, RunIndex};
-use crate::cursor::DirCursor;
-use crate::error::{Context, err, protocol};
-use crate::fsx;
+use crate::error::{Context, Error, protocol};
 use crate::journal::{self, Journal};
 use crate::resume::{self, ResumeSource};
 use crate::set::{Root, SetDir, SetLock};
-use crate::tree::{Existing, FileSink, Linked, TreeWriter};
+use offsnap_fs::cursor::DirCursor;
+use offsnap_fs::fsx;
+use offsnap_fs::tree::{Existing, FileSink, Linked, TreeWriter};
 
 /// Where a content is stored.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -123,7 +123,7 @@ impl BackupRun {
         root: &Root,
         set_name: &SetName,
         now: jiff::Timestamp,
-    ) -> Result<(BackupRun, SnapshotName, Option<SnapshotInfo>), RemoteError> {
+    ) -> Result<(BackupRun, SnapshotName, Option<SnapshotInfo>), Error> {
         let set = root.create_set(set_name)?;
         let lock = set.lock("backup")?;
         let resume = ResumeSource::prepare(&set)?;
@@ -138,7 +138,10 @@ impl BackupRun {
         let journal = Journal::create(work.as_fd()).ctx(&ctx)?;
         let manifest_file = fsx::create_file(work.as_fd(), b"manifest").ctx(&ctx)?;
         let manifest = ManifestWriter::new(BufWriter::with_capacity(256 * 1024, manifest_file))
-            .map_err(|e| err(ErrorKind::Io, format!("{ctx}: {e}")))?;
+            .map_err(|e| Error::Manifest {
+                context: ctx.clone(),
+                source: e,
+            })?;
         let base_cursor = match &base {
             Some(b) => Some(DirCursor::new(set.open_snapshot(&b.name)?)),
             None => None,
@@ -150,7 +153,7 @@ impl BackupRun {
                     &set.open_manifest(&b.name)?,
                     &b.manifest_hash,
                 )
-                .map_err(|e| err(ErrorKind::Corrupt, format!("manifest of {}: {e}", b.name)))?,
+                .map_err(|e| Error::corrupt(format!("manifest of {}", b.name), e))?,
             ),
             None => None,
         };
@@ -166,7 +169,7 @@ impl BackupRun {
         let base_entries = match &base {
             Some(b) => Some(
                 offsnap_protocol::manifest::open_file(set.open_manifest(&b.name)?)
-                    .map_err(|e| err(ErrorKind::Corrupt, format!("manifest of {}: {e}", b.name)))?,
+                    .map_err(|e| Error::corrupt(format!("manifest of {}", b.name), e))?,
             ),
             None => None,
         };
@@ -222,7 +225,7 @@ impl BackupRun {
             .unwrap_or_default()
     }
 
-    fn check_order(&mut self, path: &RelPath) -> Result<(), RemoteError> {
+    fn check_order(&mut self, path: &RelPath) -> Result<(), Error> {
         if let Some(last) = &self.last
             && last.walk_cmp(path) != Ordering::Less
         {
@@ -234,7 +237,7 @@ impl BackupRun {
         Ok(())
     }
 
-    fn record(&mut self, entry: &Entry) -> Result<(), RemoteError> {
+    fn record(&mut self, entry: &Entry) -> Result<(), Error> {
         self.manifest
             .push(entry)
             .map_err(|e| crate::error::manifest("writing the manifest", e))?;
@@ -246,7 +249,7 @@ impl BackupRun {
     }
 
     /// Applies one op.
-    pub fn apply(&mut self, op: Op) -> Result<(), RemoteError> {
+    pub fn apply(&mut self, op: Op) -> Result<(), Error> {
         if let Some(open) = &mut self.file {
             return match op {
                 Op::Data(_) | Op::DataZstd(_) => {
@@ -421,7 +424,7 @@ impl BackupRun {
         }
     }
 
-    fn end_file(&mut self, hash: offsnap_protocol::Hash) -> Result<(), RemoteError> {
+    fn end_file(&mut self, hash: offsnap_protocol::Hash) -> Result<(), Error> {
         let Some(OpenFile {
             sink,
             meta,
@@ -475,10 +478,9 @@ impl BackupRun {
         }
         if got != hash {
             self.tree.abort_file(sink);
-            return Err(err(
-                ErrorKind::Corrupt,
-                format!("{path}: the data written does not match the client's hash"),
-            ));
+            return Err(Error::Mismatch(format!(
+                "{path}: the data written does not match the client's hash"
+            )));
         }
         self.tree
             .finish_file(sink, &meta, &[])
@@ -519,7 +521,7 @@ impl BackupRun {
         xattrs: Vec<Xattr>,
         size: u64,
         delta: bool,
-    ) -> Result<(), RemoteError> {
+    ) -> Result<(), Error> {
         offsnap_protocol::entry::check_xattrs(&xattrs)
             .map_err(|e| protocol(format!("{path}: {e}")))?;
         let prev_last = self.last.clone();
@@ -593,7 +595,7 @@ impl BackupRun {
     /// whole, after the walk (see [`Response::Resend`]).
     ///
     /// [`Response::Resend`]: offsnap_protocol::Response::Resend
-    fn await_whole(&mut self, entry: Entry, size: u64, hash: Hash) -> Result<(), RemoteError> {
+    fn await_whole(&mut self, entry: Entry, size: u64, hash: Hash) -> Result<(), Error> {
         self.resends.push(entry.path.clone());
         self.awaited.insert(
             entry.path.clone(),
@@ -626,7 +628,7 @@ impl BackupRun {
     }
 
     /// Charges the copy just made at `path` to the owner's limits.
-    fn charge_copy(&mut self, path: &RelPath) -> Result<(), RemoteError> {
+    fn charge_copy(&mut self, path: &RelPath) -> Result<(), Error> {
         let (dir, name) = self.this_run.parent_of(path).ctx(path)?;
         let size = fsx::lstat(dir, name)
             .ctx(path)?
@@ -636,7 +638,7 @@ impl BackupRun {
 
     /// Where the content `hash` is stored: in this run, else (unless found
     /// damaged) in the base snapshot, else in what an interrupted run left.
-    fn find_stored(&mut self, hash: &Hash) -> Result<Option<(RelPath, Stored)>, RemoteError> {
+    fn find_stored(&mut self, hash: &Hash) -> Result<Option<(RelPath, Stored)>, Error> {
         if let Some(path) = self.run_index.get(hash).ctx("the run's content index")? {
             return Ok(Some((path, Stored::Here)));
         }
@@ -663,19 +665,19 @@ impl BackupRun {
     }
 
     /// The next entry of the base manifest.
-    fn next_base(&mut self) -> Result<Entry, RemoteError> {
+    fn next_base(&mut self) -> Result<Entry, Error> {
         let Some(reader) = &mut self.base_entries else {
             return Err(protocol("no base snapshot"));
         };
         reader
             .next_entry()
-            .map_err(|e| err(ErrorKind::Corrupt, format!("base manifest: {e}")))?
+            .map_err(|e| Error::corrupt("base manifest", e))?
             .ok_or_else(|| protocol("more unchanged entries than the base snapshot holds"))
     }
 
     /// Keeps a base entry as it is: directories and symlinks made again,
     /// files hard-linked.
-    fn keep(&mut self, entry: Entry) -> Result<(), RemoteError> {
+    fn keep(&mut self, entry: Entry) -> Result<(), Error> {
         let ctx = format!("snapshot {}", self.name);
         match &entry.kind {
             EntryKind::File { size, hash } => {
@@ -720,7 +722,7 @@ impl BackupRun {
     /// Records a directory, symlink, hard link or special file, making it
     /// in the tree (specials are recorded only: see
     /// [`EntryKind::is_special`]).
-    fn place(&mut self, entry: Entry) -> Result<(), RemoteError> {
+    fn place(&mut self, entry: Entry) -> Result<(), Error> {
         self.check_order(&entry.path)?;
         let ctx = format!("snapshot {}", self.name);
         if let EntryKind::HardLink { target } = &entry.kind {
@@ -780,7 +782,7 @@ impl BackupRun {
 
     /// Opens the file a delta for `path` is made against: the part of it
     /// an interrupted run received, else the base snapshot's file.
-    fn open_base(&mut self, path: &RelPath) -> Result<(File, u64), RemoteError> {
+    fn open_base(&mut self, path: &RelPath) -> Result<(File, u64), Error> {
         if let Some(r) = &mut self.resume
             && let Some(found) = r
                 .open_partial(path)
@@ -801,10 +803,10 @@ impl BackupRun {
 
     /// The rsync signature of the file a delta for `path` would be made
     /// against (see [`Self::open_base`]), or `None` if there is none.
-    pub fn signature(&mut self, path: &RelPath) -> Result<Option<Vec<u8>>, RemoteError> {
+    pub fn signature(&mut self, path: &RelPath) -> Result<Option<Vec<u8>>, Error> {
         let (file, len) = match self.open_base(path) {
             Ok(b) => b,
-            Err(e) if e.kind == ErrorKind::NotFound => return Ok(None),
+            Err(e) if e.kind() == ErrorKind::NotFound => return Ok(None),
             Err(e) => return Err(e),
         };
         signature_of(&file, len)
@@ -813,7 +815,7 @@ impl BackupRun {
     }
 
     /// Makes the snapshot durable and visible; see the module documentation.
-    pub fn commit(mut self) -> Result<(SnapshotName, CommitStats), RemoteError> {
+    pub fn commit(mut self) -> Result<(SnapshotName, CommitStats), Error> {
         if let Some(open) = &self.file {
             return Err(protocol(format!(
                 "commit while {} is incomplete",
@@ -864,14 +866,11 @@ impl BackupRun {
         // The snapshot is complete and visible from here on: what follows
         // is tidying, whose failure must not report the run as failed.
         if let Err(e) = self.set.set_latest(&self.name) {
-            eprintln!("offsnap-remote: warning: {}", e.message);
+            eprintln!("offsnap-remote: warning: {}", e);
         }
         drop(self.resume);
         if let Err(e) = resume::clear(&self.set) {
-            eprintln!(
-                "offsnap-remote: warning: {} (the next run clears it)",
-                e.message
-            );
+            eprintln!("offsnap-remote: warning: {} (the next run clears it)", e);
         }
         drop(self.work);
         let tidy = self
@@ -879,10 +878,7 @@ impl BackupRun {
             .meta_dir("incomplete")
             .and_then(|dir| fsx::remove_tree(dir.as_fd(), name.as_bytes()).ctx(&ctx));
         if let Err(e) = tidy {
-            eprintln!(
-                "offsnap-remote: warning: {} (the next run clears it)",
-                e.message
-            );
+            eprintln!("offsnap-remote: warning: {} (the next run clears it)", e);
         }
         // The next run's index of stored contents by hash, built now from
         // the manifest just written, so that the next run starts at once
@@ -895,10 +891,7 @@ impl BackupRun {
                 .ctx("the content index")
         });
         if let Err(e) = index {
-            eprintln!(
-                "offsnap-remote: warning: {} (the next run builds it)",
-                e.message
-            );
+            eprintln!("offsnap-remote: warning: {} (the next run builds it)", e);
         }
         Ok((self.name, self.stats))
     }
@@ -1032,10 +1025,10 @@ fn op_word(op: &Op) -> &'static str {
 
 /// Applies one standalone delta piece to the file being rebuilt: copies
 /// come from the base (cloned where the filesystem shares blocks, see
-/// [`crate::clone`]), every length is checked
+/// [`offsnap_fs::clone`]), every length is checked
 /// against the base and against the size announced, so a delta can neither
 /// read outside its base nor write past the file's end.
-fn apply_piece(open: &mut OpenFile, piece: &[u8]) -> Result<(), RemoteError> {
+fn apply_piece(open: &mut OpenFile, piece: &[u8]) -> Result<(), Error> {
     use offsnap_protocol::delta::{DeltaOp, parse};
     let path = open.sink.path().clone();
     let Some((base, base_len)) = &open.base else {

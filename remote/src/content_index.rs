@@ -31,7 +31,7 @@ use std::os::unix::fs::FileExt;
 
 use offsnap_protocol::{EntryKind, Hash, RelPath};
 
-use crate::fsx;
+use offsnap_fs::fsx;
 
 const MAGIC: &[u8; 16] = b"offsnap-byhash\0\0";
 const FORMAT: u32 = 1;

@@ -15,7 +15,7 @@ use std::os::fd::BorrowedFd;
 use offsnap_protocol::{Hash, RelPath};
 use serde::{Deserialize, Serialize};
 
-use crate::fsx;
+use offsnap_fs::fsx;
 
 /// The journal's file name inside a run's directory.
 pub const JOURNAL: &[u8] = b"journal";

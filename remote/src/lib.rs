@@ -4,8 +4,7 @@
 //! - [`serve`]: the session loop and its configuration;
 //! - [`backup`]: building and committing one snapshot;
 //! - [`set`]: the on-disk layout of a root and its sets, locking;
-//! - [`offsnap_fs`]: the filesystem layer it shares with the client (`fsx`,
-//!   `cursor`, `tree`, `remove`, `clone`), re-exported here under the same names;
+//! - [`error`]: the helper's errors, and their one mapping to the wire;
 //! - [`content_index`]: stored contents by hash, on disk, in bounded memory;
 //! - [`stored`]: checking a stored file before it is reused;
 //! - [`extents`]: how much of a stored file shares its blocks;
@@ -27,6 +26,4 @@ pub mod stats;
 pub mod stored;
 pub mod verify;
 
-pub use offsnap_fs::{clone, cursor, fsx, remove, tree};
-pub use offsnap_protocol::retention;
 pub use serve::{Access, Clock, Config, ServeError, serve};

@@ -11,9 +11,9 @@
 //! sets both. A delta needs no setting: it may rebuild at most its base's
 //! length plus the literal bytes it carries (see [`DeltaBudget`]).
 
-use offsnap_protocol::{ErrorKind, RelPath, RemoteError};
+use offsnap_protocol::RelPath;
 
-use crate::error::err;
+use crate::error::Error;
 
 /// The owner's limits; `None` is no limit.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -27,32 +27,26 @@ pub struct Limits {
 impl Limits {
     /// Admits a file of `size` bytes at `path` into a run that has already
     /// written (or been promised) `charged` bytes, and charges it.
-    pub fn admit(&self, path: &RelPath, size: u64, charged: &mut u64) -> Result<(), RemoteError> {
+    pub fn admit(&self, path: &RelPath, size: u64, charged: &mut u64) -> Result<(), Error> {
         if let Some(max) = self.max_file_size
             && size > max
         {
-            return Err(err(
-                ErrorKind::Refused,
-                format!(
-                    "{path}: {size} bytes, above this host's limit of {max} bytes per file (--max-file-size)"
-                ),
-            ));
+            return Err(Error::Refused(format!(
+                "{path}: {size} bytes, above this host's limit of {max} bytes per file (--max-file-size)"
+            )));
         }
         self.charge(path, size, charged)
     }
 
     /// Charges `size` bytes of new data (a copy already made) to the run.
-    pub fn charge(&self, path: &RelPath, size: u64, charged: &mut u64) -> Result<(), RemoteError> {
+    pub fn charge(&self, path: &RelPath, size: u64, charged: &mut u64) -> Result<(), Error> {
         *charged = charged.saturating_add(size);
         if let Some(max) = self.max_snapshot_size
             && *charged > max
         {
-            return Err(err(
-                ErrorKind::Refused,
-                format!(
-                    "{path}: this run would write more than this host's limit of {max} bytes of new data per snapshot (--max-snapshot-size)"
-                ),
-            ));
+            return Err(Error::Refused(format!(
+                "{path}: this run would write more than this host's limit of {max} bytes of new data per snapshot (--max-snapshot-size)"
+            )));
         }
         Ok(())
     }

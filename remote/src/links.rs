@@ -17,8 +17,8 @@ use std::io;
 use offsnap_protocol::{Entry, Meta, RelPath};
 use rustix::fs::FileType;
 
-use crate::cursor::DirCursor;
-use crate::fsx;
+use offsnap_fs::cursor::DirCursor;
+use offsnap_fs::fsx;
 
 /// The hard-link names recorded in a run, by a fixed-size key (memory
 /// does not grow with path lengths).

@@ -89,10 +89,10 @@ fn run(cli: Cli) -> Result<()> {
             dry_run,
         } => {
             let clock = Clock::from_env().map_err(anyhow::Error::msg)?;
-            let root = Root::open(&root, false).map_err(|e| anyhow::Error::msg(e.message))?;
+            let root = Root::open(&root, false).map_err(|e| anyhow::Error::msg(e.to_string()))?;
             let sets = match set {
                 Some(s) => vec![s],
-                None => root.sets().map_err(|e| anyhow::Error::msg(e.message))?,
+                None => root.sets().map_err(|e| anyhow::Error::msg(e.to_string()))?,
             };
             // One busy or broken set must not stop the others being pruned.
             let mut failed = 0;
@@ -100,7 +100,7 @@ fn run(cli: Cli) -> Result<()> {
                 let decisions = match prune(&root, &set, &policy.policy(), clock.now(), dry_run) {
                     Ok(d) => d,
                     Err(e) => {
-                        eprintln!("offsnap-remote: set {set}: {}", e.message);
+                        eprintln!("offsnap-remote: set {set}: {e}");
                         failed += 1;
                         continue;
                     }

@@ -9,9 +9,9 @@
 //! make the owner's `prune --keep-within` take recent snapshots for old
 //! ones. Beyond the bound the backup is refused until the clock catches up.
 
-use offsnap_protocol::{ErrorKind, RemoteError, SetName, SnapshotName};
+use offsnap_protocol::{SetName, SnapshotName};
 
-use crate::error::err;
+use crate::error::Error;
 
 /// How far (seconds) a new snapshot's name may be ahead of the clock.
 pub const MAX_LEAD: i64 = 5;
@@ -21,7 +21,7 @@ pub fn name_after(
     set: &SetName,
     now: jiff::Timestamp,
     newest: Option<SnapshotName>,
-) -> Result<SnapshotName, RemoteError> {
+) -> Result<SnapshotName, Error> {
     let name = SnapshotName::from_timestamp(now);
     let Some(newest) = newest.filter(|n| name <= *n) else {
         return Ok(name);
@@ -29,13 +29,10 @@ pub fn name_after(
     let bumped = newest.next();
     let lead = bumped.timestamp().as_second() - now.as_second();
     if lead > MAX_LEAD {
-        return Err(err(
-            ErrorKind::Refused,
-            format!(
-                "set {set}: the newest snapshot, {newest}, is {}s ahead of this host's clock ({name}); a new one would be named after it, further ahead than the {MAX_LEAD}s allowed: try again once the clock has passed {newest} (or check the clock)",
-                lead - 1
-            ),
-        ));
+        return Err(Error::Refused(format!(
+            "set {set}: the newest snapshot, {newest}, is {}s ahead of this host's clock ({name}); a new one would be named after it, further ahead than the {MAX_LEAD}s allowed: try again once the clock has passed {newest} (or check the clock)",
+            lead - 1
+        )));
     }
     eprintln!(
         "offsnap-remote: the clock ({name}) is not after the newest snapshot ({newest}); naming this one {bumped}"
@@ -61,7 +58,7 @@ mod tests {
                     newest = Some(n);
                     made += 1;
                 }
-                Err(e) => assert!(e.message.contains("ahead of this host's clock"), "{e}"),
+                Err(e) => assert!(e.to_string().contains("ahead of this host's clock"), "{e}"),
             }
         }
         assert_eq!(made, MAX_LEAD + 1);

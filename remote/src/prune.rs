@@ -3,7 +3,9 @@
 //! it from there. An interrupted prune leaves every dated snapshot whole;
 //! the next backup or prune empties the trash.
 
-use offsnap_protocol::{Policy, PruneDecision, RemoteError, SetName};
+use offsnap_protocol::{Policy, PruneDecision, SetName};
+
+use crate::error::Error;
 
 use crate::set::Root;
 use offsnap_protocol::retention::decide;
@@ -15,7 +17,7 @@ pub fn prune(
     policy: &Policy,
     now: jiff::Timestamp,
     dry_run: bool,
-) -> Result<Vec<PruneDecision>, RemoteError> {
+) -> Result<Vec<PruneDecision>, Error> {
     let set = root.open_set(set)?;
     let lock = if dry_run {
         None

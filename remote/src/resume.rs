@@ -18,13 +18,13 @@ use std::fs::File;
 use std::io;
 use std::os::fd::{AsFd, OwnedFd};
 
-use offsnap_protocol::{Hash, RelPath, RemoteError, Resume};
+use offsnap_protocol::{Hash, RelPath, Resume};
 
-use crate::cursor::DirCursor;
-use crate::error::Context;
-use crate::fsx;
+use crate::error::{Context, Error};
 use crate::journal::{self, Record};
 use crate::set::SetDir;
+use offsnap_fs::cursor::DirCursor;
+use offsnap_fs::fsx;
 
 /// An interrupted run's directory, ready to be reused.
 pub struct ResumeSource {
@@ -47,7 +47,7 @@ impl ResumeSource {
     /// Keeps the most useful interrupted run of `set` (by bytes it can
     /// give back) in `.offsnap/resume/` and clears the other interrupted
     /// runs. Call with the set's lock held, before a run starts.
-    pub fn prepare(set: &SetDir) -> Result<Option<ResumeSource>, RemoteError> {
+    pub fn prepare(set: &SetDir) -> Result<Option<ResumeSource>, Error> {
         let ctx = format!("set {:?}: looking for an interrupted run", set.name());
         let incomplete = set.meta_dir("incomplete")?;
         let resume = set.meta_dir_or_new("resume")?;
@@ -203,7 +203,7 @@ impl ResumeSource {
 }
 
 /// Removes what `.offsnap/resume/` holds: after a commit it is not needed.
-pub fn clear(set: &SetDir) -> Result<(), RemoteError> {
+pub fn clear(set: &SetDir) -> Result<(), Error> {
     let ctx = format!("set {:?}: clearing the resumed run", set.name());
     let resume = set.meta_dir_or_new("resume")?;
     for (name, _) in fsx::read_dir(resume.as_fd()).ctx(&ctx)? {

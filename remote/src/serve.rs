@@ -11,10 +11,10 @@ use offsnap_protocol::{
 };
 
 use crate::backup::BackupRun;
-use crate::cursor::DirCursor;
-use crate::error::{Context, err, protocol};
-use crate::fsx;
+use crate::error::{Context, Error, protocol};
 use crate::set::Root;
+use offsnap_fs::cursor::DirCursor;
+use offsnap_fs::fsx;
 
 /// What a session may do.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -121,7 +121,7 @@ pub enum ServeError {
     Frame(#[from] FrameError),
     /// A backup failed; the client was told.
     #[error("{0}")]
-    Failed(RemoteError),
+    Failed(#[source] Error),
     /// The client hung up in the middle of a backup (what arrived is kept
     /// for the next run to resume from).
     #[error("the client hung up during a backup; nothing was committed")]
@@ -183,7 +183,7 @@ impl<W: Write> Session<'_, W> {
                 Err(FrameError::Closed) if self.backup.is_none() => return Ok(()),
                 Err(FrameError::Closed) => return Err(ServeError::HungUp),
                 Err(e) => {
-                    let _ = self.send_error(protocol(e.to_string()));
+                    let _ = self.send_error(protocol(e.to_string()).to_wire());
                     return Err(e.into());
                 }
             };
@@ -192,10 +192,12 @@ impl<W: Write> Session<'_, W> {
                 Request::Op(_) | Request::Commit | Request::Signature { .. } | Request::Sync
             );
             if let Err(e) = self.handle(req) {
-                self.send_error(e.clone())?;
+                // The one place a helper error becomes what the client reads.
+                let wire = e.to_wire();
+                self.send_error(wire.clone())?;
                 // A failed backup ends the session: the client's pipelined
                 // ops that follow belong to a run that no longer exists.
-                if in_backup || matches!(e.kind, ErrorKind::Protocol | ErrorKind::Refused) {
+                if in_backup || matches!(wire.kind, ErrorKind::Protocol | ErrorKind::Refused) {
                     return Err(ServeError::Failed(e));
                 }
             }
@@ -207,9 +209,9 @@ impl<W: Write> Session<'_, W> {
         self.out.flush()
     }
 
-    fn handle(&mut self, req: Request) -> Result<(), RemoteError> {
+    fn handle(&mut self, req: Request) -> Result<(), Error> {
         if let Some(why) = &self.cfg.refuse {
-            return Err(err(ErrorKind::Refused, why.clone()));
+            return Err(Error::Refused(why.clone()));
         }
         match req {
             Request::ListSnapshots { set } => {
@@ -233,9 +235,8 @@ impl<W: Write> Session<'_, W> {
             }
             Request::BeginBackup { set } => {
                 if self.cfg.access == Access::ReadOnly {
-                    return Err(err(
-                        ErrorKind::Refused,
-                        "this helper is read-only (--read-only): backups are refused",
+                    return Err(Error::Refused(
+                        "this helper is read-only (--read-only): backups are refused".into(),
                     ));
                 }
                 if self.backup.is_some() {
@@ -298,10 +299,10 @@ impl<W: Write> Session<'_, W> {
                     None => all,
                     Some(s) if all.contains(&s) => vec![s],
                     Some(s) => {
-                        return Err(err(
-                            ErrorKind::NotFound,
-                            format!("set {}: no snapshot {s}", set.name()),
-                        ));
+                        return Err(Error::NotFound(format!(
+                            "set {}: no snapshot {s}",
+                            set.name()
+                        )));
                     }
                 };
                 let summary = crate::verify::verify(&set, &chosen, |f| {
@@ -317,17 +318,14 @@ impl<W: Write> Session<'_, W> {
                 dry_run,
             } => {
                 if self.cfg.access != Access::Full && !dry_run {
-                    return Err(err(
-                        ErrorKind::Refused,
-                        format!(
-                            "this helper is {}: pruning is refused; the host's owner prunes with `offsnap-remote prune` (e.g. from cron)",
-                            if self.cfg.access == Access::ReadOnly {
-                                "read-only (--read-only)"
-                            } else {
-                                "append-only (--append-only)"
-                            }
-                        ),
-                    ));
+                    return Err(Error::Refused(format!(
+                        "this helper is {}: pruning is refused; the host's owner prunes with `offsnap-remote prune` (e.g. from cron)",
+                        if self.cfg.access == Access::ReadOnly {
+                            "read-only (--read-only)"
+                        } else {
+                            "append-only (--append-only)"
+                        }
+                    )));
                 }
                 if self.backup.is_some() {
                     return Err(protocol("prune during a backup"));
@@ -354,7 +352,7 @@ impl<W: Write> Session<'_, W> {
         set: SetName,
         snapshot: SnapshotName,
         path: &RelPath,
-    ) -> Result<std::fs::File, RemoteError> {
+    ) -> Result<std::fs::File, Error> {
         let same = matches!(&self.reader, Some((s, n, _)) if *s == set && *n == snapshot);
         if !same {
             let root = Root::open(&self.cfg.root, false)?;
@@ -373,7 +371,7 @@ impl<W: Write> Session<'_, W> {
         mut file: std::fs::File,
         chunk: fn(Vec<u8>) -> Response,
         end: Response,
-    ) -> Result<(), RemoteError> {
+    ) -> Result<(), Error> {
         let mut buf = vec![0u8; DATA_CHUNK];
         loop {
             let n = match file.read(&mut buf) {
@@ -388,16 +386,12 @@ impl<W: Write> Session<'_, W> {
         self.flush()
     }
 
-    fn send(&mut self, r: &Response) -> Result<(), RemoteError> {
-        self.out
-            .write(r)
-            .map_err(|e| err(ErrorKind::Io, format!("sending to the client: {e}")))
+    fn send(&mut self, r: &Response) -> Result<(), Error> {
+        self.out.write(r).map_err(Error::Send)
     }
 
-    fn flush(&mut self) -> Result<(), RemoteError> {
-        self.out
-            .flush()
-            .map_err(|e| err(ErrorKind::Io, format!("sending to the client: {e}")))
+    fn flush(&mut self) -> Result<(), Error> {
+        self.out.flush().map_err(Error::Send)
     }
 }
 

@@ -20,11 +20,11 @@ use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
-use offsnap_protocol::{ErrorKind, Hash, RemoteError, SetName, SnapshotInfo, SnapshotName};
+use offsnap_protocol::{Hash, SetName, SnapshotInfo, SnapshotName};
 use rustix::fs::{FileType, FlockOperation, Mode, OFlags};
 
-use crate::error::{Context, err};
-use crate::fsx;
+use crate::error::{Context, Error};
+use offsnap_fs::fsx;
 
 /// Name of the per-set metadata directory.
 pub const META_DIR: &[u8] = b".offsnap";
@@ -42,7 +42,7 @@ pub struct Root {
 
 impl Root {
     /// Opens the root; with `create`, makes its last component if missing.
-    pub fn open(path: &Path, create: bool) -> Result<Root, RemoteError> {
+    pub fn open(path: &Path, create: bool) -> Result<Root, Error> {
         let shown = path.display();
         match fsx::open_root(path) {
             Ok(fd) => Ok(Root {
@@ -53,16 +53,12 @@ impl Root {
                 std::fs::create_dir(path).ctx(format!("cannot create the backup root {shown}"))?;
                 Self::open(path, false)
             }
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(err(
-                ErrorKind::NotFound,
-                format!("no backups at {shown}: the directory does not exist"),
-            )),
-            Err(e) if e.raw_os_error() == Some(rustix::io::Errno::NOTDIR.raw_os_error()) => {
-                Err(err(
-                    ErrorKind::Io,
-                    format!("the backup root {shown} is not a directory"),
-                ))
-            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(Error::NotFound(format!(
+                "no backups at {shown}: the directory does not exist"
+            ))),
+            Err(e) if e.raw_os_error() == Some(rustix::io::Errno::NOTDIR.raw_os_error()) => Err(
+                Error::Layout(format!("the backup root {shown} is not a directory")),
+            ),
             Err(e) => Err(crate::error::io(
                 format!("cannot open the backup root {shown}"),
                 e,
@@ -76,7 +72,7 @@ impl Root {
     }
 
     /// Opens an existing set.
-    pub fn open_set(&self, name: &SetName) -> Result<SetDir, RemoteError> {
+    pub fn open_set(&self, name: &SetName) -> Result<SetDir, Error> {
         let fd = match fsx::open_dir(self.fd.as_fd(), name.as_str().as_bytes()) {
             Ok(fd) => fd,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
@@ -92,13 +88,10 @@ impl Root {
                             .join(", ")
                     )
                 };
-                return Err(err(
-                    ErrorKind::NotFound,
-                    format!(
-                        "no backup set {name:?} in {} ({known})",
-                        self.path.display()
-                    ),
-                ));
+                return Err(Error::NotFound(format!(
+                    "no backup set {name:?} in {} ({known})",
+                    self.path.display()
+                )));
             }
             Err(e) => {
                 return Err(crate::error::io(
@@ -108,13 +101,10 @@ impl Root {
             }
         };
         let meta = fsx::open_dir(fd.as_fd(), META_DIR).map_err(|_| {
-            err(
-                ErrorKind::Io,
-                format!(
-                    "{}/{name} exists but is not an offsnap backup set",
-                    self.path.display()
-                ),
-            )
+            Error::Layout(format!(
+                "{}/{name} exists but is not an offsnap backup set",
+                self.path.display()
+            ))
         })?;
         check_format(meta.as_fd(), name)?;
         Ok(SetDir {
@@ -125,7 +115,7 @@ impl Root {
     }
 
     /// Opens a set, creating it when missing.
-    pub fn create_set(&self, name: &SetName) -> Result<SetDir, RemoteError> {
+    pub fn create_set(&self, name: &SetName) -> Result<SetDir, Error> {
         let shown = format!("{}/{name}", self.path.display());
         match fsx::lstat(self.fd.as_fd(), name.as_str().as_bytes()).ctx(&shown)? {
             Some(_) => {}
@@ -175,7 +165,7 @@ impl Root {
     }
 
     /// Names of the sets under the root.
-    pub fn sets(&self) -> Result<Vec<SetName>, RemoteError> {
+    pub fn sets(&self) -> Result<Vec<SetName>, Error> {
         let mut out: Vec<SetName> = fsx::read_dir(self.fd.as_fd())
             .ctx(self.path.display())?
             .into_iter()
@@ -191,20 +181,17 @@ fn now_secs() -> i64 {
     jiff::Timestamp::now().as_second()
 }
 
-fn check_format(meta: BorrowedFd<'_>, name: &SetName) -> Result<(), RemoteError> {
+fn check_format(meta: BorrowedFd<'_>, name: &SetName) -> Result<(), Error> {
     let mut text = String::new();
     fsx::open_file(meta, b"format")
         .and_then(|mut f| f.read_to_string(&mut text))
         .ctx(format!("set {name:?}: cannot read its format file"))?;
     if text != FORMAT {
-        return Err(err(
-            ErrorKind::Io,
-            format!(
-                "set {name:?} has layout {:?}, this offsnap-remote knows {:?}: upgrade offsnap-remote",
-                text.trim(),
-                FORMAT.trim()
-            ),
-        ));
+        return Err(Error::Layout(format!(
+            "set {name:?} has layout {:?}, this offsnap-remote knows {:?}: upgrade offsnap-remote",
+            text.trim(),
+            FORMAT.trim()
+        )));
     }
     Ok(())
 }
@@ -239,7 +226,7 @@ impl Drop for Unfinished {
 
 impl SetDir {
     /// See [`Unfinished`].
-    pub fn unfinished(&self, snap: &SnapshotName) -> Result<Unfinished, RemoteError> {
+    pub fn unfinished(&self, snap: &SnapshotName) -> Result<Unfinished, Error> {
         Ok(Unfinished {
             incomplete: self.meta_dir("incomplete")?,
             name: snap.to_string().into_bytes(),
@@ -258,7 +245,7 @@ impl SetDir {
 
     /// Opens a subdirectory of `.offsnap` that sets made by older versions
     /// may lack (`resume`), creating it when missing.
-    pub fn meta_dir_or_new(&self, which: &str) -> Result<OwnedFd, RemoteError> {
+    pub fn meta_dir_or_new(&self, which: &str) -> Result<OwnedFd, Error> {
         match fsx::create_dir(self.meta.as_fd(), which.as_bytes()) {
             Ok(fd) => Ok(fd),
             Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => self.meta_dir(which),
@@ -270,14 +257,14 @@ impl SetDir {
     }
 
     /// Opens a subdirectory of `.offsnap` (`manifests`, `incomplete`, `trash`).
-    pub fn meta_dir(&self, which: &str) -> Result<OwnedFd, RemoteError> {
+    pub fn meta_dir(&self, which: &str) -> Result<OwnedFd, Error> {
         fsx::open_dir(self.meta.as_fd(), which.as_bytes())
             .ctx(format!("set {:?}: .offsnap/{which}", self.name))
     }
 
     /// Takes the set's lock for `what` (e.g. "backup"), failing at once if
     /// another process holds it.
-    pub fn lock(&self, what: &str) -> Result<SetLock, RemoteError> {
+    pub fn lock(&self, what: &str) -> Result<SetLock, Error> {
         let ctx = format!("set {:?}: lock", self.name);
         let fd = rustix::fs::openat(
             self.meta.as_fd(),
@@ -293,18 +280,15 @@ impl SetDir {
                 let mut holder = String::new();
                 let _ = File::from(fd).read_to_string(&mut holder);
                 let holder = holder.trim();
-                return Err(err(
-                    ErrorKind::Locked,
-                    format!(
-                        "set {:?} is busy: {}",
-                        self.name,
-                        if holder.is_empty() {
-                            "another run holds its lock".to_string()
-                        } else {
-                            holder.to_string()
-                        }
-                    ),
-                ));
+                return Err(Error::Locked(format!(
+                    "set {:?} is busy: {}",
+                    self.name,
+                    if holder.is_empty() {
+                        "another run holds its lock".to_string()
+                    } else {
+                        holder.to_string()
+                    }
+                )));
             }
             Err(e) => return Err(crate::error::io(&ctx, e.into())),
         }
@@ -322,7 +306,7 @@ impl SetDir {
     }
 
     /// The complete snapshots, oldest first.
-    pub fn snapshots(&self) -> Result<Vec<SnapshotInfo>, RemoteError> {
+    pub fn snapshots(&self) -> Result<Vec<SnapshotInfo>, Error> {
         let manifests = self.meta_dir("manifests")?;
         let mut out = Vec::new();
         for (name, kind) in fsx::read_dir(self.fd.as_fd()).ctx(format!("set {:?}", self.name))? {
@@ -354,7 +338,7 @@ impl SetDir {
     }
 
     /// Opens a complete snapshot's manifest file.
-    pub fn open_manifest(&self, snap: &SnapshotName) -> Result<File, RemoteError> {
+    pub fn open_manifest(&self, snap: &SnapshotName) -> Result<File, Error> {
         let manifests = self.meta_dir("manifests")?;
         fsx::open_file(manifests.as_fd(), snap.to_string().as_bytes()).map_err(|e| {
             crate::error::io(
@@ -365,13 +349,13 @@ impl SetDir {
     }
 
     /// Opens a complete snapshot's directory.
-    pub fn open_snapshot(&self, snap: &SnapshotName) -> Result<OwnedFd, RemoteError> {
+    pub fn open_snapshot(&self, snap: &SnapshotName) -> Result<OwnedFd, Error> {
         fsx::open_dir(self.fd.as_fd(), snap.to_string().as_bytes())
             .map_err(|e| crate::error::io(format!("set {:?}: snapshot {snap}", self.name), e))
     }
 
     /// Points `latest` at `snap`, atomically.
-    pub fn set_latest(&self, snap: &SnapshotName) -> Result<(), RemoteError> {
+    pub fn set_latest(&self, snap: &SnapshotName) -> Result<(), Error> {
         let ctx = format!("set {:?}: updating latest", self.name);
         let _ = fsx::unlink(self.fd.as_fd(), LATEST_NEW);
         fsx::symlink(self.fd.as_fd(), LATEST_NEW, snap.to_string().as_bytes()).ctx(&ctx)?;
@@ -383,7 +367,7 @@ impl SetDir {
     /// it is never seen half-deleted under its dated name), then its
     /// manifest goes. Emptying the trash is [`SetDir::empty_trash`].
     /// Call with the lock held.
-    pub fn remove_snapshot(&self, snap: &SnapshotName) -> Result<(), RemoteError> {
+    pub fn remove_snapshot(&self, snap: &SnapshotName) -> Result<(), Error> {
         let ctx = format!("set {:?}: removing snapshot {snap}", self.name);
         let name = snap.to_string();
         let trash = self.meta_dir("trash")?;
@@ -408,7 +392,7 @@ impl SetDir {
     }
 
     /// Deletes everything in `trash/`. Call with the lock held.
-    pub fn empty_trash(&self) -> Result<(), RemoteError> {
+    pub fn empty_trash(&self) -> Result<(), Error> {
         let ctx = format!("set {:?}: emptying the trash", self.name);
         let trash = self.meta_dir("trash")?;
         for (name, _) in fsx::read_dir(trash.as_fd()).ctx(&ctx)? {
@@ -420,7 +404,7 @@ impl SetDir {
     /// Clears what interrupted runs left: unfinished snapshots (moved to
     /// trash, then deleted), manifests without a snapshot, a half-made
     /// `latest`. Call with the lock held.
-    pub fn clean_leftovers(&self) -> Result<(), RemoteError> {
+    pub fn clean_leftovers(&self) -> Result<(), Error> {
         let ctx = format!("set {:?}: clearing an interrupted run", self.name);
         let incomplete = self.meta_dir("incomplete")?;
         let trash = self.meta_dir("trash")?;

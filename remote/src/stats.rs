@@ -10,24 +10,24 @@ use std::os::fd::{AsFd, BorrowedFd};
 
 use offsnap_protocol::compare::{Change, compare};
 use offsnap_protocol::manifest::{self, ManifestReader};
-use offsnap_protocol::{EntryKind, ErrorKind, RemoteError, SnapshotStats};
+use offsnap_protocol::{EntryKind, SnapshotStats};
 
-use crate::cursor::DirCursor;
-use crate::error::{Context, err};
+use crate::error::{Context, Error};
 use crate::extents;
-use crate::fsx;
 use crate::set::SetDir;
+use offsnap_fs::cursor::DirCursor;
+use offsnap_fs::fsx;
 
 fn reader(
     set: &SetDir,
     snap: &offsnap_protocol::SnapshotName,
-) -> Result<ManifestReader<std::fs::File>, RemoteError> {
+) -> Result<ManifestReader<std::fs::File>, Error> {
     manifest::open_file(set.open_manifest(snap)?)
-        .map_err(|e| err(ErrorKind::Corrupt, format!("manifest of {snap}: {e}")))
+        .map_err(|e| Error::corrupt(format!("manifest of {snap}"), e))
 }
 
-fn damaged(e: manifest::ManifestError) -> RemoteError {
-    err(ErrorKind::Corrupt, format!("manifest: {e}"))
+fn damaged(e: manifest::ManifestError) -> Error {
+    Error::corrupt("manifest", e)
 }
 
 /// Shared bytes of inodes already mapped in this listing, by inode.
@@ -50,7 +50,7 @@ impl SharedCache {
 }
 
 /// Summaries of every snapshot of the set, oldest first.
-pub fn stats(set: &SetDir) -> Result<Vec<SnapshotStats>, RemoteError> {
+pub fn stats(set: &SetDir) -> Result<Vec<SnapshotStats>, Error> {
     let snaps = set.snapshots()?;
     let mut out = Vec::with_capacity(snaps.len());
     let mut shared = SharedCache::default();

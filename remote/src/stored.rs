@@ -6,7 +6,7 @@
 //! - linked by content (`LinkFrom` from the base snapshot): the stored
 //!   file is hashed before it is linked;
 //! - copied (the hard-link limit, other metadata): hashed as it is copied
-//!   ([`crate::tree::TreeWriter::link_from`]);
+//!   ([`offsnap_fs::tree::TreeWriter::link_from`]);
 //! - hard-linked as unchanged: its size, mode and mtime must be the ones
 //!   recorded (what a change in place alters), which costs one `fstatat`.
 
@@ -14,8 +14,8 @@ use std::io;
 
 use offsnap_protocol::{Hash, RelPath};
 
-use crate::cursor::DirCursor;
-use crate::fsx;
+use offsnap_fs::cursor::DirCursor;
+use offsnap_fs::fsx;
 
 /// Whether the file `path` under `tree` is a regular file of `size` bytes
 /// whose content hashes to `hash`. `Err` only when it cannot be read.

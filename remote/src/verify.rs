@@ -7,22 +7,20 @@ use std::collections::{HashMap, HashSet};
 use std::os::fd::AsFd;
 
 use offsnap_protocol::manifest::{self};
-use offsnap_protocol::{
-    Entry, EntryKind, Finding, FindingKind, Hash, RemoteError, SnapshotName, VerifySummary,
-};
+use offsnap_protocol::{Entry, EntryKind, Finding, FindingKind, Hash, SnapshotName, VerifySummary};
 use rustix::fs::FileType;
 
-use crate::cursor::DirCursor;
-use crate::error::Context;
-use crate::fsx;
+use crate::error::{Context, Error};
 use crate::set::SetDir;
+use offsnap_fs::cursor::DirCursor;
+use offsnap_fs::fsx;
 
 /// Checks `snapshots` of the set, calling `report` for each finding.
 pub fn verify(
     set: &SetDir,
     snapshots: &[SnapshotName],
-    mut report: impl FnMut(Finding) -> Result<(), RemoteError>,
-) -> Result<VerifySummary, RemoteError> {
+    mut report: impl FnMut(Finding) -> Result<(), Error>,
+) -> Result<VerifySummary, Error> {
     let mut sum = VerifySummary::default();
     // (device, inode) -> (size, hash) of what was read.
     let mut hashed: HashMap<(u64, u64), (u64, Hash)> = HashMap::new();
@@ -40,7 +38,7 @@ pub fn verify(
         };
         let entries: Vec<Entry> = match set
             .open_manifest(snap)
-            .map_err(|e| e.message)
+            .map_err(|e| e.to_string())
             .and_then(|f| manifest::open_file(f).map_err(|e| e.to_string()))
             .and_then(|r| r.collect::<Result<Vec<_>, _>>().map_err(|e| e.to_string()))
         {
