@@ -52,6 +52,30 @@ impl Limits {
     }
 }
 
+/// A run's limits and the new data charged against them so far.
+#[derive(Debug, Default)]
+pub struct Meter {
+    limits: Limits,
+    charged: u64,
+}
+
+impl Meter {
+    /// A meter with nothing charged yet.
+    pub fn new(limits: Limits) -> Meter {
+        Meter { limits, charged: 0 }
+    }
+
+    /// Admits a file of `size` bytes at `path` (see [`Limits::admit`]).
+    pub fn admit(&mut self, path: &RelPath, size: u64) -> Result<(), Error> {
+        self.limits.admit(path, size, &mut self.charged)
+    }
+
+    /// Charges a copy of `size` bytes at `path` (see [`Limits::charge`]).
+    pub fn charge(&mut self, path: &RelPath, size: u64) -> Result<(), Error> {
+        self.limits.charge(path, size, &mut self.charged)
+    }
+}
+
 /// Parses a size: bytes, or with a binary unit (`K`, `M`, `G`, `T`, also
 /// written `KiB`, `MiB`, ...).
 pub fn parse_size(s: &str) -> Result<u64, String> {
@@ -113,6 +137,19 @@ mod tests {
         assert_eq!(parse_size("2GiB").unwrap(), 2 << 30);
         assert!(parse_size("2X").is_err() && parse_size("").is_err());
         assert!(parse_size("99999999999T").is_err());
+    }
+
+    #[test]
+    fn a_meter_refuses_a_file_too_large_and_a_run_too_large() {
+        let mut m = Meter::new(Limits {
+            max_file_size: Some(100),
+            max_snapshot_size: Some(150),
+        });
+        let p = RelPath::new(b"f".to_vec()).unwrap();
+        assert!(matches!(m.admit(&p, 101), Err(Error::Refused(_))));
+        m.admit(&p, 100).unwrap();
+        m.charge(&p, 50).unwrap();
+        assert!(matches!(m.charge(&p, 1), Err(Error::Refused(_))));
     }
 
     #[test]
