@@ -233,40 +233,66 @@ impl<W: Write> Session<'_, W> {
                 let file = self.open_stored(set, snapshot, &path)?;
                 self.stream(file, Response::FileData, Response::FileEnd)
             }
-            Request::BeginBackup { set } => {
-                if self.cfg.access == Access::ReadOnly {
-                    return Err(Error::Refused(
-                        "this helper is read-only (--read-only): backups are refused".into(),
-                    ));
-                }
-                if self.backup.is_some() {
-                    return Err(protocol("a backup is already in progress"));
-                }
-                let root = Root::open(&self.cfg.root, true)?;
-                let (mut run, snapshot, base) =
-                    BackupRun::start(&root, &set, self.cfg.clock.now())?;
-                run.limit(self.cfg.limits);
-                let resume = run.resume_offer();
-                self.backup = Some(run);
-                self.send(&Response::BackupStarted {
-                    snapshot,
-                    base,
-                    resume,
-                })?;
+            Request::Stats { set } => {
+                let root = Root::open(&self.cfg.root, false)?;
+                let stats = crate::stats::stats(&root.open_set(&set)?)?;
+                self.send(&Response::Stats(stats))?;
                 self.flush()
             }
+            Request::Verify { set, snapshot } => self.verify(set, snapshot),
+            Request::Prune {
+                set,
+                policy,
+                dry_run,
+            } => self.prune(set, &policy, dry_run),
+            Request::BeginBackup { set } => self.begin_backup(set),
+            req
+            @ (Request::Signature { .. } | Request::Op(_) | Request::Sync | Request::Commit) => {
+                self.backup(req)
+            }
+        }
+    }
+
+    /// Starts a backup of `set`.
+    fn begin_backup(&mut self, set: SetName) -> Result<(), Error> {
+        if self.cfg.access == Access::ReadOnly {
+            return Err(Error::Refused(
+                "this helper is read-only (--read-only): backups are refused".into(),
+            ));
+        }
+        if self.backup.is_some() {
+            return Err(protocol("a backup is already in progress"));
+        }
+        let root = Root::open(&self.cfg.root, true)?;
+        let (mut run, snapshot, base) = BackupRun::start(&root, &set, self.cfg.clock.now())?;
+        run.limit(self.cfg.limits);
+        let resume = run.resume_offer();
+        self.backup = Some(run);
+        self.send(&Response::BackupStarted {
+            snapshot,
+            base,
+            resume,
+        })?;
+        self.flush()
+    }
+
+    /// A request inside a backup: a signature, an op, a sync, the commit.
+    fn backup(&mut self, req: Request) -> Result<(), Error> {
+        let Some(run) = &mut self.backup else {
+            return Err(protocol(match req {
+                Request::Signature { .. } => "signature request outside a backup",
+                Request::Op(_) => "backup op outside a backup",
+                Request::Sync => "sync outside a backup",
+                _ => "commit outside a backup",
+            }));
+        };
+        match req {
             Request::Signature { path } => {
-                let Some(run) = &mut self.backup else {
-                    return Err(protocol("signature request outside a backup"));
-                };
                 let sig = run.signature(&path)?;
                 self.send(&Response::Signature(sig))?;
                 self.flush()
             }
             Request::Op(op) => {
-                let Some(run) = &mut self.backup else {
-                    return Err(protocol("backup op outside a backup"));
-                };
                 run.apply(op)?;
                 let warnings = run.take_warnings();
                 let resends = run.take_resends();
@@ -279,61 +305,7 @@ impl<W: Write> Session<'_, W> {
                 Ok(())
             }
             Request::Sync => {
-                if self.backup.is_none() {
-                    return Err(protocol("sync outside a backup"));
-                }
                 self.send(&Response::Synced)?;
-                self.flush()
-            }
-            Request::Stats { set } => {
-                let root = Root::open(&self.cfg.root, false)?;
-                let stats = crate::stats::stats(&root.open_set(&set)?)?;
-                self.send(&Response::Stats(stats))?;
-                self.flush()
-            }
-            Request::Verify { set, snapshot } => {
-                let root = Root::open(&self.cfg.root, false)?;
-                let set = root.open_set(&set)?;
-                let all: Vec<SnapshotName> = set.snapshots()?.into_iter().map(|s| s.name).collect();
-                let chosen = match snapshot {
-                    None => all,
-                    Some(s) if all.contains(&s) => vec![s],
-                    Some(s) => {
-                        return Err(Error::NotFound(format!(
-                            "set {}: no snapshot {s}",
-                            set.name()
-                        )));
-                    }
-                };
-                let summary = crate::verify::verify(&set, &chosen, |f| {
-                    self.send(&Response::Finding(f))?;
-                    self.flush()
-                })?;
-                self.send(&Response::Verified(summary))?;
-                self.flush()
-            }
-            Request::Prune {
-                set,
-                policy,
-                dry_run,
-            } => {
-                if self.cfg.access != Access::Full && !dry_run {
-                    return Err(Error::Refused(format!(
-                        "this helper is {}: pruning is refused; the host's owner prunes with `offsnap-remote prune` (e.g. from cron)",
-                        if self.cfg.access == Access::ReadOnly {
-                            "read-only (--read-only)"
-                        } else {
-                            "append-only (--append-only)"
-                        }
-                    )));
-                }
-                if self.backup.is_some() {
-                    return Err(protocol("prune during a backup"));
-                }
-                let root = Root::open(&self.cfg.root, false)?;
-                let decisions =
-                    crate::prune::prune(&root, &set, &policy, self.cfg.clock.now(), dry_run)?;
-                self.send(&Response::Pruned(decisions))?;
                 self.flush()
             }
             Request::Commit => {
@@ -344,7 +316,57 @@ impl<W: Write> Session<'_, W> {
                 self.send(&Response::Committed { snapshot, stats })?;
                 self.flush()
             }
+            _ => Err(protocol("not a backup request")),
         }
+    }
+
+    /// Verifies `snapshot` of `set`, or all its snapshots.
+    fn verify(&mut self, set: SetName, snapshot: Option<SnapshotName>) -> Result<(), Error> {
+        let root = Root::open(&self.cfg.root, false)?;
+        let set = root.open_set(&set)?;
+        let all: Vec<SnapshotName> = set.snapshots()?.into_iter().map(|s| s.name).collect();
+        let chosen = match snapshot {
+            None => all,
+            Some(s) if all.contains(&s) => vec![s],
+            Some(s) => {
+                return Err(Error::NotFound(format!(
+                    "set {}: no snapshot {s}",
+                    set.name()
+                )));
+            }
+        };
+        let summary = crate::verify::verify(&set, &chosen, |f| {
+            self.send(&Response::Finding(f))?;
+            self.flush()
+        })?;
+        self.send(&Response::Verified(summary))?;
+        self.flush()
+    }
+
+    /// Prunes `set` by `policy` (or says what it would remove).
+    fn prune(
+        &mut self,
+        set: SetName,
+        policy: &offsnap_protocol::Policy,
+        dry_run: bool,
+    ) -> Result<(), Error> {
+        if self.cfg.access != Access::Full && !dry_run {
+            return Err(Error::Refused(format!(
+                "this helper is {}: pruning is refused; the host's owner prunes with `offsnap-remote prune` (e.g. from cron)",
+                if self.cfg.access == Access::ReadOnly {
+                    "read-only (--read-only)"
+                } else {
+                    "append-only (--append-only)"
+                }
+            )));
+        }
+        if self.backup.is_some() {
+            return Err(protocol("prune during a backup"));
+        }
+        let root = Root::open(&self.cfg.root, false)?;
+        let decisions = crate::prune::prune(&root, &set, policy, self.cfg.clock.now(), dry_run)?;
+        self.send(&Response::Pruned(decisions))?;
+        self.flush()
     }
 
     fn open_stored(
