@@ -173,19 +173,20 @@ pub fn backup_stats(report: &BackupReport) -> String {
         "Number of files: {} ({} entries scanned)\n\
          Unchanged, hard-linked: {}\n\
          Already on the host, linked by content: {}\n\
-         Sent whole: {} ({} chunks compressed)\n\
-         Sent as deltas: {} ({} literal, {} matched on the host)\n\
-         Sent again whole: {}\n",
+         Sent whole: {}\n\
+         Sent as deltas: {}: {} literal, {} matched on the host\n\
+         Sent again whole: {}\n\
+         Chunks compressed: {}\n",
         t.files,
         t.scanned,
         t.linked,
         t.linked_by_hash,
         count_text(t.files_sent, t.whole_bytes),
-        s.compressed_chunks,
         count_text(t.delta_files, t.delta_bytes),
-        human_bytes(s.literal_bytes),
+        human_bytes(s.delta_literal_bytes),
         human_bytes(s.matched_bytes),
         t.resent,
+        s.compressed_chunks,
     );
     if report.offered != (0, 0) {
         out.push_str(&format!(

@@ -68,9 +68,11 @@ impl Run<'_> {
         self.progress.current(&item.local);
         for _ in 0..READ_ATTEMPTS {
             self.current = Some(item.local.clone());
-            let attempt = self.file_once(item, old, sig.as_deref());
+            // Left set when the attempt fails: the run is then stopping,
+            // and says which file it was in.
+            let attempt = self.file_once(item, old, sig.as_deref())?;
             self.current = None;
-            match attempt? {
+            match attempt {
                 Read1::Done => return Ok(true),
                 Read1::Changed => continue,
                 Read1::Failed(why) => {

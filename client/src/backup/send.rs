@@ -32,6 +32,8 @@ pub struct Sent {
     pub literal_bytes: u64,
     /// Bytes of content rebuilt on the host from its stored files.
     pub matched_bytes: u64,
+    /// Of the literal bytes, those in deltas.
+    pub delta_literal_bytes: u64,
 }
 
 /// Does one thing to what was read, as it was read: hashes it, and counts
@@ -309,6 +311,7 @@ impl<'a> Wire<'a> {
             }
         }
         self.sent.literal_bytes += piece.literal;
+        self.sent.delta_literal_bytes += piece.literal;
         self.sent.matched_bytes += piece.produced - piece.literal;
         let bytes = piece.finish();
         let op = match self.squeeze(&bytes) {
