@@ -38,6 +38,9 @@ pub enum Error {
     /// This machine lacks what the command needs (`HOME`, a hostname).
     #[error("{0}")]
     Environment(String),
+    /// SIGINT or SIGTERM stopped the run; says what was kept.
+    #[error("interrupted: {0}")]
+    Interrupted(String),
 }
 
 impl Error {
@@ -50,10 +53,11 @@ impl Error {
     }
 
     /// The exit status this error ends `offsnap` with: 2 for bad
-    /// arguments, 1 for everything else.
+    /// arguments, 130 when interrupted, 1 for everything else.
     pub fn exit_status(&self) -> u8 {
         match self {
             Error::Usage(_) => 2,
+            Error::Interrupted(_) => crate::interrupt::EXIT_STATUS,
             _ => 1,
         }
     }

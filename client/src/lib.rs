@@ -33,6 +33,7 @@ pub mod error;
 pub mod hashing;
 pub mod inspect;
 pub mod install;
+pub mod interrupt;
 pub mod manifests;
 pub mod output;
 pub mod peer_text;

@@ -5,7 +5,7 @@
 
 use offsnap_protocol::{Entry, EntryKind, Meta, PruneDecision};
 
-use crate::backup::BackupReport;
+use crate::backup::{BackupReport, Change};
 
 /// Bytes in binary units: `512 B`, `1.5 KiB`, `3.0 GiB`.
 pub fn human_bytes(n: u64) -> String {
@@ -100,68 +100,152 @@ pub fn removed(decisions: &[PruneDecision]) -> Vec<String> {
         .collect()
 }
 
-/// A backup's result as one JSON object (`backup --json`).
+/// A backup's result as one JSON object (`backup --json`): raw numbers.
 pub fn backup_json(report: &BackupReport) -> serde_json::Value {
+    let t = &report.tally;
+    let changes: serde_json::Map<String, serde_json::Value> = Change::ALL
+        .iter()
+        .map(|c| {
+            let n = t.of(*c);
+            (
+                c.name().to_string(),
+                serde_json::json!({ "entries": n.entries, "bytes": n.bytes }),
+            )
+        })
+        .collect();
     serde_json::json!({
-        "snapshot": report.snapshot.to_string(),
-        "files_scanned": report.files,
-        "entries_scanned": report.scanned,
-        "linked_unchanged": report.linked,
-        "linked_by_hash": report.linked_by_hash,
-        "hard_links": report.hard_links,
+        "snapshot": report.snapshot.map(|s| s.to_string()),
+        "dry_run": report.dry_run,
+        "files_scanned": t.files,
+        "entries_scanned": t.scanned,
+        "linked_unchanged": t.linked,
+        "linked_by_hash": t.linked_by_hash,
+        "hard_links": t.hard_links,
         "copied_at_link_limit": report.stats.link_limit_copies,
-        "sent_delta": report.delta_files,
-        "sent_whole": report.sent,
-        "resent_whole": report.resent,
-        "content_bytes": report.content_bytes,
-        "literal_bytes": report.literal_bytes,
-        "matched_bytes": report.matched_bytes,
+        "sent_delta": t.delta_files,
+        "sent_whole": t.files_sent,
+        "resent_whole": t.resent,
+        "whole_bytes": t.whole_bytes,
+        "delta_bytes": t.delta_bytes,
+        "content_bytes": t.content_bytes,
+        "literal_bytes": report.sent.literal_bytes,
+        "matched_bytes": report.sent.matched_bytes,
+        "compressed_chunks": report.sent.compressed_chunks,
+        "removed_entries": t.of(Change::Deleted).entries,
+        "changes": changes,
+        "resumed": report.offered != (0, 0),
+        "resumed_files": t.resumed_files,
+        "resumed_bytes": t.resumed_bytes,
         "wire_bytes_sent": report.wire_sent,
         "wire_bytes_received": report.wire_received,
         "elapsed_seconds": report.elapsed,
-        "problems": report.problems,
+        "problems": t.problems,
         "pruned": removed(&report.pruned),
     })
 }
 
-/// A backup's figures, like rsync's `--stats`.
+/// `N (size)`, or just `N` when there are no bytes to tell.
+fn count_text(n: u64, bytes: u64) -> String {
+    if bytes == 0 {
+        n.to_string()
+    } else {
+        format!("{n} ({})", human_bytes(bytes))
+    }
+}
+
+/// What a change is called in `--stats`.
+fn change_title(c: Change) -> &'static str {
+    match c {
+        Change::New => "New",
+        Change::Content => "Content changed",
+        Change::Metadata => "Metadata only",
+        Change::Deleted => "Deleted",
+        Change::Linked => "Linked by content",
+        Change::Cache => "Skipped as cache",
+    }
+}
+
+/// A backup's figures, like rsync's `--stats`, in human units.
 pub fn backup_stats(report: &BackupReport) -> String {
-    format!(
+    let t = &report.tally;
+    let s = &report.sent;
+    let mut out = format!(
         "Number of files: {} ({} entries scanned)\n\
          Unchanged, hard-linked: {}\n\
          Already on the host, linked by content: {}\n\
-         Sent whole: {} ({} of content, {} chunks compressed)\n\
-         Sent as deltas: {} ({} literal, {} matched on the host)\n\
-         Bytes sent: {}\n\
-         Bytes received: {}\n\
-         Elapsed: {:.2} s",
-        report.files,
-        report.scanned,
-        report.linked,
-        report.linked_by_hash,
-        report.sent,
-        human_bytes(report.content_bytes),
-        report.compressed_chunks,
-        report.delta_files,
-        human_bytes(report.literal_bytes),
-        human_bytes(report.matched_bytes),
-        report.wire_sent,
-        report.wire_received,
+         Sent whole: {}\n\
+         Sent as deltas: {}: {} literal, {} matched on the host\n\
+         Sent again whole: {}\n\
+         Chunks compressed: {}\n",
+        t.files,
+        t.scanned,
+        t.linked,
+        t.linked_by_hash,
+        count_text(t.files_sent, t.whole_bytes),
+        count_text(t.delta_files, t.delta_bytes),
+        human_bytes(s.delta_literal_bytes),
+        human_bytes(s.matched_bytes),
+        t.resent,
+        s.compressed_chunks,
+    );
+    if report.offered != (0, 0) {
+        out.push_str(&format!(
+            "Reused from an interrupted run: {}\n",
+            count_text(t.resumed_files, t.resumed_bytes)
+        ));
+    }
+    for c in Change::ALL {
+        let n = t.of(c);
+        out.push_str(&format!(
+            "{}: {}\n",
+            change_title(c),
+            count_text(n.entries, n.bytes)
+        ));
+    }
+    out.push_str(&format!(
+        "Bytes sent: {}\nBytes received: {}\nElapsed: {:.2} s",
+        human_bytes(report.wire_sent),
+        human_bytes(report.wire_received),
         report.elapsed
-    )
+    ));
+    out
 }
 
 /// A backup's one-line summary, for a terminal or `-v`.
 pub fn backup_summary(report: &BackupReport) -> String {
-    format!(
-        "{} files: {} unchanged, {} found on the host, {} sent ({}), in {:.1}s",
-        report.files,
-        report.linked,
-        report.linked_by_hash,
-        report.sent,
-        human_bytes(report.content_bytes),
+    let t = &report.tally;
+    let verb = if report.dry_run { "to send" } else { "sent" };
+    let mut line = format!(
+        "{} files: {} unchanged, {} found on the host, {} {verb} whole ({}), {} as deltas ({}), {} removed, in {:.1}s",
+        t.files,
+        t.linked,
+        t.linked_by_hash,
+        t.files_sent,
+        human_bytes(t.whole_bytes),
+        t.delta_files,
+        human_bytes(t.delta_bytes),
+        t.of(Change::Deleted).entries,
         report.elapsed
-    )
+    );
+    if report.dry_run {
+        line.insert_str(0, "dry run, nothing sent: ");
+    }
+    line
+}
+
+/// What a run that resumed an interrupted one says about it (`None` when
+/// there was nothing to resume).
+pub fn backup_resumed(report: &BackupReport) -> Option<String> {
+    let (finished, begun) = report.offered;
+    if finished == 0 && begun == 0 {
+        return None;
+    }
+    let t = &report.tally;
+    Some(format!(
+        "resumed an interrupted run ({finished} finished and {begun} begun file(s) left on the host): reused {} file(s), {}",
+        t.resumed_files,
+        human_bytes(t.resumed_bytes)
+    ))
 }
 
 #[cfg(test)]

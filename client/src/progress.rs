@@ -1,22 +1,43 @@
-//! What a run shows while it works: a progress bar on a terminal (files,
-//! bytes read of those to send, rate, ETA), the paths sent with
-//! `--verbose`, and nothing at all when nobody watches (cron, systemd).
+//! What a run shows while it works: a progress bar on a terminal (bytes
+//! read as they are read, files done of those to read, the current file,
+//! rate, ETA), one line per entry with `--itemize` (or JSON lines), and
+//! nothing at all when nobody watches (cron, systemd).
+
+use std::io::Write;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use offsnap_protocol::RelPath;
+
+use crate::backup::Change;
+
+/// How entries are itemized.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Itemize {
+    /// Not at all.
+    #[default]
+    No,
+    /// One line each: a change code, a type, the path.
+    Text,
+    /// One JSON object each, one per line.
+    Json,
+}
 
 /// What to show.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Show {
     /// Draw a progress bar.
     pub progress: bool,
-    /// List each file sent.
-    pub verbose: bool,
+    /// List each entry a run changes, on stdout.
+    pub itemize: Itemize,
 }
 
 /// A run's progress display; does nothing when not shown.
 pub struct Progress {
     bar: Option<ProgressBar>,
-    verbose: bool,
+    itemize: Itemize,
+    files_done: AtomicU64,
+    files_total: AtomicU64,
 }
 
 impl Progress {
@@ -33,19 +54,22 @@ impl Progress {
         });
         Progress {
             bar,
-            verbose: show.verbose,
+            itemize: show.itemize,
+            files_done: AtomicU64::new(0),
+            files_total: AtomicU64::new(0),
         }
     }
 
-    /// Counts a scanned file (first phase).
+    /// Counts a scanned entry (first phase).
     pub fn scanned(&self) {
         if let Some(b) = &self.bar {
             b.inc(1);
         }
     }
 
-    /// Switches to the transfer phase: `total` bytes to read.
-    pub fn start_sending(&self, total: u64) {
+    /// Switches to the transfer phase: `files` files of `total` bytes to read.
+    pub fn start_sending(&self, files: u64, total: u64) {
+        self.files_total.store(files, Ordering::Relaxed);
         if let Some(b) = &self.bar {
             b.set_position(0);
             b.set_length(total);
@@ -66,15 +90,33 @@ impl Progress {
         }
     }
 
-    /// A file was stored: listed with `--verbose`.
-    pub fn stored(&self, what: &str, path: &std::path::Path) {
-        if !self.verbose {
-            return;
+    /// Names the file being read.
+    pub fn current(&self, path: &std::path::Path) {
+        if let Some(b) = &self.bar {
+            let done = self.files_done.load(Ordering::Relaxed);
+            let total = self.files_total.load(Ordering::Relaxed);
+            b.set_message(format!("{done}/{total} files, {}", path.display()));
         }
-        let line = format!("{what} {}", path.display());
+    }
+
+    /// An entry's change, itemized when asked; `kind` is its type
+    /// character, `bytes` a file's size.
+    pub fn item(&self, change: Change, kind: char, path: &RelPath, bytes: u64) {
+        if kind == 'f' && change != Change::Deleted {
+            self.files_done.fetch_add(1, Ordering::Relaxed);
+        }
+        let line = match self.itemize {
+            Itemize::No => return,
+            Itemize::Text => item_line(change, kind, path),
+            Itemize::Json => item_json(change, kind, path, bytes).to_string(),
+        };
+        let print = || {
+            // A closed stdout must not stop the run.
+            let _ = writeln!(std::io::stdout().lock(), "{line}");
+        };
         match &self.bar {
-            Some(b) => b.println(line),
-            None => eprintln!("{line}"),
+            Some(b) => b.suspend(print),
+            None => print(),
         }
     }
 
@@ -83,5 +125,35 @@ impl Progress {
         if let Some(b) = &self.bar {
             b.finish();
         }
+    }
+}
+
+/// An itemized line: the change's code, the type, the path (`>f docs/a`).
+pub fn item_line(change: Change, kind: char, path: &RelPath) -> String {
+    format!("{}{kind} {path}", change.code())
+}
+
+/// An itemized entry as JSON.
+pub fn item_json(change: Change, kind: char, path: &RelPath, bytes: u64) -> serde_json::Value {
+    serde_json::json!({
+        "change": change.name(),
+        "type": kind.to_string(),
+        "path": path.to_string(),
+        "size": bytes,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_item_reads_like_rsync_itemize() {
+        let p = RelPath::new(b"src/a b".to_vec()).expect("path");
+        assert_eq!(item_line(Change::Content, 'f', &p), ">f src/a b");
+        assert_eq!(item_line(Change::Deleted, 'd', &p), "-d src/a b");
+        let j = item_json(Change::Linked, 'f', &p, 7);
+        assert_eq!(j["change"], "linked");
+        assert_eq!(j["size"], 7);
     }
 }

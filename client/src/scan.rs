@@ -86,6 +86,9 @@ pub enum ScanKind {
     Symlink(Vec<u8>),
     /// A FIFO, socket or device node, as recorded.
     Special(EntryKind),
+    /// A cache directory (one holding a `CACHEDIR.TAG`), left out: it is
+    /// yielded so that a run can say so, and nothing below it is walked.
+    SkippedCache,
 }
 
 /// One entry found by the scan.
@@ -299,7 +302,11 @@ impl Walk<'_> {
             return None;
         }
         if is_dir && !self.opts.keep_cachedir && is_tagged_cache(fd.as_fd(), &name) {
-            return None;
+            // Told, not walked: a run lists what it left out as cache.
+            return self.item(&fd, name, &st, local, rel).ok().map(|mut f| {
+                f.item.kind = ScanKind::SkippedCache;
+                Ok(f.item)
+            });
         }
         let mut found = match self.item(&fd, name, &st, local, rel) {
             Ok(f) => f,

@@ -8,11 +8,12 @@ use std::process::ExitCode;
 use clap::Args;
 use offsnap_protocol::retention::PolicyArgs;
 
-use crate::backup::{BackupOptions, BackupReport, backup};
+use crate::backup::{BackupOptions, BackupReport, backup, dry::dry_run};
 use crate::cli::{ConnectArgs, ProfileArgs};
 use crate::config;
 use crate::dest::{Dest, connect};
 use crate::error::{Error, Result};
+use crate::progress::Itemize;
 use crate::settings::Settings;
 use crate::{output, runlog, scan};
 
@@ -48,13 +49,26 @@ pub struct BackupArgs {
     /// Print a summary of what was sent and linked, like rsync's --stats
     #[arg(long)]
     stats: bool,
-    /// Show a progress bar even when stderr is not a terminal
+    /// Scan and compare with the last snapshot, print what a run would
+    /// do; send nothing and make no snapshot
+    #[arg(short = 'n', long)]
+    dry_run: bool,
+    /// List each entry the run changes with a change code (+ new, >
+    /// content changed, . metadata only, - deleted, = linked by content, x
+    /// skipped as cache; JSON lines with --json). `-i` is --identity's
     #[arg(long)]
+    itemize: bool,
+    /// Show a progress bar even when stderr is not a terminal
+    #[arg(long, overrides_with = "no_progress")]
     progress: bool,
+    /// Never show a progress bar
+    #[arg(long)]
+    no_progress: bool,
     /// Print only errors: no progress bar, no summary line
     #[arg(short, long, conflicts_with_all = ["progress", "verbose"])]
     quiet: bool,
-    /// List each file sent, and always print the summary line
+    /// Itemize each entry the run changes (as --itemize), and always
+    /// print the summary line
     #[arg(short, long)]
     verbose: bool,
     /// Print the run's result as one JSON object (instead of the name)
@@ -124,9 +138,14 @@ fn options(settings: &Settings, args: &BackupArgs, sources: Vec<PathBuf>) -> Res
         },
         prune: (!args.no_prune).then(|| settings.retention(&args.policy)),
         show: crate::progress::Show {
-            progress: args.progress
-                || (std::io::stderr().is_terminal() && !args.quiet && !args.json),
-            verbose: args.verbose,
+            progress: !args.no_progress
+                && (args.progress
+                    || (std::io::stderr().is_terminal() && !args.quiet && !args.json)),
+            itemize: match (args.itemize || args.verbose, args.json) {
+                (false, _) => Itemize::No,
+                (true, false) => Itemize::Text,
+                (true, true) => Itemize::Json,
+            },
         },
     })
 }
@@ -141,10 +160,14 @@ pub fn run(args: BackupArgs) -> Result<ExitCode> {
         scan::excludes_for(&src.path, &opts.scan)?;
     }
     let started = std::time::Instant::now();
-    let outcome = settings
+    crate::interrupt::watch();
+    let session = settings
         .connect_options(&args.connect)
-        .and_then(|o| connect(&target.dest, &o))
-        .and_then(|session| backup(session, &opts));
+        .and_then(|o| connect(&target.dest, &o));
+    if args.dry_run {
+        return report(&args, &session.and_then(|s| dry_run(s, &opts))?);
+    }
+    let outcome = session.and_then(|session| backup(session, &opts));
     log_run(&settings, &target, &opts, &outcome, started);
     report(&args, &outcome?)
 }
@@ -171,9 +194,9 @@ fn log_run(
         set: opts.set.to_string(),
         ok: ok.is_some(),
         partial: ok.is_some_and(|r| r.is_partial()),
-        snapshot: ok.map(|r| r.snapshot.to_string()),
-        files: ok.map_or(0, |r| r.files),
-        bytes: ok.map_or(0, |r| r.content_bytes),
+        snapshot: ok.and_then(|r| r.snapshot).map(|s| s.to_string()),
+        files: ok.map_or(0, |r| r.tally.files),
+        bytes: ok.map_or(0, |r| r.tally.content_bytes),
         seconds: started.elapsed().as_secs_f64(),
         error: outcome.as_ref().err().map(|e| e.to_string()),
     });
@@ -181,7 +204,7 @@ fn log_run(
 
 /// Prints what the run did and picks the exit status.
 fn report(args: &BackupArgs, report: &BackupReport) -> Result<ExitCode> {
-    for p in &report.problems {
+    for p in report.problems() {
         eprintln!("offsnap: {p}");
     }
     if report.stats.link_limit_copies > 0 {
@@ -190,10 +213,16 @@ fn report(args: &BackupArgs, report: &BackupReport) -> Result<ExitCode> {
             report.stats.link_limit_copies
         );
     }
+    let snapshot = report.snapshot.map(|s| s.to_string()).unwrap_or_default();
+    if let Some(line) = output::backup_resumed(report)
+        && !args.quiet
+    {
+        eprintln!("{line}");
+    }
     if args.json {
         println!("{}", output::backup_json(report));
-    } else {
-        println!("{}", report.snapshot);
+    } else if !report.dry_run {
+        println!("{snapshot}");
     }
     if args.stats {
         let out = output::backup_stats(report);
@@ -202,7 +231,9 @@ fn report(args: &BackupArgs, report: &BackupReport) -> Result<ExitCode> {
         } else {
             println!("{out}");
         }
-    } else if (args.verbose || (std::io::stderr().is_terminal() && !args.quiet)) && !args.json {
+    } else if (args.verbose || report.dry_run || (std::io::stderr().is_terminal() && !args.quiet))
+        && !args.json
+    {
         eprintln!("{}", output::backup_summary(report));
     }
     let removed = output::removed(&report.pruned);
@@ -210,17 +241,18 @@ fn report(args: &BackupArgs, report: &BackupReport) -> Result<ExitCode> {
         eprintln!("pruned {} old snapshot(s)", removed.len());
     }
     if let Some(e) = &report.prune_error {
-        eprintln!(
-            "offsnap: snapshot {} was made, but pruning failed: {e}",
-            report.snapshot
-        );
+        eprintln!("offsnap: snapshot {snapshot} was made, but pruning failed: {e}");
         return Ok(ExitCode::FAILURE);
     }
     if report.is_partial() {
+        let what = if report.dry_run {
+            "the dry run".to_string()
+        } else {
+            format!("snapshot {snapshot}")
+        };
         eprintln!(
-            "offsnap: snapshot {} is partial: {} item(s) could not be backed up",
-            report.snapshot,
-            report.problems.len()
+            "offsnap: {what} is partial: {} item(s) could not be backed up",
+            report.problems().len()
         );
         return Ok(ExitCode::from(3));
     }

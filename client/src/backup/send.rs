@@ -1,0 +1,327 @@
+//! The send stage: what goes on the wire for a run. Base ops merged into
+//! runs, entries mirrored into the client's copy of the new manifest,
+//! whole files in chunks and windowed deltas, and the compression policy,
+//! written once: a chunk or delta piece travels compressed when that saves
+//! at least a tenth, and after one chunk of a file that does not, the rest
+//! of that file goes raw.
+
+use std::fs::File;
+use std::io::{Read, Seek};
+
+use offsnap_protocol::manifest::ManifestWriter;
+use offsnap_protocol::{DATA_CHUNK, Entry, Hash, Op, Request};
+
+use crate::error::{Error, Result};
+use crate::interrupt;
+use crate::progress::Progress;
+use crate::session::Sender;
+
+/// The client's copy of the manifest the helper writes.
+pub type Mirror = ManifestWriter<std::io::BufWriter<tempfile::NamedTempFile>>;
+
+/// Delta windows: memory stays flat whatever a file's size.
+const WINDOW: usize = 2 << 20;
+
+/// What the send stage counted.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Sent {
+    /// Chunks that travelled compressed.
+    pub compressed_chunks: u64,
+    /// Bytes of content that travelled as literal data (whole files and
+    /// the unmatched parts of deltas), before compression.
+    pub literal_bytes: u64,
+    /// Bytes of content rebuilt on the host from its stored files.
+    pub matched_bytes: u64,
+    /// Of the literal bytes, those in deltas.
+    pub delta_literal_bytes: u64,
+}
+
+/// Does one thing to what was read, as it was read: hashes it, and counts
+/// it on the progress display.
+struct Reading<'p> {
+    hasher: crate::hashing::BackgroundHasher,
+    progress: &'p Progress,
+}
+
+impl Reading<'_> {
+    fn update(&mut self, bytes: &[u8]) {
+        self.hasher.update(bytes);
+        self.progress.read(bytes.len() as u64);
+    }
+}
+
+/// The sending side of a run's stream of ops.
+pub struct Wire<'a> {
+    tx: &'a mut Sender,
+    zstd: zstd::bulk::Compressor<'static>,
+    /// Whether compressing the current file still pays off.
+    compress: bool,
+    /// An `Unchanged` or `Skip` not sent yet (runs are merged).
+    base_run: Option<Op>,
+    /// The manifest the helper is writing, written here too from the same
+    /// entries: when the hashes agree it is cached and the next run need
+    /// not download it.
+    mirror: Option<Mirror>,
+    buf: Vec<u8>,
+    /// What was counted.
+    pub sent: Sent,
+}
+
+impl<'a> Wire<'a> {
+    /// A wire over `tx`, mirroring the manifest into `mirror`.
+    pub fn new(tx: &'a mut Sender, mirror: Option<Mirror>) -> Result<Wire<'a>> {
+        Ok(Wire {
+            tx,
+            zstd: zstd::bulk::Compressor::new(1)
+                .map_err(|e| Error::Unexpected(format!("zstd: {e}")))?,
+            compress: true,
+            base_run: None,
+            mirror,
+            buf: vec![0u8; DATA_CHUNK],
+            sent: Sent::default(),
+        })
+    }
+
+    /// Sends a request as it is.
+    pub fn send(&mut self, req: &Request) -> Result<()> {
+        self.tx.send(req)
+    }
+
+    /// Sends an op after the queued base op; a file's first op also starts
+    /// its compression afresh.
+    pub fn op(&mut self, op: Op) -> Result<()> {
+        self.flush_base()?;
+        if matches!(op, Op::File { .. } | Op::Delta { .. }) {
+            self.compress = true;
+        }
+        self.tx.send(&Request::Op(op))
+    }
+
+    /// Sends what is buffered.
+    pub fn flush(&mut self) -> Result<()> {
+        self.tx.flush()
+    }
+
+    /// Queues an `Unchanged` or `Skip` of base entries, merged with the
+    /// previous one of the same kind.
+    pub fn base(&mut self, op: Op) -> Result<()> {
+        match (&mut self.base_run, op) {
+            (_, Op::Skip(0) | Op::Unchanged(0)) => Ok(()),
+            (Some(Op::Skip(n)), Op::Skip(m)) | (Some(Op::Unchanged(n)), Op::Unchanged(m)) => {
+                *n += m;
+                Ok(())
+            }
+            (_, op) => {
+                self.flush_base()?;
+                self.base_run = Some(op);
+                Ok(())
+            }
+        }
+    }
+
+    /// Sends the queued base op, if any.
+    pub fn flush_base(&mut self) -> Result<()> {
+        match self.base_run.take() {
+            Some(op) => self.tx.send(&Request::Op(op)),
+            None => Ok(()),
+        }
+    }
+
+    /// Notes an entry the helper records, in the mirrored manifest.
+    pub fn record(&mut self, e: &Entry) {
+        if let Some(m) = &mut self.mirror
+            && m.push(e).is_err()
+        {
+            self.mirror = None;
+        }
+    }
+
+    /// Records and sends an entry without content.
+    pub fn entry(&mut self, e: Entry) -> Result<()> {
+        self.record(&e);
+        self.op(Op::Entry(e))
+    }
+
+    /// The mirrored manifest, once the run is over.
+    pub fn into_mirror(self) -> Option<Mirror> {
+        self.mirror
+    }
+
+    /// `bytes` compressed, when that saves at least a tenth.
+    fn squeeze(&mut self, bytes: &[u8]) -> Option<Vec<u8>> {
+        match self.zstd.compress(bytes) {
+            Ok(z) if z.len() < bytes.len() - bytes.len() / 10 => Some(z),
+            _ => None,
+        }
+    }
+
+    /// Sends one chunk of a file, compressed while that pays off.
+    pub fn data(&mut self, chunk: &[u8]) -> Result<()> {
+        if self.compress && chunk.len() >= 64 {
+            match self.squeeze(chunk) {
+                Some(z) => {
+                    self.sent.compressed_chunks += 1;
+                    return self.tx.send(&Request::Op(Op::DataZstd(z)));
+                }
+                None => self.compress = false,
+            }
+        }
+        self.tx.send(&Request::Op(Op::Data(chunk.to_vec())))
+    }
+
+    /// Sends `size` bytes of `file` from its start; returns their hash, or
+    /// why reading failed.
+    pub fn stream(
+        &mut self,
+        file: &mut File,
+        size: u64,
+        progress: &Progress,
+    ) -> Result<std::result::Result<Hash, String>> {
+        if let Err(e) = file.seek(std::io::SeekFrom::Start(0)) {
+            return Ok(Err(e.to_string()));
+        }
+        let mut buf = std::mem::take(&mut self.buf);
+        let mut reading = Reading {
+            hasher: crate::hashing::BackgroundHasher::new(),
+            progress,
+        };
+        let outcome = self.stream_into(file, size, &mut buf, &mut reading);
+        self.buf = buf;
+        Ok(outcome?.and_then(|()| reading.hasher.finish()))
+    }
+
+    fn stream_into(
+        &mut self,
+        file: &mut File,
+        size: u64,
+        buf: &mut [u8],
+        reading: &mut Reading<'_>,
+    ) -> Result<std::result::Result<(), String>> {
+        let mut done = 0u64;
+        while done < size {
+            interrupt::check()?;
+            let want = buf.len().min((size - done) as usize);
+            let n = match file.read(&mut buf[..want]) {
+                Ok(0) => break,
+                Ok(n) => n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(e) => return Ok(Err(e.to_string())),
+            };
+            reading.update(&buf[..n]);
+            self.data(&buf[..n])?;
+            done += n as u64;
+        }
+        Ok(Ok(()))
+    }
+
+    /// Sends `file` as deltas against the signature of its old version
+    /// (`base_size` bytes), diffing windows of a few MiB. Each window
+    /// carries its untested tail (less than a block) into the next, so no
+    /// match is lost at a window's edge. Returns the hash of what was read.
+    pub fn delta(
+        &mut self,
+        file: &mut File,
+        size: u64,
+        sig: &[u8],
+        base_size: u64,
+        progress: &Progress,
+    ) -> Result<std::result::Result<Hash, String>> {
+        use offsnap_protocol::delta::check_signature;
+        let shape = check_signature(sig, base_size)
+            .map_err(|e| Error::Corrupt(format!("the helper sent a {e}")))?;
+        let sig = fast_rsync::Signature::deserialize(sig.to_vec())
+            .map_err(|e| Error::Corrupt(format!("the helper sent a bad signature: {e}")))?;
+        let index = sig.index();
+        if let Err(e) = file.seek(std::io::SeekFrom::Start(0)) {
+            return Ok(Err(e.to_string()));
+        }
+        let keep = shape.block_size as usize - 1;
+        let mut reading = Reading {
+            hasher: crate::hashing::BackgroundHasher::new(),
+            progress,
+        };
+        let mut buf: Vec<u8> = Vec::with_capacity(WINDOW + keep);
+        let mut done = 0u64;
+        loop {
+            interrupt::check()?;
+            let want = (WINDOW as u64).min(size - done) as usize;
+            let start = buf.len();
+            buf.resize(start + want, 0);
+            if let Err(e) = file.read_exact(&mut buf[start..]) {
+                return Ok(Err(e.to_string()));
+            }
+            done += want as u64;
+            let eof = done == size;
+            let cut = self.delta_window(&index, &buf, keep, eof)?;
+            reading.update(&buf[..cut]);
+            buf.drain(..cut);
+            if eof {
+                break;
+            }
+        }
+        Ok(reading.hasher.finish())
+    }
+
+    /// Diffs one window and sends the piece up to where the next window
+    /// takes over (all of it at the end of the file); returns that length.
+    fn delta_window(
+        &mut self,
+        index: &fast_rsync::IndexedSignature<'_>,
+        buf: &[u8],
+        keep: usize,
+        eof: bool,
+    ) -> Result<usize> {
+        use offsnap_protocol::delta::{DeltaOp, DeltaWriter, parse};
+        let mut delta = Vec::new();
+        fast_rsync::diff(index, buf, &mut delta)
+            .map_err(|e| Error::Corrupt(format!("diffing against the helper's signature: {e}")))?;
+        let ops = parse(&delta).map_err(|e| Error::Unexpected(format!("delta: {e}")))?;
+        let mut pos = 0usize;
+        let mut last_copy_end = 0usize;
+        for op in &ops {
+            match op {
+                DeltaOp::Copy { len, .. } => {
+                    pos += *len as usize;
+                    last_copy_end = pos;
+                }
+                DeltaOp::Literal(l) => pos += l.len(),
+            }
+        }
+        let cut = if eof {
+            buf.len()
+        } else {
+            last_copy_end.max(buf.len().saturating_sub(keep))
+        };
+        let mut piece = DeltaWriter::new();
+        let mut pos = 0usize;
+        for op in ops {
+            if pos >= cut {
+                break;
+            }
+            match op {
+                DeltaOp::Copy { offset, len } => {
+                    piece.copy(offset, len);
+                    pos += len as usize;
+                }
+                DeltaOp::Literal(l) => {
+                    let take = l.len().min(cut - pos);
+                    piece.literal(&l[..take]);
+                    pos += take;
+                }
+            }
+        }
+        self.sent.literal_bytes += piece.literal;
+        self.sent.delta_literal_bytes += piece.literal;
+        self.sent.matched_bytes += piece.produced - piece.literal;
+        let bytes = piece.finish();
+        let op = match self.squeeze(&bytes) {
+            Some(z) => Op::DeltaPiece {
+                zstd: true,
+                bytes: z,
+            },
+            None => Op::DeltaPiece { zstd: false, bytes },
+        };
+        self.tx.send(&Request::Op(op))?;
+        Ok(cut)
+    }
+}
