@@ -864,14 +864,11 @@ impl BackupRun {
         // The snapshot is complete and visible from here on: what follows
         // is tidying, whose failure must not report the run as failed.
         if let Err(e) = self.set.set_latest(&self.name) {
-            eprintln!("offsnap-remote: warning: {}", e.message);
+            crate::say::note(&format!("warning: {}", e.message));
         }
         drop(self.resume);
         if let Err(e) = resume::clear(&self.set) {
-            eprintln!(
-                "offsnap-remote: warning: {} (the next run clears it)",
-                e.message
-            );
+            crate::say::note(&format!("warning: {} (the next run clears it)", e.message));
         }
         drop(self.work);
         let tidy = self
@@ -879,10 +876,7 @@ impl BackupRun {
             .meta_dir("incomplete")
             .and_then(|dir| fsx::remove_tree(dir.as_fd(), name.as_bytes()).ctx(&ctx));
         if let Err(e) = tidy {
-            eprintln!(
-                "offsnap-remote: warning: {} (the next run clears it)",
-                e.message
-            );
+            crate::say::note(&format!("warning: {} (the next run clears it)", e.message));
         }
         // The next run's index of stored contents by hash, built now from
         // the manifest just written, so that the next run starts at once
@@ -895,10 +889,7 @@ impl BackupRun {
                 .ctx("the content index")
         });
         if let Err(e) = index {
-            eprintln!(
-                "offsnap-remote: warning: {} (the next run builds it)",
-                e.message
-            );
+            crate::say::note(&format!("warning: {} (the next run builds it)", e.message));
         }
         Ok((self.name, self.stats))
     }

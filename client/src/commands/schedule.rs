@@ -6,7 +6,7 @@ use std::process::ExitCode;
 
 use clap::Subcommand;
 
-use crate::cli::{ConnectArgs, ProfileArgs};
+use crate::cli::{ConfigArgs, ConnectArgs};
 use crate::dest::{Dest, ssh_target};
 use crate::error::{Error, Result};
 use crate::schedule as sch;
@@ -19,9 +19,18 @@ use crate::ssh::auth;
 #[derive(Subcommand)]
 pub enum ScheduleAction {
     /// Install a timer that backs the profile up every so often.
+    ///
+    /// The systemd unit runs on mains power only unless the profile sets
+    /// `on_battery = true`, and is given the ssh-agent socket when there
+    /// is one at a fixed place; the crontab line checks hourly and backs up
+    /// once the newest snapshot is nearly the interval old.
+    #[command(after_long_help = "Examples:
+  offsnap schedule install --dry-run              print the units and crontab line only
+  offsnap schedule install --every 1d --profile nas
+  offsnap schedule install --every 15m")]
     Install {
         #[command(flatten)]
-        profile: ProfileArgs,
+        profile: ConfigArgs,
         /// How often: 15m, 30m, 1h, 6h, 1d, 1w
         #[arg(long, value_name = "INTERVAL", default_value = "1h")]
         every: String,
@@ -30,14 +39,20 @@ pub enum ScheduleAction {
         dry_run: bool,
     },
     /// Show the installed timer.
+    #[command(after_long_help = "Examples:
+  offsnap schedule status
+  offsnap schedule status --profile nas")]
     Status {
         #[command(flatten)]
-        profile: ProfileArgs,
+        profile: ConfigArgs,
     },
     /// Remove the timer.
+    #[command(after_long_help = "Examples:
+  offsnap schedule remove
+  offsnap schedule remove --profile nas")]
     Remove {
         #[command(flatten)]
-        profile: ProfileArgs,
+        profile: ConfigArgs,
     },
 }
 
@@ -48,9 +63,9 @@ pub fn run(action: ScheduleAction) -> Result<ExitCode> {
             profile,
             every,
             dry_run,
-        } => install(&Settings::load(&profile)?, &every, dry_run),
-        ScheduleAction::Status { profile } => status(&Settings::load(&profile)?),
-        ScheduleAction::Remove { profile } => remove(&Settings::load(&profile)?),
+        } => install(&Settings::load(&(&profile).into())?, &every, dry_run),
+        ScheduleAction::Status { profile } => status(&Settings::load(&(&profile).into())?),
+        ScheduleAction::Remove { profile } => remove(&Settings::load(&(&profile).into())?),
     }
 }
 
