@@ -8,7 +8,8 @@
 //! `OFFSNAP_ERROR` (the last two empty when there is none). A partial run
 //! (some files unreadable) or a failed prune counts as a failure. A hook
 //! that cannot be started or fails is reported, and never changes the
-//! backup's exit status.
+//! backup's exit status. A hook still running after [`HOOK_TIMEOUT`] is
+//! stopped, so a hung `mail` cannot hold the next scheduled run back.
 
 use std::io::Write;
 use std::process::{Command, ExitCode, Stdio};
@@ -17,6 +18,9 @@ use crate::backup::BackupReport;
 use crate::config::Profile;
 use crate::error::Result;
 use crate::runlog::Run;
+
+/// How long a hook may run before it is stopped.
+pub const HOOK_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(300);
 
 /// How a run ended, as the hooks are told.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -104,10 +108,52 @@ fn run_hook(
             _ => {}
         }
     }
-    let exit = child.wait()?;
+    let exit = wait_bounded(&mut child, HOOK_TIMEOUT)?;
     if exit.success() {
         Ok(())
     } else {
         Err(std::io::Error::other(format!("it ended with {exit}")))
+    }
+}
+
+/// Waits for `child`, stopping it once `limit` has passed.
+fn wait_bounded(
+    child: &mut std::process::Child,
+    limit: std::time::Duration,
+) -> std::io::Result<std::process::ExitStatus> {
+    let deadline = std::time::Instant::now() + limit;
+    loop {
+        if let Some(exit) = child.try_wait()? {
+            return Ok(exit);
+        }
+        if std::time::Instant::now() >= deadline {
+            // It may have ended just now: then the kill finds nothing.
+            let _ = child.kill();
+            child.wait()?;
+            return Err(std::io::Error::other(format!(
+                "stopped after {}s",
+                limit.as_secs()
+            )));
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_hook_that_hangs_is_stopped() -> std::io::Result<()> {
+        let mut child = Command::new("sh").args(["-c", "sleep 30"]).spawn()?;
+        let started = std::time::Instant::now();
+        let e = wait_bounded(&mut child, std::time::Duration::from_millis(200))
+            .expect_err("must be stopped");
+        assert!(e.to_string().contains("stopped after"), "{e}");
+        assert!(started.elapsed() < std::time::Duration::from_secs(20));
+        let mut quick = Command::new("sh").args(["-c", "exit 3"]).spawn()?;
+        let exit = wait_bounded(&mut quick, std::time::Duration::from_secs(20))?;
+        assert_eq!(exit.code(), Some(3));
+        Ok(())
     }
 }
