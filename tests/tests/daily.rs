@@ -301,6 +301,31 @@ fn a_schedule_waits_for_mains_power_names_its_hooks_and_passes_the_agent() {
         stdout(&out)
     );
 
+    // A per-login socket elsewhere is passed on, with a warning.
+    fs::create_dir_all(s.path("login-agent")).unwrap();
+    let login = s.path("login-agent/sock");
+    let _login_listener = std::os::unix::net::UnixListener::bind(&login).unwrap();
+    let out = s
+        .command(None)
+        .args(["schedule", "install", "--dry-run"])
+        .env("SSH_AUTH_SOCK", &login)
+        .output()
+        .unwrap();
+    assert_ok(&out);
+    assert!(
+        stdout(&out).contains(&format!(
+            "\nEnvironment=SSH_AUTH_SOCK={}\n",
+            login.display()
+        )),
+        "{}",
+        stdout(&out)
+    );
+    assert!(
+        stderr(&out).contains("changes with each login"),
+        "{}",
+        stderr(&out)
+    );
+
     // No agent, and the only key needs a passphrase: install says so.
     let key = s.path("key");
     let st = Command::new("ssh-keygen")
