@@ -53,6 +53,15 @@ pub struct Profile {
     pub remote_cmd: Option<String>,
     /// An external SSH client to reach the host with (`--ssh`).
     pub ssh: Option<String>,
+    /// Let scheduled runs start on battery power too [default: false:
+    /// the systemd unit has `ConditionACPower=true`].
+    #[serde(default)]
+    pub on_battery: bool,
+    /// A shell command run after a backup that failed (or was partial),
+    /// with the run as JSON on its stdin (see [`crate::hooks`]).
+    pub on_failure: Option<String>,
+    /// A shell command run after a backup that succeeded, likewise.
+    pub on_success: Option<String>,
     /// What to keep (the `keep_*` rules; durations as text).
     pub retention: Option<PolicyArgs>,
 }
@@ -175,6 +184,14 @@ exclude = ["*.tmp", "**/node_modules", ".cache/"]
 # port = 22
 # remote_cmd = "offsnap-remote"
 # ssh = "ssh"              # the system's ssh instead of the built-in client
+# Scheduled runs (offsnap schedule install) wait for mains power unless:
+# on_battery = true
+# Commands run after each backup, with the run as JSON on stdin and
+# OFFSNAP_STATUS (success, partial or failure), OFFSNAP_PROFILE,
+# OFFSNAP_SNAPSHOT and OFFSNAP_ERROR in the environment:
+# on_failure = "notify-send 'offsnap backup failed' \"$OFFSNAP_ERROR\""
+# on_failure = "mail -s 'offsnap backup failed' me@example.org"
+# on_success = "curl -fsS -m 10 --retry 3 https://hc-ping.com/YOUR-UUID"
 
 [profiles.{profile}.retention]
 # Keep every snapshot of the last 30 days...

@@ -35,6 +35,10 @@ pub enum Error {
     /// Received data does not match its recorded hash.
     #[error("{0}")]
     Corrupt(String),
+    /// The command was refused to protect what exists (a restore that
+    /// would overwrite files); nothing was changed.
+    #[error("{0}")]
+    Refused(String),
     /// This machine lacks what the command needs (`HOME`, a hostname).
     #[error("{0}")]
     Environment(String),
@@ -53,10 +57,12 @@ impl Error {
     }
 
     /// The exit status this error ends `offsnap` with: 2 for bad
-    /// arguments, 130 when interrupted, 1 for everything else.
+    /// arguments, 4 for a refusal that protects existing files, 130 when
+    /// interrupted, 1 for everything else (see [`crate::cli::EXIT_CODES`]).
     pub fn exit_status(&self) -> u8 {
         match self {
             Error::Usage(_) => 2,
+            Error::Refused(_) => 4,
             Error::Interrupted(_) => crate::interrupt::EXIT_STATUS,
             _ => 1,
         }

@@ -21,7 +21,10 @@
 //! - [`cli`]: the parser and the option groups commands share;
 //! - [`settings`]: the command line and the profile merged, once;
 //! - [`commands`]: one module per command;
-//! - [`output`]: what commands print, for people and for scripts.
+//! - [`output`]: what commands print, for people and for scripts;
+//! - [`freshness`]: `backup --if-older`, from the set's own snapshots;
+//! - [`hooks`]: the profile's `on_success` / `on_failure` commands;
+//! - [`schedule`]: the timer, crontab line or launchd agent.
 
 pub mod backup;
 pub mod browse;
@@ -30,7 +33,9 @@ pub mod commands;
 pub mod config;
 pub mod dest;
 pub mod error;
+pub mod freshness;
 pub mod hashing;
+pub mod hooks;
 pub mod inspect;
 pub mod install;
 pub mod interrupt;

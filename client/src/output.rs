@@ -41,8 +41,100 @@ pub fn mtime_text(meta: &Meta) -> String {
         .unwrap_or_else(|_| meta.mtime_sec.to_string())
 }
 
+/// A duration for people: `0.4s`, `12.3s`, `2m 05s`, `1h 02m`, `2d 03h`.
+pub fn human_duration(secs: f64) -> String {
+    if !secs.is_finite() || secs < 0.0 {
+        return "unknown time".into();
+    }
+    if secs < 60.0 {
+        return format!("{secs:.1}s");
+    }
+    let s = secs.round() as u64;
+    match s {
+        s if s < 3600 => format!("{}m {:02}s", s / 60, s % 60),
+        s if s < 86_400 => format!("{}h {:02}m", s / 3600, s % 3600 / 60),
+        s => format!("{}d {:02}h", s / 86_400, s % 86_400 / 3600),
+    }
+}
+
+/// A recorded time (RFC 3339) in this machine's time zone, to the second:
+/// `2026-11-28 14:03:07 CET`. Unreadable text is shown as it is.
+pub fn local_time(rfc3339: &str) -> String {
+    match rfc3339.parse::<jiff::Timestamp>() {
+        Ok(t) => t
+            .to_zoned_datetime(jiff::tz::TimeZone::system())
+            .strftime("%Y-%m-%d %H:%M:%S %Z")
+            .to_string(),
+        Err(_) => rfc3339.to_string(),
+    }
+}
+
+/// How `ls` shows owners and sizes: names this machine knows for the
+/// stored user and group ids (unless numeric), sizes in binary units
+/// (unless in bytes).
+#[derive(Debug, Clone, Default)]
+pub struct LsStyle {
+    /// Sizes as exact byte counts.
+    pub bytes: bool,
+    /// User names by id (an id missing here is shown as its number).
+    pub users: std::collections::HashMap<u32, String>,
+    /// Group names by id, likewise.
+    pub groups: std::collections::HashMap<u32, String>,
+}
+
+impl LsStyle {
+    /// The style for `entries`: their owners looked up on this machine
+    /// unless `numeric`.
+    pub fn new(entries: &[Entry], numeric: bool, bytes: bool) -> LsStyle {
+        use nix::unistd::{Gid, Group, Uid, User};
+        let mut style = LsStyle {
+            bytes,
+            ..LsStyle::default()
+        };
+        if numeric {
+            return style;
+        }
+        for e in entries {
+            let (uid, gid) = (e.meta.uid, e.meta.gid);
+            if !style.users.contains_key(&uid)
+                && let Ok(Some(u)) = User::from_uid(Uid::from_raw(uid))
+            {
+                style.users.insert(uid, u.name);
+            }
+            if !style.groups.contains_key(&gid)
+                && let Ok(Some(g)) = Group::from_gid(Gid::from_raw(gid))
+            {
+                style.groups.insert(gid, g.name);
+            }
+        }
+        style
+    }
+
+    fn user(&self, uid: u32) -> String {
+        self.users
+            .get(&uid)
+            .cloned()
+            .unwrap_or_else(|| uid.to_string())
+    }
+
+    fn group(&self, gid: u32) -> String {
+        self.groups
+            .get(&gid)
+            .cloned()
+            .unwrap_or_else(|| gid.to_string())
+    }
+
+    fn size(&self, n: u64) -> String {
+        if self.bytes {
+            n.to_string()
+        } else {
+            human_bytes(n)
+        }
+    }
+}
+
 /// `ls -l`-like line for an entry; `name_only` shows its last component.
-pub fn long_line(e: &Entry, name_only: bool) -> String {
+pub fn long_line(e: &Entry, name_only: bool, style: &LsStyle) -> String {
     let (t, extra) = match &e.kind {
         EntryKind::Dir => ('d', String::new()),
         EntryKind::File { .. } => ('-', String::new()),
@@ -66,13 +158,13 @@ pub fn long_line(e: &Entry, name_only: bool) -> String {
         e.path.to_string()
     };
     format!(
-        "{t}{}{}{}  {:>5} {:>5}  {:>10}  {}  {name}{extra}",
+        "{t}{}{}{}  {:<8} {:<8}  {:>10}  {}  {name}{extra}",
         bits[((m >> 6) & 7) as usize],
         bits[((m >> 3) & 7) as usize],
         bits[(m & 7) as usize],
-        e.meta.uid,
-        e.meta.gid,
-        e.size(),
+        style.user(e.meta.uid),
+        style.group(e.meta.gid),
+        style.size(e.size()),
         mtime_text(&e.meta)
     )
 }
@@ -262,6 +354,15 @@ mod tests {
     }
 
     #[test]
+    fn durations_read_in_the_largest_units() {
+        assert_eq!(human_duration(0.42), "0.4s");
+        assert_eq!(human_duration(125.4), "2m 05s");
+        assert_eq!(human_duration(3720.0), "1h 02m");
+        assert_eq!(human_duration(2.0 * 86_400.0 + 3.0 * 3600.0), "2d 03h");
+        assert_eq!(human_duration(f64::NAN), "unknown time");
+    }
+
+    #[test]
     fn ages_are_rounded_for_people() {
         assert_eq!(ago(45), "45s");
         assert_eq!(ago(600), "10m");
@@ -286,8 +387,15 @@ mod tests {
             },
             xattrs: Vec::new(),
         };
-        let line = long_line(&e, true);
-        assert!(line.starts_with("lrwxr-xr-x   1000   100"), "{line}");
+        let mut style = LsStyle::new(std::slice::from_ref(&e), true, true);
+        let line = long_line(&e, true, &style);
+        assert!(line.starts_with("lrwxr-xr-x  1000     100     "), "{line}");
+        assert!(line.contains(" 0  1970"), "{line}");
+        style.users.insert(1000, "ann".into());
+        style.bytes = false;
+        let line = long_line(&e, true, &style);
+        assert!(line.starts_with("lrwxr-xr-x  ann      100     "), "{line}");
+        assert!(line.contains(" 0 B  1970"), "{line}");
         assert!(
             line.ends_with("1970-01-01 00:00:00  link -> ../x"),
             "{line}"

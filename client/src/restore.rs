@@ -250,7 +250,7 @@ fn check_conflicts(
     if conflicts.is_empty() {
         return Ok(());
     }
-    Err(Error::Usage(format!(
+    Err(Error::Refused(format!(
         "refusing to overwrite what already exists in {}: {}{} (restore elsewhere, or pass --overwrite)",
         opts.to.display(),
         conflicts.join(", "),

@@ -77,31 +77,148 @@ pub fn units_dir() -> Option<PathBuf> {
         .map(|c| c.join("systemd").join("user"))
 }
 
-/// The scheduled command, word by word.
-fn words(exe: &Path, profile: &str, config: Option<&Path>) -> Vec<String> {
-    let mut words = vec![exe.display().to_string(), "backup".into()];
-    if let Some(c) = config {
-        words.push("--config".into());
-        words.push(c.display().to_string());
+/// What a schedule runs: the profile, how, and what the unit must carry.
+#[derive(Debug, Clone)]
+pub struct Job {
+    /// The `offsnap` executable.
+    pub exe: PathBuf,
+    /// The profile backed up.
+    pub profile: String,
+    /// The config file named on the command line, if any.
+    pub config: Option<PathBuf>,
+    /// How often.
+    pub every: Every,
+    /// Whether runs may start on battery (else `ConditionACPower=true`).
+    pub on_battery: bool,
+    /// The ssh-agent socket to hand the service (`%t/…` for one under the
+    /// user's runtime directory), if there is one.
+    pub agent: Option<String>,
+    /// The profile's hooks, shown as comments in the unit: (key, command).
+    pub hooks: Vec<(&'static str, String)>,
+}
+
+impl Every {
+    /// How often a crontab line checks, and the `--if-older` age that
+    /// makes it back up once per interval: an interval over an hour is
+    /// checked hourly and backs up once its newest snapshot is an hour
+    /// short of the interval old (cron fires on the hour, so a run is
+    /// never more than the hour late, and missed runs are caught up at
+    /// the next check). Shorter intervals just run at their own times.
+    pub fn cron_check(self) -> (String, Option<&'static str>) {
+        match self {
+            Every::Minutes(_) | Every::Hours(1) => (self.cron(), None),
+            Every::Hours(2) => ("0 * * * *".into(), Some("1h")),
+            Every::Hours(3) => ("0 * * * *".into(), Some("2h")),
+            Every::Hours(4) => ("0 * * * *".into(), Some("3h")),
+            Every::Hours(6) => ("0 * * * *".into(), Some("5h")),
+            Every::Hours(8) => ("0 * * * *".into(), Some("7h")),
+            Every::Hours(12) => ("0 * * * *".into(), Some("11h")),
+            Every::Hours(_) | Every::Daily => ("0 * * * *".into(), Some("23h")),
+            Every::Weekly => ("0 * * * *".into(), Some("6d23h")),
+        }
     }
-    words.push("--profile".into());
-    words.push(profile.into());
-    words
 }
 
-fn command(exe: &Path, profile: &str, config: Option<&Path>) -> String {
-    shell_words::join(words(exe, profile, config))
+impl Job {
+    /// The scheduled command, word by word.
+    fn words(&self, if_older: Option<&str>) -> Vec<String> {
+        let mut words = vec![self.exe.display().to_string(), "backup".into()];
+        if let Some(c) = &self.config {
+            words.push("--config".into());
+            words.push(c.display().to_string());
+        }
+        words.push("--profile".into());
+        words.push(self.profile.clone());
+        if let Some(age) = if_older {
+            words.push("--if-older".into());
+            words.push(age.into());
+        }
+        words
+    }
+
+    fn command(&self) -> String {
+        shell_words::join(self.words(None))
+    }
+
+    /// The unit names.
+    pub fn unit_names(&self) -> (String, String) {
+        unit_names(&self.profile)
+    }
+
+    /// The service unit: one backup of the profile, its output appended
+    /// to `$XDG_STATE_HOME/offsnap/PROFILE.log`; on mains power only
+    /// unless the profile allows battery; the agent socket passed on.
+    pub fn service_text(&self) -> String {
+        let profile = &self.profile;
+        let power = if self.on_battery {
+            "# on_battery = true in the profile: runs on battery power too\n".to_string()
+        } else {
+            "# on mains power only (set on_battery = true in the profile to change it)\n\
+             ConditionACPower=true\n"
+                .to_string()
+        };
+        let agent = match &self.agent {
+            Some(sock) => format!("Environment=SSH_AUTH_SOCK={}\n", unit_value(sock)),
+            None => String::new(),
+        };
+        let hooks: String = self
+            .hooks
+            .iter()
+            .map(|(key, cmd)| {
+                format!(
+                    "# after each run offsnap runs the profile's {key} command: {}\n",
+                    cmd.replace(['\n', '\r'], " ")
+                )
+            })
+            .collect();
+        format!(
+            "[Unit]\nDescription=offsnap backup (profile {profile})\nAfter=network-online.target\n\
+             {power}\n\
+             [Service]\nType=oneshot\nExecStart={}\n{agent}{hooks}\
+             StandardOutput=append:%S/offsnap/{profile}.log\n\
+             StandardError=append:%S/offsnap/{profile}.log\nNice=10\nIOSchedulingClass=idle\n",
+            self.command()
+        )
+    }
+
+    /// The timer unit.
+    pub fn timer_text(&self) -> String {
+        timer_text(&self.profile, self.every)
+    }
+
+    /// A crontab line for systems without systemd: checks often (see
+    /// [`Every::cron_check`]), with the agent socket if there is one.
+    pub fn crontab_line(&self, log: &Path, runtime: Option<&Path>) -> String {
+        let (when, if_older) = self.every.cron_check();
+        let agent = self
+            .agent
+            .as_deref()
+            .and_then(|a| match a.strip_prefix("%t/") {
+                Some(rel) => runtime.map(|r| r.join(rel).display().to_string()),
+                None => Some(a.to_string()),
+            })
+            .map(|a| format!("SSH_AUTH_SOCK={} ", shell_words::quote(&a)))
+            .unwrap_or_default();
+        format!(
+            "{when} {agent}{} >> {} 2>&1",
+            shell_words::join(self.words(if_older)),
+            shell_words::quote(&log.display().to_string())
+        )
+    }
+
+    /// A launchd agent for macOS (`~/Library/LaunchAgents/LABEL.plist`).
+    pub fn launchd_plist(&self, log: &Path) -> String {
+        launchd_plist(&self.words(None), &self.profile, self.every, log)
+    }
 }
 
-/// The service unit: one backup of the profile, its output appended to
-/// `$XDG_STATE_HOME/offsnap/PROFILE.log`.
-pub fn service_text(exe: &Path, profile: &str, config: Option<&Path>) -> String {
-    format!(
-        "[Unit]\nDescription=offsnap backup (profile {profile})\nAfter=network-online.target\n\n\
-         [Service]\nType=oneshot\nExecStart={}\nStandardOutput=append:%S/offsnap/{profile}.log\n\
-         StandardError=append:%S/offsnap/{profile}.log\nNice=10\nIOSchedulingClass=idle\n",
-        command(exe, profile, config)
-    )
+/// `%` is systemd's specifier sign: a literal one is doubled (a `%t/`
+/// prefix, the runtime directory, is kept as the specifier it is).
+fn unit_value(s: &str) -> String {
+    match s.strip_prefix("%t/") {
+        Some(rest) => format!("%t/{}", rest.replace('%', "%%")),
+        None => s.replace('%', "%%"),
+    }
 }
 
 /// The timer unit.
@@ -115,37 +232,14 @@ pub fn timer_text(profile: &str, every: Every) -> String {
     )
 }
 
-/// A crontab line for systems without systemd.
-pub fn crontab_line(
-    exe: &Path,
-    profile: &str,
-    config: Option<&Path>,
-    every: Every,
-    log: &Path,
-) -> String {
-    format!(
-        "{} {} >> {} 2>&1",
-        every.cron(),
-        command(exe, profile, config),
-        shell_words::quote(&log.display().to_string())
-    )
-}
-
-/// A launchd agent for macOS (`~/Library/LaunchAgents/LABEL.plist`).
-pub fn launchd_plist(
-    exe: &Path,
-    profile: &str,
-    config: Option<&Path>,
-    every: Every,
-    log: &Path,
-) -> String {
+/// A launchd agent for macOS running `args`.
+fn launchd_plist(args: &[String], profile: &str, every: Every, log: &Path) -> String {
     let seconds = match every {
         Every::Minutes(m) => m * 60,
         Every::Hours(h) => h * 3600,
         Every::Daily => 86_400,
         Every::Weekly => 7 * 86_400,
     };
-    let args = words(exe, profile, config);
     let esc = |s: &str| {
         s.replace('&', "&amp;")
             .replace('<', "&lt;")
@@ -166,6 +260,32 @@ pub fn launchd_plist(
         launchd_label(profile),
         log = esc(&log.display().to_string()),
     )
+}
+
+/// The ssh-agent socket scheduled runs can use: `SSH_AUTH_SOCK` if it
+/// names a socket (as `%t/…` when under the runtime directory, which
+/// outlives a login), else a well-known socket in the runtime directory
+/// (systemd's `ssh-agent.socket`, GNOME's keyring or gcr). The bool says
+/// whether the socket is stable (under the runtime directory).
+pub fn agent_socket(auth_sock: Option<&Path>, runtime: Option<&Path>) -> Option<(String, bool)> {
+    use std::os::unix::fs::FileTypeExt;
+    let is_socket = |p: &Path| std::fs::metadata(p).is_ok_and(|m| m.file_type().is_socket());
+    if let Some(sock) = auth_sock.filter(|s| is_socket(s)) {
+        if let Some(rel) = runtime.and_then(|r| sock.strip_prefix(r).ok()) {
+            return Some((format!("%t/{}", rel.display()), true));
+        }
+        return Some((sock.display().to_string(), false));
+    }
+    let runtime = runtime?;
+    [
+        "ssh-agent.socket",
+        "gcr/ssh",
+        "keyring/ssh",
+        "openssh_agent",
+    ]
+    .iter()
+    .find(|rel| is_socket(&runtime.join(rel)))
+    .map(|rel| (format!("%t/{rel}"), true))
 }
 
 /// The launchd label for a profile.

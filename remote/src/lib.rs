@@ -20,6 +20,7 @@ pub mod links;
 pub mod naming;
 pub mod prune;
 pub mod resume;
+pub mod say;
 pub mod serve;
 pub mod set;
 pub mod stats;

@@ -34,9 +34,9 @@ pub fn name_after(
             lead - 1
         )));
     }
-    eprintln!(
-        "offsnap-remote: the clock ({name}) is not after the newest snapshot ({newest}); naming this one {bumped}"
-    );
+    crate::say::note(&format!(
+        "note: set {set}: the newest snapshot, {newest}, is not older than the clock ({name}); naming the new one {bumped}"
+    ));
     Ok(bumped)
 }
 

@@ -243,6 +243,7 @@ fn the_page_shows_history_and_gives_back_what_the_snapshots_hold() {
     assert_ok(&out);
     let cli: Vec<(String, String)> = stdout(&out)
         .lines()
+        .skip(1) // the header
         .map(|l| {
             let mut w = l.split_whitespace();
             (w.next().unwrap().to_string(), w.next().unwrap().to_string())

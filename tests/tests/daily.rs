@@ -80,7 +80,7 @@ fn schedule_writes_valid_units_or_a_crontab_line() {
         "{text}"
     );
     assert!(
-        text.contains("0 */6 * * *") && text.contains("backup --profile home"),
+        text.contains("\n0 * * * * ") && text.contains("backup --profile home --if-older 5h"),
         "{text}"
     );
     assert!(
@@ -107,7 +107,7 @@ fn schedule_writes_valid_units_or_a_crontab_line() {
                     .into_owned();
                 files.push((name, String::new()));
                 current = Some(files.len() - 1);
-            } else if line.starts_with("# ") {
+            } else if line.starts_with("# without systemd") {
                 current = None;
             } else if let Some(i) = current {
                 files[i].1.push_str(line);
@@ -226,4 +226,232 @@ fn no_terminal_no_progress_and_a_terminal_shows_it() {
         screen.contains(" files: ") && screen.contains(" unchanged, "),
         "no summary:\n{screen}"
     );
+}
+
+/// A profile `home` backing `src/` up to `dest`, with `extra` lines.
+fn profile(s: &Scratch, dest: &std::path::Path, extra: &str) {
+    fs::create_dir_all(s.path("config/offsnap")).unwrap();
+    fs::write(
+        s.path("config/offsnap/config.toml"),
+        format!(
+            "default = \"home\"\n[profiles.home]\nsources = [{:?}]\ndestination = {:?}\n{extra}",
+            s.src().display().to_string(),
+            dest.display().to_string(),
+        ),
+    )
+    .unwrap();
+}
+
+#[test]
+fn a_schedule_waits_for_mains_power_names_its_hooks_and_passes_the_agent() {
+    let s = Scratch::new();
+    let hook = "notify-send 'offsnap failed' \"$OFFSNAP_ERROR\"";
+    profile(&s, &s.dest(), &format!("on_failure = {hook:?}\n"));
+    let out = s.offsnap(
+        None,
+        &[&"schedule", &"install", &"--every", &"1d", &"--dry-run"],
+    );
+    assert_ok(&out);
+    let text = stdout(&out);
+    assert!(text.contains("\nConditionACPower=true\n"), "{text}");
+    assert!(
+        text.contains(&format!("the profile's on_failure command: {hook}")),
+        "{text}"
+    );
+    // The crontab line checks hourly and backs up once a day is nearly up.
+    assert!(
+        text.contains("\n0 * * * * ") && text.contains("backup --profile home --if-older 23h"),
+        "{text}"
+    );
+
+    // Allowed on battery: no condition.
+    profile(&s, &s.dest(), "on_battery = true\n");
+    let out = s.offsnap(None, &[&"schedule", &"install", &"--dry-run"]);
+    assert_ok(&out);
+    assert!(
+        !stdout(&out).contains("ConditionACPower"),
+        "{}",
+        stdout(&out)
+    );
+
+    // An SSH destination: the agent's socket under the runtime directory
+    // is handed to the service as %t/…, which outlives the login.
+    profile(&s, std::path::Path::new("backup@host.invalid:/b"), "");
+    let runtime = s.path("no-runtime");
+    fs::create_dir_all(runtime.join("agent")).unwrap();
+    let _listener = std::os::unix::net::UnixListener::bind(runtime.join("agent/sock")).unwrap();
+    let out = s
+        .command(None)
+        .args(["schedule", "install", "--dry-run"])
+        .env("SSH_AUTH_SOCK", runtime.join("agent/sock"))
+        .output()
+        .unwrap();
+    assert_ok(&out);
+    assert!(
+        stdout(&out).contains("\nEnvironment=SSH_AUTH_SOCK=%t/agent/sock\n"),
+        "{}",
+        stdout(&out)
+    );
+    assert!(
+        stdout(&out).contains(&format!(
+            "SSH_AUTH_SOCK={}",
+            runtime.join("agent/sock").display()
+        )),
+        "the crontab line lacks the agent: {}",
+        stdout(&out)
+    );
+
+    // A per-login socket elsewhere is passed on, with a warning.
+    fs::create_dir_all(s.path("login-agent")).unwrap();
+    let login = s.path("login-agent/sock");
+    let _login_listener = std::os::unix::net::UnixListener::bind(&login).unwrap();
+    let out = s
+        .command(None)
+        .args(["schedule", "install", "--dry-run"])
+        .env("SSH_AUTH_SOCK", &login)
+        .output()
+        .unwrap();
+    assert_ok(&out);
+    assert!(
+        stdout(&out).contains(&format!(
+            "\nEnvironment=SSH_AUTH_SOCK={}\n",
+            login.display()
+        )),
+        "{}",
+        stdout(&out)
+    );
+    assert!(
+        stderr(&out).contains("changes with each login"),
+        "{}",
+        stderr(&out)
+    );
+
+    // No agent, and the only key needs a passphrase: install says so.
+    let key = s.path("key");
+    let st = Command::new("ssh-keygen")
+        .args(["-q", "-t", "ed25519", "-N", "secret", "-f"])
+        .arg(&key)
+        .status()
+        .unwrap();
+    assert!(st.success());
+    profile(
+        &s,
+        std::path::Path::new("backup@host.invalid:/b"),
+        &format!("identity = {:?}\n", key.display().to_string()),
+    );
+    let out = s
+        .command(None)
+        .args(["schedule", "install", "--dry-run"])
+        .env_remove("SSH_AUTH_SOCK")
+        .env("HOME", s.path("home"))
+        .output()
+        .unwrap();
+    assert_ok(&out);
+    let err = stderr(&out);
+    assert!(
+        err.contains(&format!("the key {} needs a passphrase", key.display()))
+            && err.contains("no ssh-agent will be there"),
+        "{err}"
+    );
+    assert!(!stdout(&out).contains("SSH_AUTH_SOCK"), "{}", stdout(&out));
+}
+
+/// The JSON a hook wrote, and the environment it saw.
+fn hook_output(s: &Scratch) -> (serde_json::Value, String) {
+    let json = fs::read_to_string(s.path("hook.json")).unwrap();
+    let env = fs::read_to_string(s.path("hook.env")).unwrap();
+    (serde_json::from_str(&json).unwrap(), env)
+}
+
+#[test]
+fn on_failure_and_on_success_run_with_the_run_on_stdin() {
+    let s = Scratch::new();
+    write_file(&s.src().join("a"), b"hello", 0o644, (1_700_000_000, 0));
+    let hooks = format!(
+        "on_failure = \"cat > {json}; echo failed $OFFSNAP_STATUS $OFFSNAP_PROFILE > {env}\"\n\
+         on_success = \"cat > {json}; echo ok $OFFSNAP_STATUS $OFFSNAP_SNAPSHOT > {env}\"\n",
+        json = s.path("hook.json").display(),
+        env = s.path("hook.env").display(),
+    );
+    // A destination that cannot be written: the run fails, on_failure runs.
+    profile(
+        &s,
+        std::path::Path::new("/sys/offsnap-cannot-write-here"),
+        &hooks,
+    );
+    let out = s.offsnap(Some(&day(0, 0)), &[&"backup"]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let (json, env) = hook_output(&s);
+    assert_eq!(env, "failed failure home\n");
+    assert_eq!(json["status"], "failure");
+    assert_eq!(json["ok"], false);
+    assert_eq!(json["profile"], "home");
+    assert!(
+        json["error"]
+            .as_str()
+            .unwrap()
+            .contains("offsnap-cannot-write-here"),
+        "{json}"
+    );
+
+    // A good run: on_success, with the report of the snapshot made.
+    profile(&s, &s.dest(), &hooks);
+    let out = s.offsnap(Some(&day(1, 0)), &[&"backup", &"--set", &"t"]);
+    assert_ok(&out);
+    let snap = stdout(&out).trim().to_string();
+    let (json, env) = hook_output(&s);
+    assert_eq!(env, format!("ok success {snap}\n"));
+    assert_eq!(json["status"], "success");
+    assert_eq!(json["snapshot"], snap.as_str());
+    assert_eq!(json["report"]["snapshot"], snap.as_str());
+    assert_eq!(json["report"]["files_scanned"], 1);
+    let restored = s.restore(&snap);
+    assert_same_tree(&s.src(), &restored.join("src"));
+}
+
+#[test]
+fn if_older_skips_a_recent_set_and_backs_up_an_old_one() {
+    let s = Scratch::new();
+    write_file(&s.src().join("a"), b"one", 0o644, (1_700_000_000, 0));
+    let hour_ago = (jiff::Timestamp::now() - jiff::SignedDuration::from_hours(1)).to_string();
+    let first = s.backup(&hour_ago);
+    write_file(&s.src().join("b"), b"two", 0o600, (1_700_000_100, 0));
+    let backup = |age: &str| {
+        s.offsnap(
+            None,
+            &[
+                &"backup",
+                &"--set",
+                &"t",
+                &"--if-older",
+                &age,
+                &s.src(),
+                &s.dest(),
+            ],
+        )
+    };
+    // The newest snapshot is an hour old: a day has not passed.
+    let out = backup("1d");
+    assert_ok(&out);
+    assert_eq!(stdout(&out), "", "a skipped run names no snapshot");
+    assert_eq!(dated_snapshots(&s.set_dir()), vec![first.clone()]);
+    // Older than 1800 s: this run backs up.
+    let out = backup("1800s");
+    assert_ok(&out);
+    let second = stdout(&out).trim().to_string();
+    assert_eq!(dated_snapshots(&s.set_dir()), vec![first, second.clone()]);
+    let restored = s.restore(&second);
+    assert_same_tree(&s.src(), &restored.join("src"));
+    // The check reads the set, not this machine: a client with no run
+    // log of its own (another state directory) skips it as well.
+    let out = s
+        .command(None)
+        .args(["backup", "--set", "t", "--if-older", "1d"])
+        .arg(s.src())
+        .arg(s.dest())
+        .env("XDG_STATE_HOME", s.path("other-state"))
+        .output()
+        .unwrap();
+    assert_ok(&out);
+    assert_eq!(dated_snapshots(&s.set_dir()).len(), 2);
 }

@@ -187,7 +187,8 @@ fn restore_selected_paths_and_refuse_to_overwrite() {
             &"src/docs/-rf",
         ],
     );
-    assert!(!out.status.success());
+    // Refused, with its own exit status (not "bad arguments").
+    assert_eq!(out.status.code(), Some(4), "{}", stderr(&out));
     assert!(stderr(&out).contains("--overwrite"), "{}", stderr(&out));
     assert_eq!(fs::read(to.join("src/docs/-rf")).unwrap(), b"mine");
 

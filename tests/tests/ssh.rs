@@ -180,6 +180,20 @@ fn backup_list_and_restore_over_ssh() {
     assert_eq!(names, vec![first.clone(), second.clone()]);
     assert_same_tree(&e.s.src(), &e.restore(&dest, &second).join("src"));
     assert_same_tree(&a.join("src"), &e.restore(&dest, &first).join("src"));
+
+    // --if-older over SSH: one session lists the set, then backs up (the
+    // newest snapshot is months old), or ends (it is an hour old).
+    let hour_ago = (jiff::Timestamp::now() - jiff::SignedDuration::from_hours(1)).to_string();
+    let out = e.backup(&hour_ago, &dest, &[&"--if-older", &"1d"]);
+    assert_ok(&out);
+    let third = stdout(&out).trim().to_string();
+    let before = dated_snapshots(&set);
+    assert_eq!(before.last(), Some(&third));
+    let out = e.backup(&hour_ago, &dest, &[&"--if-older", &"1d"]);
+    assert_ok(&out);
+    assert_eq!(stdout(&out), "", "a recent set is not backed up again");
+    assert_eq!(dated_snapshots(&set), before);
+    assert_same_tree(&e.s.src(), &e.restore(&dest, &third).join("src"));
 }
 
 #[test]

@@ -81,7 +81,7 @@ pub async fn submit(
         };
         Ok(match run(state, &opts) {
             Ok(text) => page(true, &text, false),
-            Err(Error::Usage(why)) if why.starts_with("refusing to overwrite") => page(
+            Err(Error::Refused(why)) => page(
                 false,
                 &format!("{why}. Tick the box to replace them, or choose another directory."),
                 true,

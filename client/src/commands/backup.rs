@@ -74,6 +74,10 @@ pub struct BackupArgs {
     /// Print the run's result as one JSON object (instead of the name)
     #[arg(long)]
     json: bool,
+    /// Back up only if the set's newest snapshot is older than AGE (1d,
+    /// 12h), else exit 0: for a frequent timer that catches up after sleep
+    #[arg(long, value_name = "AGE", value_parser = offsnap_protocol::retention::parse_duration)]
+    if_older: Option<i64>,
 }
 
 /// The sources and the destination: from the command line, or the profile.
@@ -167,9 +171,22 @@ pub fn run(args: BackupArgs) -> Result<ExitCode> {
     if args.dry_run {
         return report(&args, &session.and_then(|s| dry_run(s, &opts))?);
     }
+    let session = match (session, args.if_older) {
+        (Ok(s), Some(max)) => {
+            let tell = args.verbose || std::io::stderr().is_terminal();
+            match crate::freshness::due(s, &opts.set, max, tell) {
+                Ok(Some(s)) => Ok(s),
+                Ok(None) => return Ok(ExitCode::SUCCESS),
+                Err(e) => Err(e),
+            }
+        }
+        (s, _) => s,
+    };
     let outcome = session.and_then(|session| backup(session, &opts));
-    log_run(&settings, &target, &opts, &outcome, started);
-    report(&args, &outcome?)
+    let run = log_run(&settings, &target, &opts, &outcome, started);
+    let result = outcome.and_then(|r| report(&args, &r).map(|code| (code, r)));
+    crate::hooks::after_backup(&settings.profile, &run, &result);
+    result.map(|(code, _)| code)
 }
 
 /// Appends the run to this machine's run log (what `offsnap status` reads).
@@ -179,15 +196,14 @@ fn log_run(
     opts: &BackupOptions,
     outcome: &Result<BackupReport>,
     started: std::time::Instant,
-) {
+) -> runlog::Run {
     let profile = if settings.args.profile.is_some() || target.from_profile {
         settings.profile_name.clone()
     } else {
         None
     };
     let ok = outcome.as_ref().ok();
-    // A run log that cannot be written must not fail the backup.
-    let _ = runlog::append(&runlog::Run {
+    let run = runlog::Run {
         time: jiff::Timestamp::now().to_string(),
         profile,
         dest: target.dest_text.clone(),
@@ -199,7 +215,10 @@ fn log_run(
         bytes: ok.map_or(0, |r| r.tally.content_bytes),
         seconds: started.elapsed().as_secs_f64(),
         error: outcome.as_ref().err().map(|e| e.to_string()),
-    });
+    };
+    // A run log that cannot be written must not fail the backup.
+    let _ = runlog::append(&run);
+    run
 }
 
 /// Prints what the run did and picks the exit status.

@@ -5,7 +5,7 @@ use std::process::ExitCode;
 
 use clap::Args;
 
-use crate::cli::ProfileArgs;
+use crate::cli::ConfigArgs;
 use crate::config;
 use crate::dest::Dest;
 use crate::error::{Error, Result};
@@ -14,7 +14,7 @@ use crate::error::{Error, Result};
 #[derive(Args)]
 pub struct InitArgs {
     #[command(flatten)]
-    profile: ProfileArgs,
+    profile: ConfigArgs,
     /// Replace an existing config file
     #[arg(long)]
     force: bool,

@@ -24,6 +24,12 @@ pub struct LsArgs {
     /// date and time ("2026-11-28 14:00", local time), or a time ago (3d, 12h)
     #[arg(long, value_name = "TIME", conflicts_with = "snapshot")]
     as_of: Option<String>,
+    /// Show user and group ids as numbers, not this machine's names for them
+    #[arg(short = 'n', long = "numeric-uid-gid")]
+    numeric: bool,
+    /// Show sizes as exact byte counts, not in KiB/MiB/GiB
+    #[arg(long)]
+    bytes: bool,
     /// Where the backups are.
     dest: String,
     /// A directory (or file) inside the snapshot.
@@ -43,8 +49,9 @@ pub fn run(args: LsArgs) -> Result<ExitCode> {
     let info = restore::find_snapshot(&mut session, &set, &which)?;
     let entries = inspect::ls(&mut session, &set, &info, dir.as_ref())?;
     session.close()?;
-    for e in entries {
-        println!("{}", output::long_line(&e, true));
+    let style = output::LsStyle::new(&entries, args.numeric, args.bytes);
+    for e in &entries {
+        println!("{}", output::long_line(e, true, &style));
     }
     Ok(ExitCode::SUCCESS)
 }

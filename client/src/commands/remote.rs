@@ -5,7 +5,7 @@ use std::process::ExitCode;
 
 use clap::Subcommand;
 
-use crate::cli::{ConnectArgs, ProfileArgs};
+use crate::cli::{ConfigArgs, ConnectArgs};
 use crate::dest::Dest;
 use crate::error::{Error, Result};
 use crate::install;
@@ -18,9 +18,12 @@ use crate::settings::Settings;
 pub enum RemoteAction {
     /// Copy this machine's offsnap-remote to ~/.local/bin on an SSH host
     /// (when the host's OS and architecture match this one's).
+    #[command(after_long_help = "Examples:
+  offsnap remote install backup@nas
+  offsnap remote install -p 2222 -i ~/.ssh/offsnap backup@nas.example.org")]
     Install {
         #[command(flatten)]
-        profile: ProfileArgs,
+        profile: ConfigArgs,
         #[command(flatten)]
         connect: ConnectArgs,
         /// The host: [user@]host, an ~/.ssh/config alias, or ssh://…
@@ -43,7 +46,7 @@ pub fn run(action: RemoteAction) -> Result<ExitCode> {
     let Dest::Ssh(d) = Dest::parse(&spec)? else {
         return Err(Error::Usage(format!("{host:?} is not an SSH host")));
     };
-    let opts = Settings::load(&profile)?.connect_options(&connect)?;
+    let opts = Settings::load(&(&profile).into())?.connect_options(&connect)?;
     let version = install::install(&d, &opts)?;
     println!("{version}");
     if std::io::stderr().is_terminal() {

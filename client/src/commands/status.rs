@@ -5,9 +5,9 @@ use std::process::ExitCode;
 
 use clap::Args;
 
-use crate::cli::ProfileArgs;
+use crate::cli::ConfigArgs;
 use crate::error::Result;
-use crate::output::{ago, human_bytes};
+use crate::output::{ago, human_bytes, human_duration, local_time};
 use crate::runlog::{self, Run};
 use crate::settings::Settings;
 
@@ -15,7 +15,7 @@ use crate::settings::Settings;
 #[derive(Args)]
 pub struct StatusArgs {
     #[command(flatten)]
-    profile: ProfileArgs,
+    profile: ConfigArgs,
     /// Exit 1 if the last successful backup is older than this (e.g. 2d, 12h)
     #[arg(long, value_name = "DURATION", value_parser = offsnap_protocol::retention::parse_duration)]
     max_age: Option<i64>,
@@ -23,7 +23,7 @@ pub struct StatusArgs {
 
 /// Runs `offsnap status`.
 pub fn run(args: StatusArgs) -> Result<ExitCode> {
-    let name = Settings::load(&args.profile)?.profile_name;
+    let name = Settings::load(&(&args.profile).into())?.profile_name;
     let runs = runlog::read();
     let mine: Vec<&Run> = runs
         .iter()
@@ -36,33 +36,32 @@ pub fn run(args: StatusArgs) -> Result<ExitCode> {
             .map(|t| now.as_second() - t.as_second())
             .unwrap_or(i64::MAX)
     };
-    let what = name
-        .as_deref()
-        .map(|n| format!("profile {n}"))
-        .unwrap_or_else(|| "any profile".into());
     let last_ok = mine.iter().rev().find(|r| r.ok);
     let last_fail = mine.iter().rev().find(|r| !r.ok);
     match last_ok {
         Some(r) => println!(
-            "last backup: {} ({} ago), snapshot {} of set {} at {}: {} files, {} sent, {:.1}s{}",
-            r.time,
+            "last backup: {} ({} ago), snapshot {} of set {} at {}: {} files, {} sent, took {}{}",
+            local_time(&r.time),
             ago(age(r)),
             r.snapshot.as_deref().unwrap_or("?"),
             r.set,
             r.dest,
             r.files,
             human_bytes(r.bytes),
-            r.seconds,
+            human_duration(r.seconds),
             if r.partial { " (partial)" } else { "" }
         ),
-        None => println!("no successful backup recorded for {what}"),
+        None => match &name {
+            Some(n) => println!("no successful backup recorded for profile {n}"),
+            None => println!("no successful backup recorded"),
+        },
     }
     if let Some(f) = last_fail
         && last_ok.is_none_or(|ok| f.time > ok.time)
     {
         println!(
             "last failure: {} ({} ago): {}",
-            f.time,
+            local_time(&f.time),
             ago(age(f)),
             f.error.as_deref().unwrap_or("?")
         );
@@ -73,13 +72,14 @@ pub fn run(args: StatusArgs) -> Result<ExitCode> {
         (Some(_), None) => false,
     };
     if stale {
-        eprintln!(
-            "offsnap: {} has no successful backup{}",
-            what,
-            args.max_age
-                .map(|m| format!(" in the last {}", ago(m)))
-                .unwrap_or_default()
-        );
+        let within = args
+            .max_age
+            .map(|m| format!(" in the last {}", ago(m)))
+            .unwrap_or_default();
+        match &name {
+            Some(n) => eprintln!("offsnap: profile {n} has no successful backup{within}"),
+            None => eprintln!("offsnap: no backup has succeeded{within}"),
+        }
         return Ok(ExitCode::FAILURE);
     }
     Ok(ExitCode::SUCCESS)

@@ -38,6 +38,10 @@ pub fn run(args: VersionsArgs) -> Result<ExitCode> {
             "{path} is in no snapshot of set {set}"
         )));
     }
+    println!(
+        "{:<18}  {:>10}  {:<19}  {:<12}",
+        "SNAPSHOT", "SIZE", "MODIFIED (UTC)", "CONTENT"
+    );
     for v in versions {
         let hash = match &v.entry.kind {
             EntryKind::File { hash, .. } => hash.to_hex()[..12].to_string(),
@@ -51,7 +55,7 @@ pub fn run(args: VersionsArgs) -> Result<ExitCode> {
         println!(
             "{}  {:>10}  {}  {hash}{through}",
             v.first.name,
-            v.entry.size(),
+            output::human_bytes(v.entry.size()),
             output::mtime_text(&v.entry.meta)
         );
     }

@@ -123,6 +123,12 @@ fn load_key(path: &Path) -> Result<Option<PrivateKey>, SshError> {
     )))
 }
 
+/// Whether the key file at `path` opens without a passphrase (as a run
+/// with no terminal and no agent needs).
+pub fn opens_without_passphrase(path: &Path) -> bool {
+    load_secret_key(path, None).is_ok()
+}
+
 /// How many times a key's passphrase is asked for.
 const PASSPHRASE_TRIES: usize = 3;
 

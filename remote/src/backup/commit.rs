@@ -81,7 +81,7 @@ impl Target {
     /// needs no new space before it writes; should it fail, the next run
     /// builds it). Failures are warnings.
     fn tidy(self, manifest_hash: &Hash, ctx: &str) {
-        let warn = |e: Error, then: &str| eprintln!("offsnap-remote: warning: {e}{then}");
+        let warn = |e: Error, then: &str| crate::say::note(&format!("warning: {e}{then}"));
         if let Err(e) = self.set.set_latest(&self.name) {
             warn(e, "");
         }
