@@ -7,12 +7,15 @@
 //! - [`offsnap_fs`]: the filesystem layer it shares with the client (`fsx`,
 //!   `cursor`, `tree`, `remove`, `clone`), re-exported here under the same names;
 //! - [`content_index`]: stored contents by hash, on disk, in bounded memory;
+//! - [`verify`], [`disk_map`]: checking snapshots against their manifests,
+//!   streaming, with what it remembers in a table on disk;
 //! - [`stored`]: checking a stored file before it is reused;
 //! - [`extents`]: how much of a stored file shares its blocks;
 //! - [`journal`], [`resume`]: reusing what an interrupted run left.
 
 pub mod backup;
 pub mod content_index;
+pub mod disk_map;
 pub mod error;
 pub mod extents;
 pub mod journal;
