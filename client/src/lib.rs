@@ -53,6 +53,7 @@ pub mod select;
 pub mod session;
 pub mod settings;
 pub mod ssh;
+pub mod stderr_relay;
 pub mod transport;
 pub mod unchanged;
 

@@ -47,10 +47,11 @@ pub fn fail(transport: &mut dyn Transport, e: Error) -> Error {
 }
 
 /// The helper as a child process of the client, talking over its
-/// stdin/stdout; its stderr is the client's.
+/// stdin/stdout; its stderr is shown on the client's, escaped.
 pub struct ChildTransport {
     program: String,
     child: Child,
+    stderr: crate::stderr_relay::Relay,
 }
 
 impl ChildTransport {
@@ -59,21 +60,27 @@ impl ChildTransport {
         let Some((program, lead)) = command.split_first() else {
             return Err(Error::Usage("the remote command is empty".into()));
         };
-        let child = Command::new(program)
+        let mut child = Command::new(program)
             .args(lead)
             .args(args)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
+            .stderr(Stdio::piped())
             .spawn()
             .map_err(|e| {
                 Error::Transport(format!(
                     "cannot start the helper {program:?}: {e} (check --remote-cmd)"
                 ))
             })?;
+        let Some(err) = child.stderr.take() else {
+            let _ = child.kill();
+            let _ = child.wait();
+            return Err(Error::Transport("the helper's stderr is missing".into()));
+        };
         Ok(ChildTransport {
             program: program.clone(),
             child,
+            stderr: crate::stderr_relay::Relay::start(err),
         })
     }
 }
@@ -95,6 +102,7 @@ impl Transport for ChildTransport {
             .child
             .wait()
             .map_err(|e| Error::Transport(format!("waiting for the helper: {e}")))?;
+        self.stderr.finish();
         if status.success() {
             Ok(())
         } else {
@@ -108,6 +116,7 @@ impl Transport for ChildTransport {
     fn kill(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+        self.stderr.finish();
     }
 }
 

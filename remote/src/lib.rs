@@ -6,12 +6,15 @@
 //! - [`set`]: the on-disk layout of a root and its sets, locking;
 //! - [`error`]: the helper's errors, and their one mapping to the wire;
 //! - [`content_index`]: stored contents by hash, on disk, in bounded memory;
+//! - [`verify`], [`disk_map`]: checking snapshots against their manifests,
+//!   streaming, with what it remembers in a table on disk;
 //! - [`stored`]: checking a stored file before it is reused;
 //! - [`extents`]: how much of a stored file shares its blocks;
 //! - [`journal`], [`resume`]: reusing what an interrupted run left.
 
 pub mod backup;
 pub mod content_index;
+pub mod disk_map;
 pub mod error;
 pub mod extents;
 pub mod journal;

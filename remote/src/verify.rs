@@ -2,18 +2,43 @@
 //! manifests. Each inode is hashed once, however many snapshots share it.
 //! Reports entries that are missing, different (content, size, kind, mode,
 //! mtime, symlink target) or not in the manifest, and damaged manifests.
+//!
+//! Its memory does not grow with the number of entries or the length of
+//! their paths: the manifest is streamed twice, never held.
+//!
+//! - The first pass checks that every record decodes (a damaged manifest
+//!   is one finding and nothing else, as before anything is compared) and
+//!   notes the paths hard links name, in a [`DiskMap`].
+//! - The second pass compares each entry with what is stored, in walk
+//!   order, keeping open only the chain of directories above the entry.
+//!   A directory's stored names are counted when the walk leaves it; only
+//!   when there are more than the manifest's entries found in it are its
+//!   names looked up (in batches, each against a fresh read of that
+//!   directory's part of the manifest) to name the unexpected ones. Those
+//!   findings come after the directory's other findings.
+//! - What was hashed, by inode (for inodes with more than one link), and
+//!   what the hard links' targets recorded, are [`DiskMap`]s too.
 
-use std::collections::{HashMap, HashSet};
-use std::os::fd::AsFd;
+use std::collections::HashSet;
+use std::fs::File;
+use std::os::fd::{AsFd, BorrowedFd};
 
-use offsnap_protocol::manifest::{self};
-use offsnap_protocol::{Entry, EntryKind, Finding, FindingKind, Hash, SnapshotName, VerifySummary};
-use rustix::fs::FileType;
-
-use crate::error::{Context, Error};
-use crate::set::SetDir;
 use offsnap_fs::cursor::DirCursor;
 use offsnap_fs::fsx;
+use offsnap_protocol::manifest::{self, ManifestReader};
+use offsnap_protocol::{
+    Entry, EntryKind, Finding, FindingKind, Hash, RelPath, SnapshotName, VerifySummary,
+};
+use rustix::fs::FileType;
+
+use crate::disk_map::{DiskMap, Value};
+use crate::error::{Context, Error};
+use crate::set::SetDir;
+
+/// Names of one directory looked up at a time when it holds unexpected ones.
+const BATCH_NAMES: usize = 4096;
+
+type Report<'r> = &'r mut dyn FnMut(Finding) -> Result<(), Error>;
 
 /// Checks `snapshots` of the set, calling `report` for each finding.
 pub fn verify(
@@ -21,142 +46,432 @@ pub fn verify(
     snapshots: &[SnapshotName],
     mut report: impl FnMut(Finding) -> Result<(), Error>,
 ) -> Result<VerifySummary, Error> {
-    let mut sum = VerifySummary::default();
-    // (device, inode) -> (size, hash) of what was read.
-    let mut hashed: HashMap<(u64, u64), (u64, Hash)> = HashMap::new();
-    let mut buf = vec![0u8; 1 << 20];
-    let readable = !fsx::is_root();
+    let mut v = Verifier {
+        sum: VerifySummary::default(),
+        hashed: DiskMap::new().ctx("verify: a temporary file")?,
+        buf: vec![0u8; 1 << 20],
+        readable: !fsx::is_root(),
+    };
     for snap in snapshots {
-        sum.snapshots += 1;
-        let mut found = |path: &[u8], kind: FindingKind| {
-            sum.findings += 1;
-            report(Finding {
-                snapshot: *snap,
-                path: path.to_vec(),
-                kind,
-            })
-        };
-        let entries: Vec<Entry> = match set
-            .open_manifest(snap)
-            .map_err(|e| e.to_string())
-            .and_then(|f| manifest::open_file(f).map_err(|e| e.to_string()))
-            .and_then(|r| r.collect::<Result<Vec<_>, _>>().map_err(|e| e.to_string()))
-        {
-            Ok(e) => e,
+        v.sum.snapshots += 1;
+        let targets = match first_pass(set, snap)? {
+            Ok(t) => t,
             Err(why) => {
-                found(b"", FindingKind::Manifest(why))?;
+                v.sum.findings += 1;
+                report(Finding {
+                    snapshot: *snap,
+                    path: Vec::new(),
+                    kind: FindingKind::Manifest(why),
+                })?;
                 continue;
             }
         };
         let root = set.open_snapshot(snap)?;
-        let mut cursor = DirCursor::new(root.try_clone().ctx("snapshot")?);
-        let known: HashSet<&[u8]> = entries.iter().map(|e| e.path.as_bytes()).collect();
-        // Unexpected entries at the top.
-        for (name, _) in fsx::read_dir(root.as_fd()).ctx(snap)? {
-            if !known.contains(name.as_slice()) {
-                found(&name, FindingKind::Unexpected)?;
+        let mut walk = Walk {
+            v: &mut v,
+            set,
+            snap: *snap,
+            report: &mut report,
+            cursor: DirCursor::new(root),
+            targets,
+            open: Vec::new(),
+            current: Vec::new(),
+        };
+        walk.run()?;
+    }
+    Ok(v.sum)
+}
+
+/// Decodes every record; returns the hard links' targets (their recorded
+/// content still unknown), or why the manifest is damaged.
+fn first_pass(set: &SetDir, snap: &SnapshotName) -> Result<Result<DiskMap, String>, Error> {
+    let reader = match open_manifest(set, snap) {
+        Ok(r) => r,
+        Err(why) => return Ok(Err(why)),
+    };
+    let mut targets = DiskMap::new().ctx("verify: a temporary file")?;
+    for e in reader {
+        match e {
+            Ok(Entry {
+                kind: EntryKind::HardLink { target },
+                ..
+            }) => targets
+                .insert(&DiskMap::key(target.as_bytes()), &[0u8; 40])
+                .ctx("verify: a temporary file")?,
+            Ok(_) => {}
+            Err(e) => return Ok(Err(e.to_string())),
+        }
+    }
+    Ok(Ok(targets))
+}
+
+fn open_manifest(set: &SetDir, snap: &SnapshotName) -> Result<ManifestReader<File>, String> {
+    let file = set.open_manifest(snap).map_err(|e| e.to_string())?;
+    manifest::open_file(file).map_err(|e| e.to_string())
+}
+
+/// A recorded content as a [`DiskMap`] value (never all zero: that is a
+/// target not recorded as a file).
+fn content_value(size: u64, hash: &Hash) -> Value {
+    let mut v = [0u8; 40];
+    v[..8].copy_from_slice(&size.to_le_bytes());
+    v[8..].copy_from_slice(&hash.0);
+    v
+}
+
+fn content_of(v: &Value) -> Option<(u64, Hash)> {
+    if v.iter().all(|b| *b == 0) {
+        return None;
+    }
+    let mut size = [0u8; 8];
+    size.copy_from_slice(&v[..8]);
+    let mut hash = [0u8; 32];
+    hash.copy_from_slice(&v[8..]);
+    Some((u64::from_le_bytes(size), Hash(hash)))
+}
+
+/// What lasts across the snapshots of one call.
+struct Verifier {
+    sum: VerifySummary,
+    /// (device, inode) -> (size, hash) of what was read.
+    hashed: DiskMap,
+    buf: Vec<u8>,
+    readable: bool,
+}
+
+/// A directory the walk is in.
+struct Open {
+    /// Bytes of [`Walk::current`] that name it (0: the snapshot's root).
+    len: usize,
+    /// The record its children start at.
+    first: u64,
+    /// Manifest entries directly in it that are stored.
+    present: u64,
+}
+
+/// The second pass over one snapshot.
+struct Walk<'a, 'r> {
+    v: &'a mut Verifier,
+    set: &'a SetDir,
+    snap: SnapshotName,
+    report: Report<'r>,
+    cursor: DirCursor,
+    /// Hard links' targets -> their recorded content.
+    targets: DiskMap,
+    /// The directories above the entry, outermost first.
+    open: Vec<Open>,
+    /// The path of the innermost of them.
+    current: Vec<u8>,
+}
+
+impl Walk<'_, '_> {
+    fn found(&mut self, path: &[u8], kind: FindingKind) -> Result<(), Error> {
+        self.v.sum.findings += 1;
+        (self.report)(Finding {
+            snapshot: self.snap,
+            path: path.to_vec(),
+            kind,
+        })
+    }
+
+    fn run(&mut self) -> Result<(), Error> {
+        let reader = match open_manifest(self.set, &self.snap) {
+            Ok(r) => r,
+            Err(why) => return self.found(b"", FindingKind::Manifest(why)),
+        };
+        self.open.push(Open {
+            len: 0,
+            first: 0,
+            present: 0,
+        });
+        for (i, e) in (0u64..).zip(reader) {
+            let e = match e {
+                Ok(e) => e,
+                Err(why) => return self.found(b"", FindingKind::Manifest(why.to_string())),
+            };
+            self.leave_until(e.path.as_bytes())?;
+            self.entry(&e, i)?;
+        }
+        while let Some(level) = self.open.pop() {
+            self.leave(level)?;
+        }
+        Ok(())
+    }
+
+    /// Leaves the directories that do not hold `path`.
+    fn leave_until(&mut self, path: &[u8]) -> Result<(), Error> {
+        while let Some(top) = self.open.last() {
+            let len = top.len;
+            if len == 0 || (path.starts_with(&self.current[..len]) && path.get(len) == Some(&b'/'))
+            {
+                return Ok(());
+            }
+            if let Some(level) = self.open.pop() {
+                self.leave(level)?;
             }
         }
-        for e in &entries {
-            sum.entries += 1;
-            let path = e.path.as_bytes();
-            let Ok((dir, name)) = cursor.parent_of(&e.path) else {
-                found(path, FindingKind::Missing)?;
-                continue;
-            };
-            let Some(st) = fsx::lstat(dir.as_fd(), name).ctx(&e.path)? else {
-                if !e.kind.is_special() {
-                    found(path, FindingKind::Missing)?;
-                }
-                continue;
-            };
-            let kind = fsx::file_type(&st);
-            let want = match e.kind {
-                EntryKind::Dir => FileType::Directory,
-                EntryKind::File { .. } | EntryKind::HardLink { .. } => FileType::RegularFile,
-                EntryKind::Symlink { .. } => FileType::Symlink,
-                EntryKind::Fifo | EntryKind::Socket | EntryKind::Device { .. } => {
-                    // Recorded only: nothing of the kind is made on the host.
-                    found(path, FindingKind::Unexpected)?;
-                    continue;
-                }
-            };
-            if kind != want {
-                found(
-                    path,
-                    FindingKind::Changed(format!("is not a {}", e.kind.word())),
-                )?;
-                continue;
+        Ok(())
+    }
+
+    /// Counts what is stored in the directory being left; names what is
+    /// there unrecorded.
+    fn leave(&mut self, level: Open) -> Result<(), Error> {
+        let path = self.current_path(level.len)?;
+        let shown = path.as_ref().map(|p| p.to_string()).unwrap_or_default();
+        let dir = self.cursor.dir(path.as_ref()).ctx(&shown)?;
+        let mut stored = 0u64;
+        for ent in rustix::fs::Dir::read_from(dir)
+            .map_err(io_err)
+            .ctx(&shown)?
+        {
+            if !is_dot(ent.map_err(io_err).ctx(&shown)?.file_name().to_bytes()) {
+                stored += 1;
             }
-            if want != FileType::Symlink
-                && (st.st_mode & 0o7777
-                    != fsx::stored_mode(e.meta.mode, want == FileType::Directory, readable)
-                    || (want == FileType::RegularFile
-                        && (st.st_mtime, st.st_mtime_nsec as i64)
-                            != (e.meta.mtime_sec, i64::from(e.meta.mtime_nsec))))
-            {
-                found(path, FindingKind::Changed("mode or mtime differ".into()))?;
+        }
+        if stored > level.present {
+            self.unexpected_in(path.as_ref(), level.first)?;
+        }
+        let outer = self.open.last().map_or(0, |o| o.len);
+        self.current.truncate(outer);
+        Ok(())
+    }
+
+    fn current_path(&self, len: usize) -> Result<Option<RelPath>, Error> {
+        if len == 0 {
+            return Ok(None);
+        }
+        RelPath::new(self.current[..len].to_vec())
+            .map(Some)
+            .map_err(|e| crate::error::io("verify", std::io::Error::other(e.to_string())))
+    }
+
+    /// Reports the names stored in `dir` that its part of the manifest
+    /// (from record `first`) does not hold, in the order they are listed.
+    fn unexpected_in(&mut self, dir: Option<&RelPath>, first: u64) -> Result<(), Error> {
+        let shown = dir.map(|p| p.to_string()).unwrap_or_default();
+        let fd = self
+            .cursor
+            .dir(dir)
+            .and_then(|d| d.try_clone_to_owned())
+            .ctx(&shown)?;
+        let mut names = rustix::fs::Dir::read_from(&fd)
+            .map_err(io_err)
+            .ctx(&shown)?;
+        loop {
+            let mut batch = Vec::new();
+            for ent in names.by_ref() {
+                let name = ent
+                    .map_err(io_err)
+                    .ctx(&shown)?
+                    .file_name()
+                    .to_bytes()
+                    .to_vec();
+                if !is_dot(&name) {
+                    batch.push(name);
+                }
+                if batch.len() == BATCH_NAMES {
+                    break;
+                }
             }
-            match &e.kind {
-                EntryKind::Dir => {
-                    let sub = fsx::open_dir(dir.as_fd(), name).ctx(&e.path)?;
-                    for (child, _) in fsx::read_dir(sub.as_fd()).ctx(&e.path)? {
-                        let mut p = path.to_vec();
+            if batch.is_empty() {
+                return Ok(());
+            }
+            let mut unseen: HashSet<&[u8]> = batch.iter().map(Vec::as_slice).collect();
+            self.recorded_in(dir, first, &mut unseen)?;
+            for name in &batch {
+                if unseen.contains(name.as_slice()) {
+                    let mut p = dir.map(|d| d.as_bytes().to_vec()).unwrap_or_default();
+                    if !p.is_empty() {
                         p.push(b'/');
-                        p.extend_from_slice(&child);
-                        if !known.contains(p.as_slice()) {
-                            found(&p, FindingKind::Unexpected)?;
-                        }
                     }
-                }
-                EntryKind::Symlink { target } => {
-                    if fsx::read_link(dir.as_fd(), name).ctx(&e.path)? != *target {
-                        found(path, FindingKind::Changed("points elsewhere".into()))?;
-                    }
-                }
-                EntryKind::Fifo | EntryKind::Socket | EntryKind::Device { .. } => {}
-                EntryKind::File { .. } | EntryKind::HardLink { .. } => {
-                    // A hard link holds its target's content (a copy when
-                    // the inode was at its link limit).
-                    let content = match &e.kind {
-                        EntryKind::HardLink { target } => entries
-                            .binary_search_by(|x| x.path.walk_cmp(target))
-                            .ok()
-                            .map(|i| &entries[i].kind),
-                        kind => Some(kind),
-                    };
-                    let Some(&EntryKind::File { size, hash }) = content else {
-                        found(
-                            path,
-                            FindingKind::Manifest("a hard link to no recorded file".into()),
-                        )?;
-                        continue;
-                    };
-                    let (size, hash) = (&size, &hash);
-                    let key = (st.st_dev, st.st_ino);
-                    let got = match hashed.get(&key) {
-                        Some(v) => *v,
-                        None => {
-                            let mut f = fsx::open_file(dir.as_fd(), name).ctx(&e.path)?;
-                            let (n, got) = fsx::hash_all(&mut f, &mut buf).ctx(&e.path)?;
-                            sum.inodes_hashed += 1;
-                            sum.bytes_hashed += n;
-                            let v = (n, got);
-                            hashed.insert(key, v);
-                            v
-                        }
-                    };
-                    if got.0 != *size {
-                        found(
-                            path,
-                            FindingKind::Changed(format!("{} bytes, {size} recorded", got.0)),
-                        )?;
-                    } else if got.1 != *hash {
-                        found(path, FindingKind::Changed("content differs".into()))?;
-                    }
+                    p.extend_from_slice(name);
+                    self.found(&p, FindingKind::Unexpected)?;
                 }
             }
         }
     }
-    Ok(sum)
+
+    /// Removes from `unseen` the names the manifest records directly in
+    /// `dir`, whose entries start at record `first`.
+    fn recorded_in(
+        &self,
+        dir: Option<&RelPath>,
+        first: u64,
+        unseen: &mut HashSet<&[u8]>,
+    ) -> Result<(), Error> {
+        let prefix = dir.map_or(0, |d| d.as_bytes().len() + 1);
+        let reader = open_manifest(self.set, &self.snap)
+            .map_err(|why| crate::error::io("verify", std::io::Error::other(why)))?;
+        for e in reader.skip(first as usize) {
+            let e = e.map_err(|e| crate::error::io("verify", std::io::Error::other(e)))?;
+            let p = e.path.as_bytes();
+            if let Some(d) = dir
+                && !(p.starts_with(d.as_bytes()) && p.get(prefix - 1) == Some(&b'/'))
+            {
+                return Ok(());
+            }
+            if !p[prefix..].contains(&b'/') {
+                unseen.remove(&p[prefix..]);
+            }
+        }
+        Ok(())
+    }
+
+    /// Checks one entry, record `index` of the manifest.
+    fn entry(&mut self, e: &Entry, index: u64) -> Result<(), Error> {
+        self.v.sum.entries += 1;
+        let path = e.path.as_bytes();
+        if let EntryKind::File { size, hash } = &e.kind
+            && !self.targets.is_empty()
+        {
+            let key = DiskMap::key(path);
+            if self.targets.get(&key).ctx("verify")?.is_some() {
+                self.targets
+                    .insert(&key, &content_value(*size, hash))
+                    .ctx("verify")?;
+            }
+        }
+        let Ok((dir, name)) = self.cursor.parent_of(&e.path) else {
+            return self.found(path, FindingKind::Missing);
+        };
+        let Some(st) = fsx::lstat(dir, name).ctx(&e.path)? else {
+            if !e.kind.is_special() {
+                self.found(path, FindingKind::Missing)?;
+            }
+            return Ok(());
+        };
+        let parent_len = path.iter().rposition(|b| *b == b'/').unwrap_or(0);
+        if let Some(top) = self.open.last_mut()
+            && top.len == parent_len
+        {
+            top.present += 1;
+        }
+        self.compare(e, &st, index)
+    }
+
+    /// Compares an entry with what is stored at its path (`st`).
+    fn compare(&mut self, e: &Entry, st: &rustix::fs::Stat, index: u64) -> Result<(), Error> {
+        let path = e.path.as_bytes();
+        let kind = fsx::file_type(st);
+        let want = match e.kind {
+            EntryKind::Dir => FileType::Directory,
+            EntryKind::File { .. } | EntryKind::HardLink { .. } => FileType::RegularFile,
+            EntryKind::Symlink { .. } => FileType::Symlink,
+            EntryKind::Fifo | EntryKind::Socket | EntryKind::Device { .. } => {
+                // Recorded only: nothing of the kind is made on the host.
+                return self.found(path, FindingKind::Unexpected);
+            }
+        };
+        if kind != want {
+            return self.found(
+                path,
+                FindingKind::Changed(format!("is not a {}", e.kind.word())),
+            );
+        }
+        if want != FileType::Symlink
+            && (st.st_mode & 0o7777
+                != fsx::stored_mode(e.meta.mode, want == FileType::Directory, self.v.readable)
+                || (want == FileType::RegularFile
+                    && (st.st_mtime, st.st_mtime_nsec as i64)
+                        != (e.meta.mtime_sec, i64::from(e.meta.mtime_nsec))))
+        {
+            self.found(path, FindingKind::Changed("mode or mtime differ".into()))?;
+        }
+        match &e.kind {
+            EntryKind::Dir => {
+                self.current.clear();
+                self.current.extend_from_slice(path);
+                self.open.push(Open {
+                    len: path.len(),
+                    first: index + 1,
+                    present: 0,
+                });
+                Ok(())
+            }
+            EntryKind::Symlink { target } => {
+                let (dir, name) = self.cursor.parent_of(&e.path).ctx(&e.path)?;
+                if fsx::read_link(dir, name).ctx(&e.path)? != *target {
+                    self.found(path, FindingKind::Changed("points elsewhere".into()))?;
+                }
+                Ok(())
+            }
+            EntryKind::Fifo | EntryKind::Socket | EntryKind::Device { .. } => Ok(()),
+            EntryKind::File { .. } | EntryKind::HardLink { .. } => self.content(e, st),
+        }
+    }
+
+    /// Checks a regular file's content against what its entry (or, for a
+    /// hard link, its target's) recorded.
+    fn content(&mut self, e: &Entry, st: &rustix::fs::Stat) -> Result<(), Error> {
+        let path = e.path.as_bytes();
+        // A hard link holds its target's content (a copy when the inode
+        // was at its link limit).
+        let recorded = match &e.kind {
+            EntryKind::HardLink { target } => self
+                .targets
+                .get(&DiskMap::key(target.as_bytes()))
+                .ctx("verify")?
+                .as_ref()
+                .and_then(content_of),
+            EntryKind::File { size, hash } => Some((*size, *hash)),
+            _ => None,
+        };
+        let Some((size, hash)) = recorded else {
+            return self.found(
+                path,
+                FindingKind::Manifest("a hard link to no recorded file".into()),
+            );
+        };
+        let (n, got) = self.hash_inode(e, st)?;
+        if n != size {
+            self.found(
+                path,
+                FindingKind::Changed(format!("{n} bytes, {size} recorded")),
+            )
+        } else if got != hash {
+            self.found(path, FindingKind::Changed("content differs".into()))
+        } else {
+            Ok(())
+        }
+    }
+
+    /// The size and hash of the stored file, read once per inode.
+    fn hash_inode(&mut self, e: &Entry, st: &rustix::fs::Stat) -> Result<(u64, Hash), Error> {
+        let mut id = [0u8; 16];
+        id[..8].copy_from_slice(&st.st_dev.to_le_bytes());
+        id[8..].copy_from_slice(&st.st_ino.to_le_bytes());
+        let key = DiskMap::key(&id);
+        // An inode with one link is met once.
+        let shared = st.st_nlink > 1;
+        if shared
+            && let Some(v) = self.v.hashed.get(&key).ctx("verify")?
+            && let Some(known) = content_of(&v)
+        {
+            return Ok(known);
+        }
+        let (dir, name) = self.cursor.parent_of(&e.path).ctx(&e.path)?;
+        let (n, got) = read_hash(dir, name, &mut self.v.buf).ctx(&e.path)?;
+        self.v.sum.inodes_hashed += 1;
+        self.v.sum.bytes_hashed += n;
+        if shared {
+            self.v
+                .hashed
+                .insert(&key, &content_value(n, &got))
+                .ctx("verify")?;
+        }
+        Ok((n, got))
+    }
+}
+
+fn read_hash(dir: BorrowedFd<'_>, name: &[u8], buf: &mut [u8]) -> std::io::Result<(u64, Hash)> {
+    let mut f = fsx::open_file(dir.as_fd(), name)?;
+    fsx::hash_all(&mut f, buf)
+}
+
+fn io_err(e: rustix::io::Errno) -> std::io::Error {
+    e.into()
+}
+
+fn is_dot(name: &[u8]) -> bool {
+    name == b"." || name == b".."
 }

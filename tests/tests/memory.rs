@@ -160,3 +160,81 @@ fn helper_memory_does_not_grow_with_path_bytes_or_file_count() {
         "{small_first} -> {big_first} KiB"
     );
 }
+
+/// Peak RSS in KiB of a helper process running `offsnap verify` of the
+/// latest snapshot of set `t`, which must find nothing.
+fn verify_rss(s: &Scratch) -> u64 {
+    let rss = s.path("verify-rss");
+    let helper = format!(
+        "/usr/bin/time -f %M -o {} {}",
+        rss.display(),
+        remote_bin().display()
+    );
+    let out = s.offsnap(
+        None,
+        &[
+            &"verify",
+            &"--set",
+            &"t",
+            &"--remote-cmd",
+            &helper,
+            &s.dest(),
+        ],
+    );
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}{}",
+        stdout(&out),
+        stderr(&out)
+    );
+    fs::read_to_string(&rss).unwrap().trim().parse().unwrap()
+}
+
+/// Backs up `n` files of about 1,300-byte paths, one in ten with a second
+/// name (a hard link), restores them if `restore`, and returns the peak
+/// RSS in KiB of verifying the snapshot.
+fn verify_snapshot_of(n: usize, restore: bool) -> u64 {
+    let s = Scratch::new();
+    let long = |c: &str| c.repeat(250);
+    for d in 0..n.div_ceil(1000) {
+        let mut dir = s.src().join(format!("d{d:03}{}", long("x")));
+        for c in ["v", "w", "y", "z"] {
+            dir.push(long(c));
+        }
+        fs::create_dir_all(&dir).unwrap();
+        for i in d * 1000..((d + 1) * 1000).min(n) {
+            let f = dir.join(format!("file{i:06}"));
+            fs::write(&f, format!("content of file {i}")).unwrap();
+            if i % 10 == 0 {
+                fs::hard_link(&f, dir.join(format!("link{i:06}"))).unwrap();
+            }
+        }
+    }
+    let snap = s.backup("2026-11-01T00:00:00Z");
+    if restore {
+        let restored = s.restore(&snap);
+        assert_same_tree(&s.src(), &restored.join("src"));
+    }
+    verify_rss(&s)
+}
+
+#[test]
+fn verify_memory_does_not_grow_with_entries() {
+    if !Path::new("/usr/bin/time").exists() {
+        assert!(
+            std::env::var_os("OFFSNAP_REQUIRE_ROOT_TESTS").is_none(),
+            "GNU time (/usr/bin/time) is needed to measure the helper"
+        );
+        eprintln!("SKIPPED: no /usr/bin/time to measure the helper's memory");
+        return;
+    }
+    // 1,000 and 10,000 files (and a tenth more links): about 1.4 and 14
+    // MiB of path bytes (a verify holding the entries passes the bound).
+    let small = verify_snapshot_of(1_000, false);
+    let big = verify_snapshot_of(10_000, true);
+    eprintln!("verify peak RSS KiB: 1,000 files {small}, 10,000 files {big}");
+    assert!(big < 16 * 1024, "verify peak RSS {big} KiB");
+    // Flat: ten times the entries cost no more than 1.2 times the memory.
+    assert!(big * 10 <= small * 12, "{small} -> {big} KiB");
+}

@@ -1,6 +1,7 @@
 //! A helper whose every text carries terminal escape sequences (error
-//! messages, warnings, verify findings, the names in its manifest): the
-//! client prints each of them escaped, never a raw control character.
+//! messages, warnings, verify findings, the names in its manifest, its
+//! stderr): the client prints each of them escaped, never a raw control
+//! character.
 
 #![allow(clippy::unwrap_used)]
 
@@ -41,6 +42,11 @@ fn escape_sequences_from_a_helper_are_shown_escaped() {
     // An error message.
     let (_, err) = run(&s, &["prune", "--set", "t"], &[]);
     assert!(err.contains(&format!("refused {SHOWN}here")), "{err}");
+    // What the helper writes on its stderr.
+    assert!(
+        err.contains(&format!("ansi-helper starts {SHOWN}here\n")),
+        "{err}"
+    );
     // A verify finding: its path and its reason.
     let (out, _) = run(&s, &["verify", "--set", "t"], &[]);
     assert!(

@@ -593,3 +593,41 @@ fn a_missing_helper_is_named_with_where_it_was_looked_for() {
         fs::remove_dir_all(s.dest()).unwrap();
     }
 }
+
+#[test]
+fn the_helpers_stderr_through_the_system_ssh_is_shown_escaped() {
+    let Some(lab) = AgentLab::new() else { return };
+    let ssh = format!("ssh -F {}", lab.sys_config.display());
+    // The helper, after a line on its stderr that would retitle and clear
+    // the terminal.
+    let noisy = format!(
+        "sh -c 'printf \"helper says \\033]0;owned\\007\\033[2J here\\n\" >&2; exec \"$0\" \"$@\"' {}",
+        remote_cmd(&day(0, 0))
+    );
+    let target = format!("box:{}", lab.s.dest().display());
+    let src = lab.s.src();
+    let out = offsnap(
+        &lab.s,
+        &lab.home,
+        &[
+            &"backup",
+            &"--set",
+            &"t",
+            &"--remote-cmd",
+            &noisy,
+            &"--ssh",
+            &ssh,
+            &src,
+            &target,
+        ],
+    );
+    assert_ok(&out);
+    let err = stderr(&out);
+    assert!(!out.stderr.contains(&0x1b), "{err:?}");
+    assert!(
+        err.contains("helper says \\x1b]0;owned\\x07\\x1b[2J here\n"),
+        "{err}"
+    );
+    let snap = stdout(&out).trim().to_string();
+    restore_equals_source(&lab.s, &lab.home, "box", &[&"--ssh", &ssh], &snap);
+}

@@ -3,6 +3,8 @@
 //! keys, certificates, ControlMaster, GSSAPI, `Match` blocks). It runs
 //! `CMD [OPTIONS] [user@]host COMMAND`; the command line is the same as
 //! with the built-in client, and so is everything above the two streams.
+//! Its stderr, which carries the helper's, is shown escaped
+//! ([`crate::stderr_relay`]).
 //! The client's exit status is the remote command's, or 255 for its own
 //! failures, as OpenSSH's and dropbear's are.
 
@@ -59,6 +61,8 @@ impl ExternalTarget {
 /// A command running on a host through an external SSH client.
 pub struct ExternalSsh {
     child: Child,
+    /// Its stderr (the helper's too), shown escaped.
+    stderr: crate::stderr_relay::Relay,
     program: String,
     host: String,
     command: RemoteCommand,
@@ -74,21 +78,29 @@ impl ExternalSsh {
         let Some((program, lead)) = ssh.split_first() else {
             return Err(Error::Usage("--ssh is empty".into()));
         };
-        let child = Command::new(program)
+        let mut child = Command::new(program)
             .args(lead)
             .args(target.args())
             .arg(&command.line)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
+            .stderr(Stdio::piped())
             .spawn()
             .map_err(|e| {
                 Error::Transport(format!(
                     "cannot start the SSH client {program:?}: {e} (check --ssh)"
                 ))
             })?;
+        let Some(err) = child.stderr.take() else {
+            let _ = child.kill();
+            let _ = child.wait();
+            return Err(Error::Transport(
+                "the SSH client's stderr is missing".into(),
+            ));
+        };
         Ok(ExternalSsh {
             child,
+            stderr: crate::stderr_relay::Relay::start(err),
             program: program.clone(),
             host: target.host.clone(),
             command: command.clone(),
@@ -115,6 +127,7 @@ impl Transport for ExternalSsh {
             .child
             .wait()
             .map_err(|e| Error::Transport(format!("waiting for {}: {e}", self.program)))?;
+        self.stderr.finish();
         use std::os::unix::process::ExitStatusExt;
         match (status.code(), status.signal()) {
             (Some(0), _) => Ok(()),
@@ -139,6 +152,7 @@ impl Transport for ExternalSsh {
     fn kill(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+        self.stderr.finish();
     }
 }
 

@@ -156,7 +156,7 @@ fn explain(target: &SshTarget, e: SshError) -> Error {
 }
 
 /// Starts a ProxyCommand as OpenSSH does (`sh -c 'exec CMD'`), its
-/// stderr on ours.
+/// stderr shown on ours, escaped.
 fn spawn_proxy(
     cmd: &str,
 ) -> Result<
@@ -171,10 +171,17 @@ fn spawn_proxy(
         .arg(format!("exec {cmd}"))
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
+        .stderr(Stdio::piped())
         .kill_on_drop(true)
         .spawn()
         .map_err(|e| Error::Transport(format!("cannot run the ProxyCommand {cmd:?}: {e}")))?;
+    if let Some(err) = child.stderr.take() {
+        let fd = err
+            .into_owned_fd()
+            .map_err(|e| Error::Transport(format!("the ProxyCommand's stderr: {e}")))?;
+        // Ends with the command; nothing waits for it.
+        drop(crate::stderr_relay::Relay::start(std::fs::File::from(fd)));
+    }
     let (Some(stdin), Some(stdout)) = (child.stdin.take(), child.stdout.take()) else {
         return Err(Error::Transport(
             "the ProxyCommand's pipes are missing".into(),

@@ -1,6 +1,7 @@
 //! A helper for the test suites whose every text carries terminal escape
 //! sequences: its error messages, warnings, verify findings and the names
-//! in its manifest. The client must print them escaped.
+//! in its manifest, and what it writes on its stderr. The client must print
+//! them escaped.
 
 #![allow(clippy::unwrap_used, missing_docs)]
 
@@ -39,6 +40,7 @@ fn manifest(entries: &[Entry]) -> Vec<u8> {
 }
 
 fn main() {
+    eprintln!("ansi-helper starts {EVIL}here");
     let mut rx = FrameReader::new(std::io::stdin().lock());
     let mut tx = FrameWriter::new(std::io::stdout().lock());
     tx.write(&Hello::ours("ansi-helper")).unwrap();
