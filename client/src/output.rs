@@ -6,6 +6,7 @@
 use offsnap_protocol::{Entry, EntryKind, Meta, PruneDecision};
 
 use crate::backup::{BackupReport, Change};
+use crate::restore::RestoreReport;
 
 /// Bytes in binary units: `512 B`, `1.5 KiB`, `3.0 GiB`.
 pub fn human_bytes(n: u64) -> String {
@@ -233,6 +234,21 @@ pub fn backup_json(report: &BackupReport) -> serde_json::Value {
         "elapsed_seconds": report.elapsed,
         "problems": t.problems,
         "pruned": removed(&report.pruned),
+    })
+}
+
+/// `1 entry`, `2 entries`.
+pub fn entries(n: u64) -> String {
+    format!("{n} {}", if n == 1 { "entry" } else { "entries" })
+}
+
+/// What `offsnap restore --json` prints.
+pub fn restore_json(report: &RestoreReport) -> serde_json::Value {
+    serde_json::json!({
+        "snapshot": report.snapshot.to_string(),
+        "entries": report.entries,
+        "bytes": report.bytes,
+        "problems": report.problems,
     })
 }
 

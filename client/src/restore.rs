@@ -1,15 +1,25 @@
 //! Restoring: copy a snapshot (or some paths of it) out of the backup into
 //! a local directory, with content, mode, mtime and symlinks as they were.
 //!
-//! The manifest says what to write; file contents are requested all at
-//! once (a second thread sends the requests) and written as they arrive.
+//! The manifest is fetched once and read once: a single pass checks that
+//! every requested path is in the snapshot and that nothing in the target
+//! would be overwritten, notes the hard links, and keeps the entries to
+//! write ([`plan`]). Then a second thread requests the files' contents
+//! from the helper and hands each entry on, and this one writes them as
+//! the contents arrive. Two cases read the manifest again rather than
+//! hold more: a restore of more entries than [`KEEP_BYTES`] holds streams
+//! them from the manifest a second time, and a restored hard link whose
+//! first name is not restored needs a pass for that name's size and hash.
+//!
 //! Every path comes from a validated manifest and is written through
 //! directory handles that never follow symlinks, so nothing the helper
 //! says can make the restore write outside the target.
 
 use std::collections::{HashMap, HashSet};
 use std::fs::File;
+use std::os::fd::OwnedFd;
 use std::path::PathBuf;
+use std::sync::mpsc::{Receiver as Queue, SyncSender, TrySendError, sync_channel};
 
 use offsnap_fs::cursor::DirCursor;
 use offsnap_fs::fsx;
@@ -21,7 +31,7 @@ use offsnap_protocol::{
 
 use crate::error::{Error, Result};
 use crate::manifests::{self, PosReader, entries};
-use crate::session::{Receiver, Session};
+use crate::session::{Receiver, Sender, Session};
 
 pub use crate::select::Which;
 
@@ -45,7 +55,8 @@ pub struct RestoreOptions {
 pub struct RestoreReport {
     /// The snapshot restored from.
     pub snapshot: SnapshotName,
-    /// Entries written.
+    /// Entries written: those at or below the requested paths (the
+    /// folders above them, made on the way, are not counted).
     pub entries: u64,
     /// Bytes of file content written.
     pub bytes: u64,
@@ -59,11 +70,18 @@ pub fn find_snapshot(session: &mut Session, set: &SetName, which: &Which) -> Res
     which.pick(set, &snaps).cloned()
 }
 
+/// Whether `path` is written: at or below a requested path, or a folder
+/// above one.
 fn wanted(path: &RelPath, paths: &[RelPath]) -> bool {
     paths.is_empty()
         || paths
             .iter()
             .any(|p| path.starts_with(p) || p.starts_with(path))
+}
+
+/// Whether `path` is at or below a requested path: what the report counts.
+fn requested(path: &RelPath, paths: &[RelPath]) -> bool {
+    paths.is_empty() || paths.iter().any(|p| path.starts_with(p))
 }
 
 /// Whether `e` is a hard link whose first name is not restored.
@@ -91,40 +109,41 @@ fn content_of(
 }
 
 /// What a restore needs to know of hard links before it starts.
+#[derive(Default)]
 struct Links {
-    /// First names of hard links, for their other names to link to.
+    /// First names of the restored hard links, for their other names to
+    /// link to.
     targets: HashSet<RelPath>,
     /// Size and hash of the first names not restored whose other names
     /// are: those names are restored as files of their own.
     outside: HashMap<RelPath, (u64, Hash)>,
 }
 
-/// One pass over the manifest for the hard links, and a second, only when
-/// some first names are not restored, for their contents.
-fn links(manifest: &File, paths: &[RelPath]) -> Result<Links> {
-    let mut targets = HashSet::new();
-    let mut needed = HashSet::new();
-    let mut reader = entries(manifest)?;
-    while let Some(e) = next(&mut reader)? {
-        if let EntryKind::HardLink { target } = &e.kind {
-            if link_outside(&e, paths) {
-                needed.insert(target.clone());
-            }
-            targets.insert(target.clone());
-        }
-    }
-    let mut outside = HashMap::new();
-    if !needed.is_empty() {
-        let mut reader = entries(manifest)?;
-        while let Some(e) = next(&mut reader)? {
-            if let EntryKind::File { size, hash } = e.kind
-                && needed.contains(&e.path)
-            {
-                outside.insert(e.path, (size, hash));
-            }
-        }
-    }
-    Ok(Links { targets, outside })
+/// The most memory the entries kept between the planning pass and the
+/// writing are allowed (by [`weight`]); past it they are read again.
+pub const KEEP_BYTES: usize = 64 << 20;
+
+/// About the memory an entry takes when kept.
+fn weight(e: &Entry) -> usize {
+    let kind = match &e.kind {
+        EntryKind::Symlink { target } => target.len(),
+        EntryKind::HardLink { target } => target.as_bytes().len(),
+        _ => 0,
+    };
+    let xattrs: usize = e
+        .xattrs
+        .iter()
+        .map(|x| x.name.len() + x.value.len() + 48)
+        .sum();
+    std::mem::size_of::<Entry>() + e.path.as_bytes().len() + kind + xattrs + 16
+}
+
+/// What the planning pass found.
+struct Plan {
+    /// The entries to write, in walk order; `None` when they were too
+    /// many to keep (they are then streamed from the manifest again).
+    kept: Option<Vec<Entry>>,
+    links: Links,
 }
 
 fn next(r: &mut ManifestReader<PosReader>) -> Result<Option<Entry>> {
@@ -132,69 +151,166 @@ fn next(r: &mut ManifestReader<PosReader>) -> Result<Option<Entry>> {
         .map_err(|e| Error::Corrupt(format!("manifest: {e}")))
 }
 
-/// Restores over an open session, then closes it.
-pub fn restore(mut session: Session, opts: &RestoreOptions) -> Result<RestoreReport> {
-    let info = find_snapshot(&mut session, &opts.set, &opts.snapshot)?;
-    let manifest = manifests::fetch_file(&mut session, &opts.set, &info)?;
-
-    // Every requested path must exist in the snapshot.
-    let mut found = vec![false; opts.paths.len()];
-    let mut reader = entries(&manifest)?;
+/// The one pass over the manifest before anything is written: every
+/// requested path must be in the snapshot, nothing in the target `root`
+/// (when it exists and overwriting is not allowed) may be in the way.
+fn plan(
+    manifest: &File,
+    info: &SnapshotInfo,
+    opts: &RestoreOptions,
+    root: Option<&OwnedFd>,
+) -> Result<Plan> {
+    let paths = &opts.paths;
+    let mut found = vec![false; paths.len()];
+    let mut conflicts = match root {
+        Some(r) if !opts.overwrite => Some(Conflicts::new(r, opts)?),
+        _ => None,
+    };
+    let mut kept = Some(Vec::new());
+    let mut kept_bytes = 0usize;
+    let mut links = Links::default();
+    let mut needed = HashSet::new();
+    let mut reader = entries(manifest)?;
     while let Some(e) = next(&mut reader)? {
-        for (i, p) in opts.paths.iter().enumerate() {
+        for (i, p) in paths.iter().enumerate() {
             found[i] |= e.path == *p;
+        }
+        if !wanted(&e.path, paths) {
+            continue;
+        }
+        if let EntryKind::HardLink { target } = &e.kind {
+            if link_outside(&e, paths) {
+                needed.insert(target.clone());
+            }
+            links.targets.insert(target.clone());
+        }
+        if let Some(c) = &mut conflicts {
+            c.check(&e);
+        }
+        kept_bytes += weight(&e);
+        match &mut kept {
+            Some(v) if kept_bytes <= KEEP_BYTES => v.push(e),
+            _ => kept = None,
         }
     }
     if let Some(i) = found.iter().position(|f| !f) {
         return Err(Error::Usage(format!(
             "{} is not in snapshot {}",
-            opts.paths[i], info.name
+            paths[i], info.name
         )));
     }
+    if let Some(c) = conflicts {
+        c.refuse(opts)?;
+    }
+    if !needed.is_empty() {
+        let mut reader = entries(manifest)?;
+        while let Some(e) = next(&mut reader)? {
+            if let EntryKind::File { size, hash } = e.kind
+                && needed.contains(&e.path)
+            {
+                links.outside.insert(e.path, (size, hash));
+            }
+        }
+    }
+    Ok(Plan { kept, links })
+}
 
-    std::fs::create_dir_all(&opts.to).map_err(|e| Error::io(&opts.to, e))?;
-    let root = fsx::open_root(&opts.to).map_err(|e| Error::io(&opts.to, e))?;
-    if !opts.overwrite {
-        check_conflicts(&manifest, opts, &root)?;
+/// What in the target is in the way of the restore (the first ten).
+struct Conflicts {
+    cursor: DirCursor,
+    found: Vec<String>,
+}
+
+/// How many conflicts a refusal names.
+const CONFLICTS_SHOWN: usize = 10;
+
+impl Conflicts {
+    fn new(root: &OwnedFd, opts: &RestoreOptions) -> Result<Conflicts> {
+        let root = root.try_clone().map_err(|e| Error::io(&opts.to, e))?;
+        Ok(Conflicts {
+            cursor: DirCursor::new(root),
+            found: Vec::new(),
+        })
     }
 
-    let (mut tx, mut rx, mut transport) = session.split();
-    let set = opts.set.clone();
-    let snap = info.name;
-    let links = links(&manifest, &opts.paths)?;
-    let result = std::thread::scope(|scope| -> Result<RestoreReport> {
-        let requests = entries(&manifest)?;
-        let paths = &opts.paths;
-        let outside = &links.outside;
-        let requester = scope.spawn(move || -> Result<()> {
-            let mut requests = requests;
-            let mut n = 0u64;
-            while let Some(e) = next(&mut requests)? {
-                if content_of(&e, paths, outside).is_some() {
-                    tx.send(&Request::GetFile {
-                        set: set.clone(),
-                        snapshot: snap,
-                        path: e.path,
-                    })?;
-                    n += 1;
-                    if n.is_multiple_of(64) {
-                        tx.flush()?;
-                    }
-                }
+    /// Notes `e` when something is at its path in the target (a folder
+    /// where a folder goes is not in the way).
+    fn check(&mut self, e: &Entry) {
+        if self.found.len() >= CONFLICTS_SHOWN {
+            return;
+        }
+        let Ok((dir, name)) = self.cursor.parent_of(&e.path) else {
+            return;
+        };
+        let Ok(Some(st)) = fsx::lstat(dir, name) else {
+            return;
+        };
+        let is_dir = fsx::file_type(&st) == rustix::fs::FileType::Directory;
+        if !(is_dir && e.kind == EntryKind::Dir) {
+            self.found.push(e.path.to_string());
+        }
+    }
+
+    /// The refusal, when anything was in the way.
+    fn refuse(self, opts: &RestoreOptions) -> Result<()> {
+        if self.found.is_empty() {
+            return Ok(());
+        }
+        Err(Error::Refused(format!(
+            "refusing to overwrite what already exists in {}: {}{} (restore elsewhere, or pass --overwrite)",
+            opts.to.display(),
+            self.found.join(", "),
+            if self.found.len() >= CONFLICTS_SHOWN {
+                ", …"
+            } else {
+                ""
             }
-            tx.flush()
+        )))
+    }
+}
+
+/// Restores over an open session, then closes it.
+pub fn restore(mut session: Session, opts: &RestoreOptions) -> Result<RestoreReport> {
+    let info = find_snapshot(&mut session, &opts.set, &opts.snapshot)?;
+    let manifest = manifests::fetch_file(&mut session, &opts.set, &info)?;
+    // Nothing is made before the plan is checked: a missing target
+    // directory has nothing in the way.
+    let existing = match fsx::open_root(&opts.to) {
+        Ok(fd) => Some(fd),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+        Err(e) => return Err(Error::io(&opts.to, e)),
+    };
+    let mut plan = plan(&manifest, &info, opts, existing.as_ref())?;
+    std::fs::create_dir_all(&opts.to).map_err(|e| Error::io(&opts.to, e))?;
+    let root = fsx::open_root(&opts.to).map_err(|e| Error::io(&opts.to, e))?;
+    let source = match plan.kept.take() {
+        Some(kept) => Source::Kept(kept.into_iter()),
+        None => Source::Again(entries(&manifest)?, &opts.paths),
+    };
+
+    let (mut tx, mut rx, mut transport) = session.split();
+    let snap = info.name;
+    let links = &plan.links;
+    let result = std::thread::scope(|scope| -> Result<RestoreReport> {
+        let (hand, queue) = sync_channel(QUEUE);
+        let requester = scope.spawn(move || {
+            let job = Job {
+                opts,
+                snapshot: snap,
+                outside: &links.outside,
+            };
+            request_all(source, &job, &mut tx, hand)
         });
         let existing = if opts.overwrite {
             Existing::Replace
         } else {
             Existing::KeepDirs
         };
-        let root = root.try_clone().map_err(|e| Error::io(&opts.to, e))?;
         let written = write_tree(
             snap,
-            &manifest,
+            queue,
             opts,
-            &links,
+            links,
             TreeWriter::new(root, existing)
                 .apply_owners(fsx::is_root())
                 .apply_xattrs(true),
@@ -221,49 +337,109 @@ pub fn restore(mut session: Session, opts: &RestoreOptions) -> Result<RestoreRep
     }
 }
 
-fn check_conflicts(
-    manifest: &File,
-    opts: &RestoreOptions,
-    root: &std::os::fd::OwnedFd,
-) -> Result<()> {
-    let mut cursor = DirCursor::new(root.try_clone().map_err(|e| Error::io(&opts.to, e))?);
-    let mut conflicts = Vec::new();
-    let mut reader = entries(manifest)?;
-    while let Some(e) = next(&mut reader)? {
-        if !wanted(&e.path, &opts.paths) {
-            continue;
+/// The entries to write, in walk order: those the plan kept, or the
+/// manifest's wanted ones read again.
+enum Source<'a> {
+    Kept(std::vec::IntoIter<Entry>),
+    Again(ManifestReader<PosReader>, &'a [RelPath]),
+}
+
+impl Iterator for Source<'_> {
+    type Item = Result<Entry>;
+
+    fn next(&mut self) -> Option<Result<Entry>> {
+        match self {
+            Source::Kept(kept) => kept.next().map(Ok),
+            Source::Again(reader, paths) => loop {
+                match next(reader) {
+                    Ok(Some(e)) if !wanted(&e.path, paths) => continue,
+                    Ok(Some(e)) => return Some(Ok(e)),
+                    Ok(None) => return None,
+                    Err(e) => return Some(Err(e)),
+                }
+            },
         }
-        let Ok((dir, name)) = cursor.parent_of(&e.path) else {
-            continue;
-        };
-        let Ok(Some(st)) = fsx::lstat(dir, name) else {
-            continue;
-        };
-        let is_dir = fsx::file_type(&st) == rustix::fs::FileType::Directory;
-        if !(is_dir && e.kind == EntryKind::Dir) {
-            conflicts.push(e.path.to_string());
-            if conflicts.len() >= 10 {
-                break;
+    }
+}
+
+/// Entries the request thread may hand on ahead of the writer.
+const QUEUE: usize = 1024;
+
+/// Requests sent at most before they are flushed to the helper.
+const FLUSH_EVERY: u32 = 64;
+
+/// What the request thread needs to know.
+struct Job<'a> {
+    opts: &'a RestoreOptions,
+    snapshot: SnapshotName,
+    outside: &'a HashMap<RelPath, (u64, Hash)>,
+}
+
+/// The request side: asks the helper for the content of each entry that
+/// has one and hands every entry on to the writer, in the same order. It
+/// stops when the writer has stopped.
+fn request_all(
+    source: Source<'_>,
+    job: &Job<'_>,
+    tx: &mut Sender,
+    hand: SyncSender<Result<Entry>>,
+) -> Result<()> {
+    let mut unflushed = 0u32;
+    for item in source {
+        if let Ok(e) = &item
+            && content_of(e, &job.opts.paths, job.outside).is_some()
+        {
+            tx.send(&Request::GetFile {
+                set: job.opts.set.clone(),
+                snapshot: job.snapshot,
+                path: e.path.clone(),
+            })?;
+            unflushed += 1;
+            if unflushed >= FLUSH_EVERY {
+                tx.flush()?;
+                unflushed = 0;
             }
         }
+        let failed = item.is_err();
+        match hand.try_send(item) {
+            Ok(()) => {}
+            Err(TrySendError::Full(item)) => {
+                // The writer may be waiting for an answer to a request
+                // still queued here: send them before waiting for room.
+                tx.flush()?;
+                unflushed = 0;
+                if hand.send(item).is_err() {
+                    return Ok(());
+                }
+            }
+            Err(TrySendError::Disconnected(_)) => return Ok(()),
+        }
+        if failed {
+            break;
+        }
     }
-    if conflicts.is_empty() {
-        return Ok(());
-    }
-    Err(Error::Refused(format!(
-        "refusing to overwrite what already exists in {}: {}{} (restore elsewhere, or pass --overwrite)",
-        opts.to.display(),
-        conflicts.join(", "),
-        if conflicts.len() >= 10 { ", …" } else { "" }
-    )))
+    tx.flush()
+}
+
+/// The writing side: entries from the request thread in walk order, the
+/// contents from the helper in the same order.
+struct Writer<'a> {
+    opts: &'a RestoreOptions,
+    links: &'a Links,
+    tree: TreeWriter,
+    rx: &'a mut Receiver,
+    /// The target, for the hard links made in it.
+    written: DirCursor,
+    /// First names of hard links restored by this run.
+    restored: HashSet<RelPath>,
 }
 
 fn write_tree(
     snapshot: SnapshotName,
-    manifest: &File,
+    queue: Queue<Result<Entry>>,
     opts: &RestoreOptions,
     links: &Links,
-    mut tree: TreeWriter,
+    tree: TreeWriter,
     rx: &mut Receiver,
 ) -> Result<RestoreReport> {
     let mut report = RestoreReport {
@@ -272,77 +448,95 @@ fn write_tree(
         bytes: 0,
         problems: Vec::new(),
     };
-    let local = |p: &RelPath| opts.to.join(p.as_os_str());
     let root = fsx::open_root(&opts.to).map_err(|e| Error::io(&opts.to, e))?;
-    let mut written = DirCursor::new(root);
-    // First names of hard links restored by this run.
-    let mut restored: HashSet<RelPath> = HashSet::new();
-    let mut reader = entries(manifest)?;
-    while let Some(e) = next(&mut reader)? {
-        if !wanted(&e.path, &opts.paths) {
-            continue;
-        }
-        let content = content_of(&e, &opts.paths, &links.outside);
-        // A filesystem error ends the restore; a file's own problem does not.
-        let fs = |r: std::io::Result<()>| -> Result<std::result::Result<(), String>> {
-            r.map(Ok).map_err(|err| Error::io(local(&e.path), err))
-        };
-        let done = match (&e.kind, content) {
-            (_, Some((size, hash))) => match receive_file(&mut tree, rx, &e, size, hash)? {
-                Ok(()) => {
-                    report.bytes += size;
-                    Ok(())
+    let mut w = Writer {
+        opts,
+        links,
+        tree,
+        rx,
+        written: DirCursor::new(root),
+        restored: HashSet::new(),
+    };
+    for item in queue {
+        let e = item?;
+        match w.entry(&e)? {
+            Ok(bytes) => {
+                report.bytes += bytes;
+                if requested(&e.path, &opts.paths) {
+                    report.entries += 1;
                 }
-                Err(problem) => Err(problem),
-            },
-            (EntryKind::Dir, _) => fs(tree.dir(&e.path, &e.meta, &e.xattrs))?,
-            (EntryKind::Symlink { target }, _) => fs(tree.symlink(&e.path, target, &e.meta))?,
-            // Only to a first name restored by this run: never to whatever
-            // else is at that path in the target.
-            (EntryKind::HardLink { target }, _)
-                if !wanted(target, &opts.paths) || !restored.contains(target) =>
-            {
-                Err(format!(
-                    "not restored: its other name {target} was not restored"
-                ))
-            }
-            (EntryKind::HardLink { target }, _) => {
-                match tree.hard_link(&mut written, target, &e.path) {
-                    Ok(_) => Ok(()),
-                    Err(err) if err.kind() == std::io::ErrorKind::NotFound => Err(format!(
-                        "not restored: its other name {target} was not restored"
-                    )),
-                    Err(err) => return Err(Error::io(local(&e.path), err)),
-                }
-            }
-            (EntryKind::Device { .. }, _) if !fsx::is_root() => {
-                Err("not restored: only root can make device nodes".into())
-            }
-            (kind, _) if kind.is_special() => match tree.node(&e.path, kind, &e.meta) {
-                Ok(()) => Ok(()),
-                Err(err) if err.kind() == std::io::ErrorKind::PermissionDenied => {
-                    Err(format!("not restored: {err}"))
-                }
-                Err(err) => return Err(Error::io(local(&e.path), err)),
-            },
-            (kind, _) => Err(format!("not restored: a {} without content", kind.word())),
-        };
-        match done {
-            Ok(()) => {
-                report.entries += 1;
                 if e.is_file() && links.targets.contains(&e.path) {
-                    restored.insert(e.path.clone());
+                    w.restored.insert(e.path.clone());
                 }
             }
             Err(problem) => report.problems.push(format!(
                 "{}: {problem}",
-                offsnap_protocol::text::shown(local(&e.path).as_os_str().as_encoded_bytes())
+                offsnap_protocol::text::shown(w.local(&e.path).as_os_str().as_encoded_bytes())
             )),
         }
-        report.problems.extend(tree.take_notes());
+        report.problems.extend(w.tree.take_notes());
     }
-    tree.finish().map_err(|e| Error::io(&opts.to, e))?;
+    w.tree.finish().map_err(|e| Error::io(&opts.to, e))?;
     Ok(report)
+}
+
+impl Writer<'_> {
+    fn local(&self, p: &RelPath) -> PathBuf {
+        self.opts.to.join(p.as_os_str())
+    }
+
+    /// Writes one entry; the bytes of content written, or this entry's
+    /// own problem. The outer error (the filesystem, the connection) ends
+    /// the restore.
+    fn entry(&mut self, e: &Entry) -> Result<std::result::Result<u64, String>> {
+        let opts = self.opts;
+        let paths = &opts.paths;
+        let content = content_of(e, paths, &self.links.outside);
+        let fs = |r: std::io::Result<()>| -> Result<std::result::Result<u64, String>> {
+            r.map(|()| Ok(0))
+                .map_err(|err| Error::io(opts.to.join(e.path.as_os_str()), err))
+        };
+        let not_linked = |target: &RelPath| {
+            Ok(Err(format!(
+                "not restored: its other name {target} was not restored"
+            )))
+        };
+        match (&e.kind, content) {
+            (_, Some((size, hash))) => {
+                Ok(receive_file(&mut self.tree, self.rx, e, size, hash)?.map(|()| size))
+            }
+            (EntryKind::Dir, _) => fs(self.tree.dir(&e.path, &e.meta, &e.xattrs)),
+            (EntryKind::Symlink { target }, _) => fs(self.tree.symlink(&e.path, target, &e.meta)),
+            // Only to a first name restored by this run: never to whatever
+            // else is at that path in the target.
+            (EntryKind::HardLink { target }, _)
+                if !wanted(target, paths) || !self.restored.contains(target) =>
+            {
+                not_linked(target)
+            }
+            (EntryKind::HardLink { target }, _) => {
+                match self.tree.hard_link(&mut self.written, target, &e.path) {
+                    Ok(_) => Ok(Ok(0)),
+                    Err(err) if err.kind() == std::io::ErrorKind::NotFound => not_linked(target),
+                    Err(err) => Err(Error::io(self.local(&e.path), err)),
+                }
+            }
+            (EntryKind::Device { .. }, _) if !fsx::is_root() => {
+                Ok(Err("not restored: only root can make device nodes".into()))
+            }
+            (kind, _) if kind.is_special() => match self.tree.node(&e.path, kind, &e.meta) {
+                Ok(()) => Ok(Ok(0)),
+                Err(err) if err.kind() == std::io::ErrorKind::PermissionDenied => {
+                    Ok(Err(format!("not restored: {err}")))
+                }
+                Err(err) => Err(Error::io(self.local(&e.path), err)),
+            },
+            (kind, _) => Ok(Err(format!(
+                "not restored: a {} without content",
+                kind.word()
+            ))),
+        }
+    }
 }
 
 /// Receives one file's content into the tree. The outer error ends the

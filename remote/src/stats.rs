@@ -69,48 +69,72 @@ pub fn stats(set: &SetDir) -> Result<Vec<SnapshotStats>, Error> {
         let snapshot = set.open_snapshot(&info.name)?;
         let sharing = extents::may_share(&snapshot);
         let mut cursor = DirCursor::new(snapshot);
-        for entry in reader(set, &info.name)? {
-            let entry = entry.map_err(damaged)?;
-            match entry.kind {
-                EntryKind::Dir => st.dirs += 1,
-                EntryKind::Symlink { .. } => st.symlinks += 1,
-                // Another name of a file already counted: no bytes of its own.
-                EntryKind::HardLink { .. } => st.files += 1,
-                EntryKind::Fifo | EntryKind::Socket | EntryKind::Device { .. } => {}
-                EntryKind::File { size, .. } => {
-                    st.files += 1;
-                    st.total_bytes += size;
-                    let (dir, name) = cursor.parent_of(&entry.path).ctx(&entry.path)?;
-                    if let Some(s) = fsx::lstat(dir.as_fd(), name).ctx(&entry.path)?
-                        && s.st_nlink == 1
-                    {
-                        let shared = match sharing {
-                            true => shared.of(dir.as_fd(), name, &s, size),
-                            false => 0,
-                        };
-                        st.unique_bytes += size - shared;
-                    }
-                }
-            }
-        }
         let old = match i {
             0 => None,
             _ => Some(reader(set, &snaps[i - 1].name)?),
         };
+        // One read of each manifest: its entries are counted as the
+        // comparison with the one before passes them.
+        let mut failed = None;
+        let (mut added, mut changed, mut removed) = (0, 0, 0);
+        let counted = reader(set, &info.name)?.inspect(|entry| {
+            if let Ok(entry) = entry
+                && failed.is_none()
+                && let Err(e) = count(&mut st, &mut cursor, &mut shared, sharing, entry)
+            {
+                failed = Some(e);
+            }
+        });
         compare(
             old.into_iter().flatten(),
-            reader(set, &info.name)?,
+            counted,
             |c| -> Result<(), manifest::ManifestError> {
                 match c {
-                    Change::Added(_) => st.added += 1,
-                    Change::Removed(_) => st.removed += 1,
-                    Change::Changed(..) => st.changed += 1,
+                    Change::Added(_) => added += 1,
+                    Change::Removed(_) => removed += 1,
+                    Change::Changed(..) => changed += 1,
                 }
                 Ok(())
             },
         )
         .map_err(damaged)?;
+        if let Some(e) = failed {
+            return Err(e);
+        }
+        (st.added, st.changed, st.removed) = (added, changed, removed);
         out.push(st);
     }
     Ok(out)
+}
+
+/// Adds one entry of a snapshot to its summary.
+fn count(
+    st: &mut SnapshotStats,
+    cursor: &mut DirCursor,
+    shared: &mut SharedCache,
+    sharing: bool,
+    entry: &offsnap_protocol::Entry,
+) -> Result<(), RemoteError> {
+    match entry.kind {
+        EntryKind::Dir => st.dirs += 1,
+        EntryKind::Symlink { .. } => st.symlinks += 1,
+        // Another name of a file already counted: no bytes of its own.
+        EntryKind::HardLink { .. } => st.files += 1,
+        EntryKind::Fifo | EntryKind::Socket | EntryKind::Device { .. } => {}
+        EntryKind::File { size, .. } => {
+            st.files += 1;
+            st.total_bytes += size;
+            let (dir, name) = cursor.parent_of(&entry.path).ctx(&entry.path)?;
+            if let Some(s) = fsx::lstat(dir.as_fd(), name).ctx(&entry.path)?
+                && s.st_nlink == 1
+            {
+                let shared = match sharing {
+                    true => shared.of(dir.as_fd(), name, &s, size),
+                    false => 0,
+                };
+                st.unique_bytes += size - shared;
+            }
+        }
+    }
+    Ok(())
 }

@@ -309,7 +309,7 @@ fn the_page_shows_history_and_gives_back_what_the_snapshots_hold() {
     };
     let original = s.set_dir().join(first).join("src/notes.txt");
     let page = post(false);
-    assert!(page.contains("id=result>Restored "), "{page}");
+    assert!(page.contains("id=result>Restored 1 entry "), "{page}");
     let same = |a: &Path, b: &Path| {
         use std::os::unix::fs::MetadataExt;
         let (ma, mb) = (fs::metadata(a).unwrap(), fs::metadata(b).unwrap());

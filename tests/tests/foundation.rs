@@ -162,12 +162,19 @@ fn restore_selected_paths_and_refuse_to_overwrite() {
             &s.dest(),
             &"--to",
             &to,
+            &"--json",
             &"src/docs/deep/",
             &"src/docs/-rf",
         ],
     );
     assert_ok(&out);
     assert_same_tree(&s.src().join("docs/deep"), &to.join("src/docs/deep"));
+    // It counts what was asked for (the folder, what is in it, the file),
+    // not the folders above them made on the way.
+    let report: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
+    let deep = tree(&s.src().join("docs/deep")).len() as u64;
+    assert_eq!(report["entries"], deep + 2, "{report}");
+    assert_eq!(report["snapshot"], snap.as_str());
     assert_eq!(fs::read(to.join("src/docs/-rf")).unwrap(), b"dash");
     assert!(!to.join("src/docs/plain.txt").exists());
 
@@ -203,11 +210,15 @@ fn restore_selected_paths_and_refuse_to_overwrite() {
             &"--to",
             &to,
             &"--overwrite",
+            &"--json",
             &"src/docs/-rf",
         ],
     );
     assert_ok(&out);
     assert_eq!(fs::read(to.join("src/docs/-rf")).unwrap(), b"dash");
+    let report: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
+    assert_eq!(report["entries"], 1, "one file: {report}");
+    assert_eq!(report["bytes"], 4, "{report}");
 
     // A path not in the snapshot is a clear error.
     let out = s.offsnap(

@@ -6,7 +6,7 @@
 //! passes; a mismatch ends the download with an error instead of handing
 //! over a damaged copy.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::io::{self, Read, Write};
 use std::path::PathBuf;
 
@@ -17,6 +17,7 @@ use axum::response::{IntoResponse, Response};
 use offsnap_protocol::{Entry, EntryKind, Hash, RelPath, Request, SnapshotInfo};
 use tokio::sync::mpsc;
 
+use super::index::Index;
 use super::pages::{self, Preview};
 use super::server::{State, blocking, error_page, param, path_param, snapshot};
 use crate::error::{Error, Result};
@@ -55,8 +56,13 @@ impl<'a> Content<'a> {
             path: path.clone(),
         })?;
         s.tx.flush()?;
-        Ok(Content {
-            rx: &mut s.rx,
+        Ok(Content::expect(&mut s.rx, size, hash))
+    }
+
+    /// The next answer on `rx`, for a content already asked for.
+    fn expect(rx: &'a mut Receiver, size: u64, hash: Hash) -> Content<'a> {
+        Content {
+            rx,
             buf: Vec::new(),
             pos: 0,
             hasher: blake3::Hasher::new(),
@@ -64,7 +70,7 @@ impl<'a> Content<'a> {
             size,
             hash,
             done: false,
-        })
+        }
     }
 
     /// Reads what is left of the answer, so the session stays in step.
@@ -181,10 +187,11 @@ fn find_entry(
     snap: &SnapshotInfo,
     path: &RelPath,
 ) -> Result<(Entry, RelPath)> {
-    let parent = path.parent();
-    let found = crate::inspect::ls(s, &state.opts.set, snap, parent.as_ref())?
-        .into_iter()
-        .find(|e| e.path == *path)
+    let found = state
+        .manifests
+        .index(s, &state.opts.set, snap)?
+        .find(path)
+        .cloned()
         .ok_or_else(|| Error::Usage(format!("{path} is not in snapshot {}", snap.name)))?;
     match &found.kind {
         EntryKind::HardLink { target } => {
@@ -398,35 +405,114 @@ fn write_tar(
     base: &[u8],
     w: &mut BodyWriter,
 ) -> Result<()> {
-    let manifest = crate::manifests::fetch_file(s, &state.opts.set, snap)?;
+    let index = state.manifests.index(s, &state.opts.set, snap)?;
     let inside = |p: &RelPath| dir.is_none_or(|d| p.starts_with(d));
-    let outside = outside_links(&manifest, &inside)?;
+    let entries = index.subtree(dir);
+    let outside = outside_links(&index, entries, &inside);
+    let content_of = |e: &Entry| match &e.kind {
+        EntryKind::File { size, hash } => Some((e.path.clone(), *size, *hash)),
+        EntryKind::HardLink { target } if !inside(target) => outside
+            .get(target)
+            .map(|(size, hash)| (target.clone(), *size, *hash)),
+        _ => None,
+    };
+    let contents: Vec<RelPath> = entries
+        .iter()
+        .filter_map(|e| content_of(e).map(|c| c.0))
+        .collect();
+    let mut ahead = Ahead {
+        set: &state.opts.set,
+        snap,
+        contents: &contents,
+        sent: 0,
+        taken: 0,
+    };
+    let written = archive(s, entries, &mut ahead, &content_of, base, dir, w);
+    if written.is_err() {
+        // Read the answers already asked for, so the session stays in step.
+        ahead.drain(s)?;
+    }
+    written
+}
+
+/// The contents an archive needs, asked for ahead of the one being
+/// written ([`AHEAD`] at most), so each file does not wait for a round
+/// trip to the helper.
+struct Ahead<'a> {
+    set: &'a offsnap_protocol::SetName,
+    snap: &'a SnapshotInfo,
+    contents: &'a [RelPath],
+    /// How many were asked for.
+    sent: usize,
+    /// How many answers were read.
+    taken: usize,
+}
+
+/// Contents asked for ahead of the one being read.
+const AHEAD: usize = 64;
+
+impl Ahead<'_> {
+    /// Asks for the next contents, up to [`AHEAD`] past the one about to
+    /// be read, and counts that one as taken.
+    fn take(&mut self, s: &mut Session) -> Result<()> {
+        let upto = (self.taken + AHEAD).min(self.contents.len());
+        // Half the window read: ask for the next half, so the helper
+        // never runs out of requests while this side writes.
+        if self.sent <= self.taken + AHEAD / 2 {
+            while self.sent < upto {
+                s.tx.send(&Request::GetFile {
+                    set: self.set.clone(),
+                    snapshot: self.snap.name,
+                    path: self.contents[self.sent].clone(),
+                })?;
+                self.sent += 1;
+            }
+            s.tx.flush()?;
+        }
+        self.taken += 1;
+        Ok(())
+    }
+
+    /// Reads and drops the answers asked for and not read.
+    fn drain(&mut self, s: &mut Session) -> Result<()> {
+        while self.taken < self.sent {
+            self.taken += 1;
+            Content::expect(&mut s.rx, 0, Hash([0; 32])).drain()?;
+        }
+        Ok(())
+    }
+}
+
+/// Where an archived entry's content is stored, its size and hash (none
+/// for an entry without content).
+type ContentOf<'a> = dyn Fn(&Entry) -> Option<(RelPath, u64, Hash)> + 'a;
+
+/// Writes the archive's entries, reading each content in turn.
+fn archive(
+    s: &mut Session,
+    entries: &[Entry],
+    ahead: &mut Ahead<'_>,
+    content_of: &ContentOf<'_>,
+    base: &[u8],
+    dir: Option<&RelPath>,
+    w: &mut BodyWriter,
+) -> Result<()> {
     let mut ar = tar::Builder::new(w);
     let fail = |e: io::Error| Error::io("tar", e);
-    for e in crate::manifests::entries(&manifest)? {
-        let e = e.map_err(|e| Error::Corrupt(format!("manifest: {e}")))?;
-        if !inside(&e.path) {
-            continue;
-        }
+    for e in entries {
         let name = tar_name(base, dir, &e.path);
-        pax_header(&mut ar, &e).map_err(fail)?;
+        pax_header(&mut ar, e).map_err(fail)?;
         let mut h = tar::Header::new_gnu();
         h.set_mode(e.meta.mode & 0o7777);
         h.set_uid(e.meta.uid.into());
         h.set_gid(e.meta.gid.into());
         h.set_mtime(e.meta.mtime_sec.max(0) as u64);
         h.set_size(0);
-        let content = match &e.kind {
-            EntryKind::File { size, hash } => Some((e.path.clone(), *size, *hash)),
-            EntryKind::HardLink { target } if !inside(target) => outside
-                .get(target)
-                .map(|(size, hash)| (target.clone(), *size, *hash)),
-            _ => None,
-        };
-        if let Some((stored, size, hash)) = content {
+        if let Some((_, size, hash)) = content_of(e) {
             h.set_entry_type(tar::EntryType::Regular);
             h.set_size(size);
-            let mut c = Content::request(s, state, snap, &stored, size, hash)?;
+            ahead.take(s)?;
+            let mut c = Content::expect(&mut s.rx, size, hash);
             let added = ar.append_data(&mut h, &name, &mut c);
             c.drain()?;
             added.map_err(|e| Error::io(name.clone(), e))?;
@@ -510,33 +596,21 @@ fn pax_header<W: Write>(ar: &mut tar::Builder<W>, e: &Entry) -> io::Result<()> {
 /// Size and hash of the first names outside the archive whose other
 /// names are inside it: those are archived as files of their own.
 fn outside_links(
-    manifest: &std::fs::File,
+    index: &Index,
+    entries: &[Entry],
     inside: &impl Fn(&RelPath) -> bool,
-) -> Result<HashMap<RelPath, (u64, Hash)>> {
-    let corrupt = |e| Error::Corrupt(format!("manifest: {e}"));
-    let mut needed = HashSet::new();
-    for e in crate::manifests::entries(manifest)? {
-        let e = e.map_err(corrupt)?;
-        if let EntryKind::HardLink { target } = &e.kind
-            && inside(&e.path)
-            && !inside(target)
-        {
-            needed.insert(target.clone());
-        }
-    }
+) -> HashMap<RelPath, (u64, Hash)> {
     let mut out = HashMap::new();
-    if needed.is_empty() {
-        return Ok(out);
-    }
-    for e in crate::manifests::entries(manifest)? {
-        let e = e.map_err(corrupt)?;
-        if let EntryKind::File { size, hash } = e.kind
-            && needed.contains(&e.path)
+    for e in entries {
+        if let EntryKind::HardLink { target } = &e.kind
+            && !inside(target)
+            && let Some(first) = index.find(target)
+            && let EntryKind::File { size, hash } = first.kind
         {
-            out.insert(e.path, (size, hash));
+            out.insert(target.clone(), (size, hash));
         }
     }
-    Ok(out)
+    out
 }
 
 /// What the versions page shows of one version of a file: an image by

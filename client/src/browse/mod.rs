@@ -3,6 +3,8 @@
 //!
 //! - [`server`]: the listener, the secret token every request must carry,
 //!   the routes, and the one helper session they share;
+//! - [`index`]: the manifests read, kept open and (the recent ones)
+//!   decoded, so a folder of a large snapshot lists at once;
 //! - [`pages`]: the HTML of the timeline, a snapshot's folders, a file's
 //!   versions and a diff, rendered on the server;
 //! - [`download`]: a file's content, or a folder as a `.tar` streamed entry
@@ -16,6 +18,7 @@
 //! set's directory.
 
 pub mod download;
+pub mod index;
 pub mod pages;
 pub mod restore;
 pub mod server;

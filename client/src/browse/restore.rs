@@ -97,8 +97,8 @@ fn run(state: &State, opts: &RestoreOptions) -> Result<String> {
     let session = (state.opts.connect)()?;
     let report = crate::restore::restore(session, opts)?;
     let mut text = format!(
-        "Restored {} entries ({}) from {} into {}.",
-        report.entries,
+        "Restored {} ({}) from {} into {}.",
+        crate::output::entries(report.entries),
         pages::human(report.bytes),
         report.snapshot,
         opts.to.display()

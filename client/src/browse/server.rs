@@ -13,9 +13,10 @@ use axum::middleware::{self, Next};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
 use offsnap_protocol::compare::Change;
-use offsnap_protocol::{RelPath, SnapshotInfo, SnapshotName};
+use offsnap_protocol::{RelPath, SnapshotInfo, SnapshotName, SnapshotStats};
 
 use super::BrowseOptions;
+use super::index::Manifests;
 use super::pages::{self, TimelineRow};
 use crate::error::{Error, Result};
 use crate::restore::Which;
@@ -37,6 +38,11 @@ pub struct Inner {
     pub(super) token: String,
     /// Bytes added by a snapshot over the one before it, once computed.
     added: Mutex<HashMap<(Option<SnapshotName>, SnapshotName), u64>>,
+    /// The manifests read so far: open, and the recent ones decoded.
+    pub(super) manifests: Manifests,
+    /// The helper's summaries, for the list of snapshots they were made
+    /// of (they change only with it).
+    stats: Mutex<Option<(Vec<SnapshotInfo>, Vec<SnapshotStats>)>>,
 }
 
 /// The server's state, shared by every request.
@@ -51,6 +57,8 @@ impl Inner {
             session: Mutex::new(Some(session)),
             token,
             added: Mutex::new(HashMap::new()),
+            manifests: Manifests::default(),
+            stats: Mutex::new(None),
         })
     }
 
@@ -221,9 +229,9 @@ async fn timeline(AxState(state): AxState<State>) -> Response {
     blocking(state, |state| {
         let rows = state.with_session(|s| {
             let set = &state.opts.set;
-            let stats = crate::requests::stats(s, set)?;
-            let decisions = crate::requests::prune(s, set, &state.opts.policy, true)?;
             let snaps = crate::requests::snapshots(s, set)?;
+            let stats = stats_of(state, s, &snaps)?;
+            let decisions = crate::requests::prune(s, set, &state.opts.policy, true)?;
             let mut rows = Vec::new();
             let mut prev: Option<&SnapshotInfo> = None;
             for st in stats {
@@ -257,6 +265,22 @@ async fn timeline(AxState(state): AxState<State>) -> Response {
     .await
 }
 
+/// The helper's summaries of `snaps`: asked for once per list of
+/// snapshots (their unique sizes cost a `stat` of every file).
+fn stats_of(state: &State, s: &mut Session, snaps: &[SnapshotInfo]) -> Result<Vec<SnapshotStats>> {
+    if let Ok(kept) = state.stats.lock()
+        && let Some((list, stats)) = kept.as_ref()
+        && list == snaps
+    {
+        return Ok(stats.clone());
+    }
+    let stats = crate::requests::stats(s, &state.opts.set)?;
+    if let Ok(mut kept) = state.stats.lock() {
+        *kept = Some((snaps.to_vec(), stats.clone()));
+    }
+    Ok(stats)
+}
+
 /// Bytes of the files `snap` added or changed over `prev` (all of its
 /// files for the first snapshot), from the two manifests; remembered.
 fn added_bytes(
@@ -270,18 +294,16 @@ fn added_bytes(
         return Ok(n);
     }
     let n = match prev {
-        None => {
-            let file = crate::manifests::fetch_file(s, &state.opts.set, snap)?;
-            let mut n = 0;
-            for e in crate::manifests::entries(&file)? {
-                let e = e.map_err(|e| Error::Corrupt(format!("manifest: {e}")))?;
-                if e.is_file() {
-                    n += e.size();
-                }
-            }
-            n
-        }
-        Some(p) => crate::inspect::diff(s, &state.opts.set, p, snap)?
+        None => state
+            .manifests
+            .index(s, &state.opts.set, snap)?
+            .entries()
+            .iter()
+            .map(|e| e.size())
+            .sum(),
+        Some(p) => state
+            .manifests
+            .diff(s, &state.opts.set, p, snap)?
             .iter()
             .map(|c| match c {
                 Change::Added(e) | Change::Changed(_, e) if e.is_file() => e.size(),
@@ -304,7 +326,8 @@ async fn tree(
         let dir = path_param(&query)?;
         let (info, entries) = state.with_session(|s| {
             let info = snapshot(state, s, &name)?;
-            let entries = crate::inspect::ls(s, &state.opts.set, &info, dir.as_ref())?;
+            let index = state.manifests.index(s, &state.opts.set, &info)?;
+            let entries = index.ls(&info, dir.as_ref())?;
             Ok((info, entries))
         })?;
         // A file's "folder" is the file itself: show its versions instead.
@@ -331,7 +354,9 @@ async fn versions(AxState(state): AxState<State>, RawQuery(query): RawQuery) -> 
         let chosen = param(&query, "snap").map(|b| String::from_utf8_lossy(&b).into_owned());
         let (versions, preview) = state.with_session(|s| {
             let snaps = crate::requests::snapshots(s, &state.opts.set)?;
-            let versions = crate::inspect::versions(s, &state.opts.set, &snaps, &path)?;
+            let versions = state
+                .manifests
+                .versions(s, &state.opts.set, &snaps, &path)?;
             let shown = match &chosen {
                 Some(c) => versions.iter().find(|v| v.first.name.to_string() == *c),
                 None => versions.last(),
@@ -370,7 +395,7 @@ async fn diff(AxState(state): AxState<State>, RawQuery(query): RawQuery) -> Resp
             };
             let chosen = match (a, b) {
                 (Some(a), Some(b)) => {
-                    let changes = crate::inspect::diff(s, &state.opts.set, &a, &b)?;
+                    let changes = state.manifests.diff(s, &state.opts.set, &a, &b)?;
                     Some((a, b, changes))
                 }
                 _ => None,

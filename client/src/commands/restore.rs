@@ -10,7 +10,7 @@ use clap::Args;
 use crate::cli::{ConnectArgs, ProfileArgs};
 use crate::dest::connect;
 use crate::error::Result;
-use crate::output::human_bytes;
+use crate::output::{self, human_bytes};
 use crate::restore::{RestoreOptions, restore};
 use crate::settings::{self, Settings};
 
@@ -35,6 +35,9 @@ pub struct RestoreArgs {
     /// Replace existing files in the target instead of refusing.
     #[arg(long)]
     overwrite: bool,
+    /// Print what was restored as JSON on stdout
+    #[arg(long)]
+    json: bool,
     /// Where the backups are.
     dest: String,
     /// Paths inside the snapshot to restore [default: all of it]
@@ -62,10 +65,12 @@ pub fn run(args: RestoreArgs) -> Result<ExitCode> {
     for p in &report.problems {
         eprintln!("offsnap: {p}");
     }
-    if std::io::stderr().is_terminal() {
+    if args.json {
+        println!("{}", output::restore_json(&report));
+    } else if std::io::stderr().is_terminal() {
         eprintln!(
-            "restored {} entries ({}) from {} into {}",
-            report.entries,
+            "restored {} ({}) from {} into {}",
+            output::entries(report.entries),
             human_bytes(report.bytes),
             report.snapshot,
             opts.to.display()
