@@ -5,7 +5,9 @@
 //! `status`, and the full report of a run that made a snapshot) and its
 //! outcome in the environment: `OFFSNAP_STATUS` (`success`, `partial` or
 //! `failure`), `OFFSNAP_PROFILE`, `OFFSNAP_SET`, `OFFSNAP_SNAPSHOT` and
-//! `OFFSNAP_ERROR` (the last two empty when there is none). A partial run
+//! `OFFSNAP_ERROR` (the last two empty when there is none). They run for
+//! the profile's own runs (`offsnap backup`, or with `--profile`), not for
+//! sources and a destination named on the command line alone. A partial run
 //! (some files unreadable) or a failed prune counts as a failure. A hook
 //! that cannot be started or fails is reported, and never changes the
 //! backup's exit status. A hook still running after [`HOOK_TIMEOUT`] is
@@ -68,6 +70,11 @@ pub fn payload(run: &Run, status: Status, report: Option<&BackupReport>) -> serd
 
 /// Runs the profile's hook for how `result` ended, if it has one.
 pub fn after_backup(profile: &Profile, run: &Run, result: &Result<(ExitCode, BackupReport)>) {
+    // A run of sources and a destination named on the command line is not
+    // the profile's (the run log says the same): its hooks stay quiet.
+    if run.profile.is_none() {
+        return;
+    }
     let status = Status::of(result);
     let (key, command) = match status {
         Status::Success => ("on_success", &profile.on_success),

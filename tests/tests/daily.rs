@@ -407,6 +407,22 @@ fn on_failure_and_on_success_run_with_the_run_on_stdin() {
     assert_eq!(json["report"]["files_scanned"], 1);
     let restored = s.restore(&snap);
     assert_same_tree(&s.src(), &restored.join("src"));
+
+    // Sources and a destination on the command line are not the
+    // profile's run: no hook.
+    fs::remove_file(s.path("hook.json")).unwrap();
+    let out = s.offsnap(
+        Some(&day(2, 0)),
+        &[
+            &"backup",
+            &"--set",
+            &"t",
+            &s.src(),
+            &"/sys/offsnap-cannot-write-here",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(!s.path("hook.json").exists());
 }
 
 #[test]
