@@ -114,7 +114,7 @@ fn count(
     shared: &mut SharedCache,
     sharing: bool,
     entry: &offsnap_protocol::Entry,
-) -> Result<(), RemoteError> {
+) -> Result<(), crate::error::Error> {
     match entry.kind {
         EntryKind::Dir => st.dirs += 1,
         EntryKind::Symlink { .. } => st.symlinks += 1,
