@@ -93,6 +93,9 @@ proptest! {
         fs::hard_link(s.src().join("linked-a"), s.src().join("linked-b")).unwrap();
         dry_then_real(&s, &day(0, 0));
         mutate(&mut rng, &s.src(), changes);
+        // The mutations may have rewritten, removed or locked the tag: the
+        // directory stays a cache, as the check after the run expects.
+        write_file(&s.src().join("cache/CACHEDIR.TAG"), CACHE_TAG, 0o644, (1_700_000_000, 0));
         // A copy of a stored file, found on the host by content.
         if let Some(f) = files(&s.src()).first() {
             fs::copy(f, s.src().join("a-copy")).unwrap();
