@@ -34,7 +34,7 @@ pub enum Command {
     /// Each SOURCE is stored under its own name at the snapshot's root.
     /// Files unchanged since the previous snapshot are hard links to it.
     /// Prints the new snapshot's name.
-    #[command(after_help = EXIT_CODES)]
+    #[command(after_help = backup::AFTER_HELP)]
     Backup(backup::BackupArgs),
     /// Delete snapshots that the retention policy no longer keeps.
     ///

@@ -17,6 +17,16 @@ use crate::progress::Itemize;
 use crate::settings::Settings;
 use crate::{output, runlog, scan};
 
+/// Examples and exit statuses, after `offsnap backup --help`.
+pub const AFTER_HELP: &str = "\
+Examples:
+  offsnap backup ~/Documents ~/Pictures /mnt/usb/backups
+  offsnap backup -n --itemize            # what the profile's run would do
+  offsnap backup --stats me@nas:/srv/backups
+
+Exit status: 0 success, 1 failure, 2 bad arguments, 3 partial (some files \
+could not be read), 130 interrupted (what was sent is kept for the next run).";
+
 /// `offsnap backup`'s arguments.
 #[derive(Args)]
 pub struct BackupArgs {
