@@ -16,7 +16,8 @@ macro_rules! exit_codes {
     () => {
         "Exit status: 0 success, 1 failure, 2 bad arguments, 3 partial (the run \
 completed but some files could not be read or restored), 4 refused (a \
-restore would overwrite existing files; nothing was written)."
+restore would overwrite existing files; nothing was written), 130 \
+interrupted (what a backup sent is kept for the next run)."
     };
 }
 
@@ -31,6 +32,7 @@ mod examples {
   offsnap backup ~/Documents ~/Photos /mnt/usb/backups
   offsnap backup --profile work --stats
   offsnap backup --if-older 1d                    only if the newest snapshot is a day old
+  offsnap backup -n --itemize                     what the profile's run would do, changing nothing
 
 ",
         exit_codes!()

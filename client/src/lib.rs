@@ -8,7 +8,9 @@
 //! - [`remote_cmd`]: the helper's command line on SSH hosts;
 //! - [`session`]: the hello exchange and framed requests;
 //! - [`scan`]: walking the sources in walk order;
-//! - [`backup`]: a backup run, pipelined;
+//! - [`backup`]: a backup run as named stages (plan, signatures, send,
+//!   repair, report) and its dry run;
+//! - [`interrupt`]: SIGINT/SIGTERM as a clean stop;
 //! - [`hashing`]: BLAKE3 on a second core;
 //! - [`peer_text`]: the helper's text, escaped for the terminal;
 //! - [`restore`]: writing a snapshot back out;

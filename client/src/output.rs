@@ -207,7 +207,9 @@ pub fn backup_json(report: &BackupReport) -> serde_json::Value {
         })
         .collect();
     serde_json::json!({
-        "snapshot": report.snapshot.map(|s| s.to_string()),
+        // A dry run makes none; it tells the snapshot it compared with.
+        "snapshot": report.snapshot.filter(|_| !report.dry_run).map(|s| s.to_string()),
+        "compared_with": report.snapshot.filter(|_| report.dry_run).map(|s| s.to_string()),
         "dry_run": report.dry_run,
         "files_scanned": t.files,
         "entries_scanned": t.scanned,

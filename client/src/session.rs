@@ -42,6 +42,13 @@ pub struct Sender {
 }
 
 impl Sender {
+    /// A sender of requests into `to` (a session's, or any stream).
+    pub fn over(to: Box<dyn Write + Send>) -> Sender {
+        Sender {
+            inner: FrameWriter::new(to),
+        }
+    }
+
     /// Queues a request.
     pub fn send(&mut self, req: &Request) -> Result<()> {
         Ok(self.inner.write(req)?)

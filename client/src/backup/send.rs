@@ -325,3 +325,97 @@ impl<'a> Wire<'a> {
         Ok(cut)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use offsnap_protocol::FrameReader;
+    use std::sync::{Arc, Mutex};
+
+    /// A stream kept in memory, readable after the sender is gone.
+    #[derive(Clone, Default)]
+    struct Shared(Arc<Mutex<Vec<u8>>>);
+
+    impl std::io::Write for Shared {
+        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+            self.0
+                .lock()
+                .map_err(|_| std::io::ErrorKind::Other)?
+                .extend_from_slice(b);
+            Ok(b.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    /// Runs `f` on a wire and returns the ops it sent.
+    fn ops(f: impl FnOnce(&mut Wire<'_>) -> Result<()>) -> (Vec<Op>, Sent) {
+        let out = Shared::default();
+        let mut tx = Sender::over(Box::new(out.clone()));
+        let sent = {
+            let mut wire = Wire::new(&mut tx, None).expect("wire");
+            f(&mut wire).expect("sent");
+            wire.flush_base().expect("flush");
+            wire.sent
+        };
+        tx.flush().expect("flush");
+        drop(tx);
+        let bytes = out.0.lock().expect("bytes").clone();
+        let mut r = FrameReader::new(&bytes[..]);
+        let mut ops = Vec::new();
+        while let Ok(req) = r.read::<Request>() {
+            match req {
+                Request::Op(op) => ops.push(op),
+                other => panic!("not an op: {other:?}"),
+            }
+        }
+        (ops, sent)
+    }
+
+    #[test]
+    fn base_ops_of_one_kind_merge_into_one() {
+        let (ops, _) = ops(|w| {
+            w.base(Op::Skip(2))?;
+            w.base(Op::Skip(0))?;
+            w.base(Op::Skip(3))?;
+            w.base(Op::Unchanged(1))?;
+            w.base(Op::Unchanged(4))?;
+            w.op(Op::Cancel)?;
+            w.base(Op::Unchanged(1))
+        });
+        assert_eq!(
+            ops,
+            [Op::Skip(5), Op::Unchanged(5), Op::Cancel, Op::Unchanged(1)]
+        );
+    }
+
+    #[test]
+    fn chunks_travel_compressed_until_one_does_not_pay() {
+        let text = b"the same line again and again\n".repeat(100);
+        let mut noise = vec![0u8; 3000];
+        blake3::Hasher::new()
+            .update(b"noise")
+            .finalize_xof()
+            .fill(&mut noise);
+        let (ops, sent) = ops(|w| {
+            w.data(&text)?;
+            w.data(&noise)?;
+            // The rest of the file goes raw, even what would compress.
+            w.data(&text)?;
+            // Until the next file begins.
+            w.op(Op::Cancel)?;
+            w.data(&text)
+        });
+        let kinds: Vec<&str> = ops
+            .iter()
+            .map(|op| match op {
+                Op::DataZstd(_) => "zstd",
+                Op::Data(_) => "raw",
+                _ => "other",
+            })
+            .collect();
+        assert_eq!(kinds, ["zstd", "raw", "raw", "other", "raw"]);
+        assert_eq!(sent.compressed_chunks, 1);
+    }
+}
