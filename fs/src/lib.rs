@@ -6,7 +6,8 @@
 //!   [`offsnap_protocol::Meta`];
 //! - [`clone`]: sharing blocks between files where the filesystem can;
 //! - [`cursor`]: the chain of open directory handles along a walk;
-//! - [`remove`]: deleting trees of any depth with bounded stack and open files;
+//! - [`remove`]: deleting trees of any depth or width with bounded stack,
+//!   open files and memory;
 //! - [`tree`]: writing a tree of entries under a directory handle (a
 //!   snapshot on the host, a restore target on the client).
 

@@ -1,35 +1,54 @@
-//! Deleting a directory tree of any depth, with a bounded stack and a
-//! bounded number of open files.
+//! Deleting a directory tree of any depth or width, with a bounded stack,
+//! a bounded number of open files and memory that grows with neither.
 //!
-//! A client can leave a tree thousands of levels deep (in a run it never
-//! commits, or in a snapshot). Deleting it by recursion would take one
-//! stack frame and one open directory per level: a deep enough tree
-//! overflows the stack or the open-file limit, and then sits in the trash
-//! failing every later run of its set. Here the walk keeps its levels in a
-//! vector, with handles open on at most [`OPEN_LEVELS`] of them; a level
-//! whose handle was closed is reopened through `..` of its child when the
-//! walk climbs back, and checked to be the same directory (device and
-//! inode) it left.
+//! A client can leave a tree thousands of levels deep, or a directory of
+//! millions of names (in a run it never commits, or in a snapshot).
+//! Deleting it by recursion would take one stack frame and one open
+//! directory per level, and listing a directory before emptying it takes
+//! memory for all its names: a deep or wide enough tree overflows the
+//! stack, the open-file limit or the memory, and then sits in the trash
+//! failing every later run of its set.
+//!
+//! Here the walk keeps its levels in a vector, each with its directory
+//! handle and its listing open (two handles) for at most [`OPEN_LEVELS`]
+//! of them. Names are dealt with as the listing returns them: what is not
+//! a directory is unlinked at once, a subdirectory is entered at once, and
+//! the parent's listing goes on where it stopped when the walk climbs back
+//! (entries removed meanwhile are never returned again). A level whose
+//! handles were closed is reopened through `..` of its child, checked to
+//! be the same directory (device and inode) it left, and listed again from
+//! its start: what was deleted is gone, so only what is left is read.
+//! Nothing is followed: a symlink is unlinked, never entered.
 
 use std::io;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 
-use rustix::fs::{self as rfs, AtFlags, FileType, Mode};
+use rustix::fs::{self as rfs, AtFlags, Dir, FileType, Mode};
 
 use crate::fsx;
 
-/// At most this many directory handles are open at once.
+/// At most this many levels have their handles open at once.
 pub const OPEN_LEVELS: usize = 32;
+
+/// How many times a directory found not empty after its listing ended (a
+/// name added meanwhile) is listed again before that is an error.
+const RETRIES: u8 = 3;
 
 /// One directory on the way down.
 struct Level {
     name: Vec<u8>,
     /// Closed for levels far above the current one.
     fd: Option<OwnedFd>,
+    /// Its listing, where the walk left it; `None` before it starts again.
+    list: Option<Dir>,
     dev: u64,
     ino: u64,
-    /// Subdirectories still to delete.
-    subdirs: Vec<Vec<u8>>,
+    /// Times it was found not empty after its listing ended.
+    tries: u8,
+}
+
+fn lost() -> io::Error {
+    io::Error::other("a directory being deleted lost its handle")
 }
 
 /// Removes `name` inside `dir` and everything under it, without following
@@ -41,87 +60,117 @@ pub fn remove_tree(dir: BorrowedFd<'_>, name: &[u8]) -> io::Result<()> {
     if fsx::file_type(&st) != FileType::Directory {
         return fsx::unlink(dir, name);
     }
-    let mut stack = vec![enter(dir, name)?];
-    loop {
-        let Some(top) = stack.last_mut() else {
-            return Ok(());
-        };
-        if let Some(next) = top.subdirs.pop() {
-            let Some(fd) = &top.fd else {
-                return Err(io::Error::other(
-                    "a directory being deleted lost its handle",
-                ));
-            };
-            match enter(fd.as_fd(), &next) {
+    let mut stack = vec![enter(dir, name, 0)?];
+    while let Some(top) = stack.last_mut() {
+        if let Some(next) = next_subdir(top)? {
+            let fd = top.fd.as_ref().ok_or_else(lost)?;
+            match enter(fd.as_fd(), &next, 0) {
                 Ok(level) => stack.push(level),
                 Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
                 Err(e) => return Err(e),
             }
             let n = stack.len();
             if n > OPEN_LEVELS {
-                stack[n - 1 - OPEN_LEVELS].fd = None;
+                let far = &mut stack[n - 1 - OPEN_LEVELS];
+                far.list = None;
+                far.fd = None;
             }
             continue;
         }
-        // Everything under the top level is gone: remove it.
-        let Some(done) = stack.pop() else {
-            return Ok(());
+        // Its listing ended, everything in it deleted: remove it.
+        let n = stack.len();
+        if n >= 2 && stack[n - 2].fd.is_none() {
+            let child = stack[n - 1].fd.as_ref().ok_or_else(lost)?;
+            let up = reopen_parent(child.as_fd(), &stack[n - 2])?;
+            stack[n - 2].fd = Some(up);
+        }
+        let Some(done) = stack.pop() else { break };
+        let Level { name, tries, .. } = done;
+        let parent = match stack.last() {
+            Some(p) => p.fd.as_ref().ok_or_else(lost)?.as_fd(),
+            None => dir,
         };
-        let Some(child) = done.fd else {
-            return Err(io::Error::other(
-                "a directory being deleted lost its handle",
-            ));
-        };
-        match stack.last_mut() {
-            None => {
-                drop(child);
-                return rmdir(dir, &done.name);
+        match rmdir(parent, &name) {
+            Err(e) if e.kind() == io::ErrorKind::DirectoryNotEmpty && tries < RETRIES => {
+                let again = enter(parent, &name, tries + 1)?;
+                stack.push(again);
             }
-            Some(parent) => {
-                if parent.fd.is_none() {
-                    parent.fd = Some(reopen_parent(child.as_fd(), parent)?);
-                }
-                drop(child);
-                if let Some(fd) = &parent.fd {
-                    rmdir(fd.as_fd(), &done.name)?;
-                }
-            }
+            other => other?,
         }
     }
+    Ok(())
 }
 
-/// Opens the directory `name`, makes it writable, deletes what is not a
-/// directory in it and lists its subdirectories.
-fn enter(dir: BorrowedFd<'_>, name: &[u8]) -> io::Result<Level> {
+/// Removes everything inside `dir` (not `dir` itself), each name as its
+/// listing returns it: [`remove_tree`] for each.
+pub fn empty_dir(dir: BorrowedFd<'_>) -> io::Result<()> {
+    for _ in 0..=RETRIES {
+        let mut any = false;
+        for ent in Dir::read_from(dir)? {
+            let ent = ent?;
+            let name = ent.file_name().to_bytes();
+            if name != b"." && name != b".." {
+                any = true;
+                remove_tree(dir, name)?;
+            }
+        }
+        if !any {
+            return Ok(());
+        }
+    }
+    Err(io::Error::other(
+        "a directory being emptied keeps getting new names",
+    ))
+}
+
+/// Opens the directory `name` and makes it writable; its listing starts
+/// when it is first read.
+fn enter(dir: BorrowedFd<'_>, name: &[u8], tries: u8) -> io::Result<Level> {
     let fd = fsx::open_dir(dir, name)?;
     // Owner's write and search bits are needed to empty it.
     rfs::fchmod(&fd, Mode::from_raw_mode(0o700))?;
     let st = rfs::fstat(&fd)?;
-    let mut subdirs = Vec::new();
-    for (child, kind) in fsx::read_dir(fd.as_fd())? {
-        let kind = match kind {
-            FileType::Unknown => match fsx::lstat(fd.as_fd(), &child)? {
+    Ok(Level {
+        name: name.to_vec(),
+        fd: Some(fd),
+        list: None,
+        dev: st.st_dev,
+        ino: st.st_ino,
+        tries,
+    })
+}
+
+/// Reads on in `level`'s listing, unlinking what is not a directory;
+/// returns the next subdirectory, or `None` when the listing has ended.
+fn next_subdir(level: &mut Level) -> io::Result<Option<Vec<u8>>> {
+    let fd = level.fd.as_ref().ok_or_else(lost)?;
+    let list = match &mut level.list {
+        Some(list) => list,
+        None => level.list.insert(Dir::read_from(fd)?),
+    };
+    for ent in list.by_ref() {
+        let ent = ent?;
+        let child = ent.file_name().to_bytes();
+        if child == b"." || child == b".." {
+            continue;
+        }
+        let kind = match ent.file_type() {
+            FileType::Unknown => match fsx::lstat(fd.as_fd(), child)? {
                 Some(st) => fsx::file_type(&st),
                 None => continue,
             },
             k => k,
         };
         if kind == FileType::Directory {
-            subdirs.push(child);
-            continue;
+            return Ok(Some(child.to_vec()));
         }
-        match fsx::unlink(fd.as_fd(), &child) {
+        match fsx::unlink(fd.as_fd(), child) {
             Err(e) if e.kind() == io::ErrorKind::NotFound => {}
             other => other?,
         }
     }
-    Ok(Level {
-        name: name.to_vec(),
-        fd: Some(fd),
-        dev: st.st_dev,
-        ino: st.st_ino,
-        subdirs,
-    })
+    level.list = None;
+    Ok(None)
 }
 
 /// Reopens `parent`, whose handle was closed, as `..` of `child`; fails if
@@ -181,6 +230,40 @@ mod tests {
             .join()
             .map_err(|_| io::Error::other("panicked"))??;
         assert_eq!(fsx::read_dir(root.as_fd())?.len(), 0);
+        Ok(())
+    }
+
+    #[test]
+    fn a_wide_directory_of_files_and_subdirectories_is_deleted() -> io::Result<()> {
+        let tmp = tempfile::tempdir()?;
+        let root = fsx::open_root(tmp.path())?;
+        let wide = fsx::create_dir(root.as_fd(), b"wide")?;
+        for i in 0..3000 {
+            drop(fsx::create_file(wide.as_fd(), format!("f{i}").as_bytes())?);
+            if i % 3 == 0 {
+                chain(wide.as_fd(), format!("d{i}").as_bytes(), 3)?;
+            }
+            if i % 7 == 0 {
+                fsx::symlink(wide.as_fd(), format!("l{i}").as_bytes(), b"/")?;
+            }
+        }
+        rfs::fchmod(&wide, Mode::from_raw_mode(0o500))?;
+        drop(wide);
+        fsx::symlink(root.as_fd(), b"link", b"wide")?;
+        drop(fsx::create_file(root.as_fd(), b"kept")?);
+        // A symlink is removed, never followed.
+        remove_tree(root.as_fd(), b"link")?;
+        assert!(fsx::lstat(root.as_fd(), b"wide")?.is_some());
+        let top = fsx::open_dir(root.as_fd(), b"wide")?;
+        empty_dir(top.as_fd())?;
+        assert_eq!(fsx::read_dir(top.as_fd())?.len(), 0);
+        drop(top);
+        remove_tree(root.as_fd(), b"wide")?;
+        let left: Vec<_> = fsx::read_dir(root.as_fd())?
+            .into_iter()
+            .map(|e| e.0)
+            .collect();
+        assert_eq!(left, [b"kept".to_vec()]);
         Ok(())
     }
 }

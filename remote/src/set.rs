@@ -395,10 +395,7 @@ impl SetDir {
     pub fn empty_trash(&self) -> Result<(), Error> {
         let ctx = format!("set {:?}: emptying the trash", self.name);
         let trash = self.meta_dir("trash")?;
-        for (name, _) in fsx::read_dir(trash.as_fd()).ctx(&ctx)? {
-            fsx::remove_tree(trash.as_fd(), &name).ctx(&ctx)?;
-        }
-        Ok(())
+        offsnap_fs::remove::empty_dir(trash.as_fd()).ctx(&ctx)
     }
 
     /// Clears what interrupted runs left: unfinished snapshots (moved to

@@ -637,3 +637,73 @@ fn the_owners_prune_meets_a_backup_in_progress() {
     assert_ok(&verify(&s, "t"));
     assert_ok(&verify(&s, "u"));
 }
+
+/// Peak RSS in KiB of the owner's `prune` of every set under `root`,
+/// measured by GNU time, after checking that it succeeded.
+fn owner_prune_rss(root: &Path, now: &str) -> u64 {
+    let rss = root.with_extension("rss");
+    let out = Command::new("/usr/bin/time")
+        .arg("-f")
+        .arg("%M")
+        .arg("-o")
+        .arg(&rss)
+        .arg("sh")
+        .arg("-c")
+        .arg(format!("{SMALL}\nexec \"$@\""))
+        .arg("prune")
+        .arg(remote_bin())
+        .args(["prune", "--root"])
+        .arg(root)
+        .args(["--keep-last", "5"])
+        .env("OFFSNAP_NOW", now)
+        .output()
+        .unwrap();
+    assert_ok(&out);
+    fs::read_to_string(&rss).unwrap().trim().parse().unwrap()
+}
+
+/// `n` files of 120-byte names, and a subdirectory (with a file and a
+/// symlink to `/`) for every hundredth, in a tree at `at`.
+fn wide(at: &Path, n: usize) {
+    fs::create_dir_all(at).unwrap();
+    for i in 0..n {
+        let name = format!("{i:07}{}", "w".repeat(113));
+        fs::write(at.join(&name), b"").unwrap();
+        if i % 100 == 0 {
+            let d = at.join(format!("d{name}"));
+            fs::create_dir(&d).unwrap();
+            fs::write(d.join("f"), b"x").unwrap();
+            std::os::unix::fs::symlink("/", d.join("up")).unwrap();
+        }
+    }
+}
+
+#[test]
+fn a_very_wide_tree_in_the_trash_is_deleted_in_bounded_memory() {
+    if !Path::new("/usr/bin/time").exists() {
+        assert!(
+            std::env::var_os("OFFSNAP_REQUIRE_ROOT_TESTS").is_none(),
+            "GNU time (/usr/bin/time) is needed to measure the helper"
+        );
+        eprintln!("SKIPPED: no /usr/bin/time to measure the helper's memory");
+        return;
+    }
+    let s = Scratch::new();
+    write_file(&s.src().join("f"), b"honest", 0o644, (1_700_000_000, 0));
+    let snap = s.backup("2026-01-01T00:00:00Z");
+    // 200,000 names in one directory left in the trash, and 20,000 more
+    // straight in the trash: about 30 MiB of names to list.
+    let trash = s.set_dir().join(".offsnap/trash");
+    wide(&trash.join("old.1"), 200_000);
+    for i in 0..20_000 {
+        fs::write(trash.join(format!("{i:06}{}", "t".repeat(100))), b"").unwrap();
+    }
+    let kib = owner_prune_rss(&s.dest(), "2026-01-02T00:00:00Z");
+    eprintln!("owner's prune peak RSS: {kib} KiB");
+    assert_eq!(left_in(&s.set_dir(), "trash"), 0);
+    assert!(kib < 12 * 1024, "owner's prune peak RSS {kib} KiB");
+    // The set still works: its snapshot restores and a backup succeeds.
+    let restored = s.restore(&snap);
+    assert_same_tree(&s.src(), &restored.join("src"));
+    s.backup("2026-01-03T00:00:00Z");
+}
