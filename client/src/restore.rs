@@ -159,6 +159,7 @@ fn plan(
     info: &SnapshotInfo,
     opts: &RestoreOptions,
     root: Option<&OwnedFd>,
+    keep_bytes: usize,
 ) -> Result<Plan> {
     let paths = &opts.paths;
     let mut found = vec![false; paths.len()];
@@ -189,7 +190,7 @@ fn plan(
         }
         kept_bytes += weight(&e);
         match &mut kept {
-            Some(v) if kept_bytes <= KEEP_BYTES => v.push(e),
+            Some(v) if kept_bytes <= keep_bytes => v.push(e),
             _ => kept = None,
         }
     }
@@ -280,7 +281,7 @@ pub fn restore(mut session: Session, opts: &RestoreOptions) -> Result<RestoreRep
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
         Err(e) => return Err(Error::io(&opts.to, e)),
     };
-    let mut plan = plan(&manifest, &info, opts, existing.as_ref())?;
+    let mut plan = plan(&manifest, &info, opts, existing.as_ref(), KEEP_BYTES)?;
     std::fs::create_dir_all(&opts.to).map_err(|e| Error::io(&opts.to, e))?;
     let root = fsx::open_root(&opts.to).map_err(|e| Error::io(&opts.to, e))?;
     let source = match plan.kept.take() {
@@ -596,4 +597,115 @@ fn receive_file(
     tree.finish_file(s, &e.meta, &e.xattrs)
         .map_err(|err| Error::io(e.path.as_os_str(), err))?;
     Ok(Ok(()))
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use offsnap_protocol::Meta;
+    use offsnap_protocol::manifest::ManifestWriter;
+
+    fn entry(path: &str, kind: EntryKind) -> Entry {
+        let meta = Meta {
+            mode: 0o644,
+            uid: 0,
+            gid: 0,
+            mtime_sec: 0,
+            mtime_nsec: 0,
+        };
+        Entry::new(RelPath::new(path).unwrap(), kind, meta)
+    }
+
+    fn file(path: &str, n: u8) -> Entry {
+        entry(
+            path,
+            EntryKind::File {
+                size: u64::from(n),
+                hash: Hash([n; 32]),
+            },
+        )
+    }
+
+    /// Kept or read again, the entries written are the same: the wanted
+    /// ones in walk order, the folder above the requested one included;
+    /// a hard link to a first name outside gets that name's content.
+    #[test]
+    fn entries_kept_or_read_again_are_the_same() {
+        let all = vec![
+            entry("a", EntryKind::Dir),
+            file("a/a.txt", 1),
+            entry("a/b", EntryKind::Dir),
+            file("a/b/f1", 2),
+            file("a/b/f2", 3),
+            entry(
+                "a/b/link",
+                EntryKind::HardLink {
+                    target: RelPath::new("a/a.txt").unwrap(),
+                },
+            ),
+            file("a/c.txt", 4),
+            file("x", 5),
+        ];
+        let mut w = ManifestWriter::new(tempfile::tempfile().unwrap()).unwrap();
+        for e in &all {
+            w.push(e).unwrap();
+        }
+        let (manifest, _, _) = w.finish().unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let opts = RestoreOptions {
+            set: SetName::new("t").unwrap(),
+            snapshot: Which::parse("latest").unwrap(),
+            to: dir.path().join("missing"),
+            paths: vec![RelPath::new("a/b").unwrap()],
+            overwrite: false,
+        };
+        let info = SnapshotInfo {
+            name: "2026-01-01T000000Z".parse().unwrap(),
+            manifest_hash: Hash([0; 32]),
+            manifest_len: 0,
+        };
+        let kept = plan(&manifest, &info, &opts, None, KEEP_BYTES).unwrap();
+        let again = plan(&manifest, &info, &opts, None, 0).unwrap();
+        assert!(again.kept.is_none());
+        let kept_entries = kept.kept.unwrap();
+        let read: Vec<Entry> = Source::Again(entries(&manifest).unwrap(), &opts.paths)
+            .map(|e| e.unwrap())
+            .collect();
+        assert_eq!(kept_entries, read);
+        let names: Vec<String> = read.iter().map(|e| e.path.to_string()).collect();
+        assert_eq!(names, ["a", "a/b", "a/b/f1", "a/b/f2", "a/b/link"]);
+        let counted = read
+            .iter()
+            .filter(|e| requested(&e.path, &opts.paths))
+            .count();
+        assert_eq!(counted, 4, "the folder above a/b is not counted");
+        let first = RelPath::new("a/a.txt").unwrap();
+        assert_eq!(kept.links.outside.get(&first), Some(&(1, Hash([1; 32]))));
+        assert_eq!(again.links.outside, kept.links.outside);
+        assert!(kept.links.targets.contains(&first));
+    }
+
+    /// A requested path that is not in the snapshot is refused.
+    #[test]
+    fn a_missing_path_is_refused() {
+        let mut w = ManifestWriter::new(tempfile::tempfile().unwrap()).unwrap();
+        w.push(&file("x", 1)).unwrap();
+        let (manifest, _, _) = w.finish().unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let opts = RestoreOptions {
+            set: SetName::new("t").unwrap(),
+            snapshot: Which::parse("latest").unwrap(),
+            to: dir.path().join("missing"),
+            paths: vec![RelPath::new("y").unwrap()],
+            overwrite: false,
+        };
+        let info = SnapshotInfo {
+            name: "2026-01-01T000000Z".parse().unwrap(),
+            manifest_hash: Hash([0; 32]),
+            manifest_len: 0,
+        };
+        let refused = plan(&manifest, &info, &opts, None, KEEP_BYTES);
+        assert!(matches!(refused, Err(Error::Usage(m)) if m.contains("not in snapshot")));
+    }
 }

@@ -268,3 +268,91 @@ impl Manifests {
         Ok(out)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use offsnap_protocol::Meta;
+    use offsnap_protocol::manifest::ManifestWriter;
+
+    fn entry(path: &str, dir: bool) -> Entry {
+        let meta = Meta {
+            mode: 0o644,
+            uid: 0,
+            gid: 0,
+            mtime_sec: 0,
+            mtime_nsec: 0,
+        };
+        let kind = match dir {
+            true => EntryKind::Dir,
+            false => EntryKind::File {
+                size: path.len() as u64,
+                hash: Hash([1; 32]),
+            },
+        };
+        Entry::new(RelPath::new(path).unwrap(), kind, meta)
+    }
+
+    /// Every folder's listing and subtree from the index equal those a
+    /// scan of all entries gives (names chosen so that walk order and
+    /// byte order differ: `a/b` before `a.txt`).
+    #[test]
+    fn listings_from_the_index_equal_a_full_scan() {
+        let mut all: Vec<Entry> = [
+            ("a", true),
+            ("a/b", true),
+            ("a/b/c", false),
+            ("a/b/d", true),
+            ("a/b/d/e", false),
+            ("a/b.txt", false),
+            ("a/z", false),
+            ("a.txt", false),
+            ("b", true),
+            ("b/x", false),
+            ("c", false),
+        ]
+        .iter()
+        .map(|(p, d)| entry(p, *d))
+        .collect();
+        all.sort_by(|x, y| x.path.walk_cmp(&y.path));
+        let mut w = ManifestWriter::new(tempfile::tempfile().unwrap()).unwrap();
+        for e in &all {
+            w.push(e).unwrap();
+        }
+        let (file, _, _) = w.finish().unwrap();
+        let ix = Index::read(&file).unwrap();
+        assert_eq!(ix.entries(), all.as_slice());
+        let snap = SnapshotInfo {
+            name: "2026-01-01T000000Z".parse().unwrap(),
+            manifest_hash: Hash([0; 32]),
+            manifest_len: 0,
+        };
+        let names = |v: &[Entry]| v.iter().map(|e| e.path.to_string()).collect::<Vec<_>>();
+        let top: Vec<Entry> = all
+            .iter()
+            .filter(|e| e.path.depth() == 1)
+            .cloned()
+            .collect();
+        assert_eq!(names(&ix.ls(&snap, None).unwrap()), names(&top));
+        for d in all.iter().filter(|e| e.kind == EntryKind::Dir) {
+            let inside: Vec<Entry> = all
+                .iter()
+                .filter(|e| e.path.parent().as_ref() == Some(&d.path))
+                .cloned()
+                .collect();
+            assert_eq!(names(&ix.ls(&snap, Some(&d.path)).unwrap()), names(&inside));
+            let below: Vec<Entry> = all
+                .iter()
+                .filter(|e| e.path.starts_with(&d.path))
+                .cloned()
+                .collect();
+            assert_eq!(names(ix.subtree(Some(&d.path))), names(&below));
+        }
+        let c = RelPath::new("a/b/c").unwrap();
+        assert_eq!(names(&ix.ls(&snap, Some(&c)).unwrap()), ["a/b/c"]);
+        assert_eq!(ix.find(&c).map(|e| e.size()), Some(5));
+        assert!(ix.ls(&snap, Some(&RelPath::new("a/q").unwrap())).is_err());
+        assert!(ix.subtree(Some(&RelPath::new("a/q").unwrap())).is_empty());
+    }
+}
