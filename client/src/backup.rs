@@ -1065,74 +1065,35 @@ impl Outbox<'_> {
         sig: &[u8],
         base_size: u64,
     ) -> Result<std::result::Result<Hash, String>> {
-        use offsnap_protocol::delta::{DeltaOp, DeltaWriter, check_signature, parse};
         use std::io::Seek;
-        let shape = check_signature(sig, base_size)
+        let base = offsnap_protocol::diff::BaseSignature::parse(sig, base_size)
             .map_err(|e| Error::Corrupt(format!("the helper sent a {e}")))?;
-        let sig = fast_rsync::Signature::deserialize(sig.to_vec())
-            .map_err(|e| Error::Corrupt(format!("the helper sent a bad signature: {e}")))?;
-        let index = sig.index();
+        let mut differ = base.differ();
         if let Err(e) = file.seek(std::io::SeekFrom::Start(0)) {
             return Ok(Err(e.to_string()));
         }
         const WINDOW: usize = 2 << 20;
-        let keep = shape.block_size as usize - 1;
+        let keep = base.shape().block_size as usize - 1;
         let mut hasher = crate::hashing::BackgroundHasher::new();
-        let mut buf: Vec<u8> = Vec::with_capacity(WINDOW + keep);
-        let mut done = 0u64;
-        let mut delta = Vec::new();
+        // One buffer, filled once: the unused tail moves to its front.
+        let mut buf = vec![0u8; WINDOW + keep];
+        let (mut done, mut held) = (0u64, 0usize);
         loop {
             let want = (WINDOW as u64).min(size - done) as usize;
-            let start = buf.len();
-            buf.resize(start + want, 0);
-            if let Err(e) = file.read_exact(&mut buf[start..]) {
+            if let Err(e) = file.read_exact(&mut buf[held..held + want]) {
                 return Ok(Err(e.to_string()));
             }
             done += want as u64;
+            held += want;
             let eof = done == size;
-            delta.clear();
-            fast_rsync::diff(&index, &buf, &mut delta).map_err(|e| {
+            let piece = differ.window(&buf[..held], eof).map_err(|e| {
                 Error::Corrupt(format!("diffing against the helper's signature: {e}"))
             })?;
-            let ops = parse(&delta).map_err(|e| Error::Unexpected(format!("delta: {e}")))?;
-            let mut pos = 0usize;
-            let mut last_copy_end = 0usize;
-            for op in &ops {
-                match op {
-                    DeltaOp::Copy { len, .. } => {
-                        pos += *len as usize;
-                        last_copy_end = pos;
-                    }
-                    DeltaOp::Literal(l) => pos += l.len(),
-                }
-            }
-            let cut = if eof {
-                buf.len()
-            } else {
-                last_copy_end.max(buf.len().saturating_sub(keep))
-            };
-            let mut piece = DeltaWriter::new();
-            let mut pos = 0usize;
-            for op in ops {
-                if pos >= cut {
-                    break;
-                }
-                match op {
-                    DeltaOp::Copy { offset, len } => {
-                        piece.copy(offset, len);
-                        pos += len as usize;
-                    }
-                    DeltaOp::Literal(l) => {
-                        let take = l.len().min(cut - pos);
-                        piece.literal(&l[..take]);
-                        pos += take;
-                    }
-                }
-            }
+            let cut = piece.used;
             self.tally.literal_bytes += piece.literal;
-            self.tally.matched_bytes += piece.produced - piece.literal;
+            self.tally.matched_bytes += piece.matched;
             hasher.update(&buf[..cut]);
-            let bytes = piece.finish();
+            let bytes = piece.bytes;
             let compressed = match self.zstd.compress(&bytes) {
                 Ok(z) if z.len() < bytes.len() - bytes.len() / 10 => Some(z),
                 _ => None,
@@ -1144,7 +1105,8 @@ impl Outbox<'_> {
                 },
                 None => Op::DeltaPiece { zstd: false, bytes },
             }))?;
-            buf.drain(..cut);
+            buf.copy_within(cut..held, 0);
+            held -= cut;
             if eof {
                 break;
             }
