@@ -300,7 +300,8 @@ impl Samples {
         ]
     }
 
-    /// Inputs for the `signature` target: flags, base size, signature, data.
+    /// Inputs for the `signature` target: flags, base size, window cut,
+    /// signature, data.
     fn signatures(&self) -> Vec<Vec<u8>> {
         let base = helper_base();
         let new = edited(&base);
@@ -310,6 +311,7 @@ impl Samples {
                 Builder::default()
                     .u8(flags)
                     .u64(base.len() as u64)
+                    .u16(block as u16 * 3 + 1)
                     .part(&signature(&base, block))
                     .raw(&new)
                     .0

@@ -1,9 +1,10 @@
 //! Deltas of genuine signatures: a base, a new version made from pieces of
 //! the base and new bytes, a signature of the base with any block size and
-//! hash size. `check_signature` must accept it; the client's path (
-//! deserialize, index, diff, parse) must give a delta that rebuilds the new
-//! version from the base; and cutting that delta into two standalone
-//! pieces with `DeltaWriter`, as the client sends it, must rebuild it too.
+//! hash size. `check_signature` must accept it; the client's path (the
+//! delta engine, `diff::Differ`, over two windows cut where the input says)
+//! must give pieces that rebuild the new version from the base; and
+//! cutting their steps into two standalone pieces with `DeltaWriter` must
+//! rebuild it too.
 
 #![no_main]
 
@@ -11,6 +12,7 @@ use libfuzzer_sys::arbitrary::{self, Arbitrary};
 use libfuzzer_sys::fuzz_target;
 use offsnap_fuzz::model::{apply, canonical, rewrite};
 use offsnap_protocol::delta::{DeltaOp, check_signature, parse};
+use offsnap_protocol::diff::BaseSignature;
 
 #[derive(Arbitrary, Debug)]
 enum Edit<'a> {
@@ -35,7 +37,7 @@ fuzz_target!(|input: Input<'_>| {
     let new = build(base, &input.edits);
     let opts = fast_rsync::SignatureOptions {
         block_size: 1 + u32::from(input.block % 4096),
-        crypto_hash_size: 8 + u32::from(input.hash % 9),
+        crypto_hash_size: 4 + u32::from(input.hash % 13),
     };
     let sig = fast_rsync::Signature::calculate(base, opts);
     let shape = check_signature(sig.serialized(), base.len() as u64)
@@ -43,11 +45,26 @@ fuzz_target!(|input: Input<'_>| {
     assert_eq!(shape.block_size, opts.block_size);
     assert_eq!(shape.hash_size, opts.crypto_hash_size);
 
-    let sig = fast_rsync::Signature::deserialize(sig.into_serialized()).expect("deserializes");
-    let index = sig.index();
-    let mut delta = Vec::new();
-    fast_rsync::diff(&index, &new, &mut delta).expect("diffs");
-    let ops = parse(&delta).expect("a delta fast_rsync wrote parses");
+    let sig = BaseSignature::parse(sig.serialized(), base.len() as u64).expect("parses");
+    let mut differ = sig.differ();
+    let first = if new.is_empty() {
+        0
+    } else {
+        usize::from(input.cut) % new.len()
+    };
+    let mut pieces = Vec::new();
+    let mut buf = new[..first].to_vec();
+    let piece = differ.window(&buf, false).expect("diffs");
+    buf.drain(..piece.used);
+    pieces.push(piece.bytes);
+    buf.extend_from_slice(&new[first..]);
+    let piece = differ.window(&buf, true).expect("diffs");
+    assert_eq!(piece.used, buf.len(), "the last window is used whole");
+    pieces.push(piece.bytes);
+    let mut ops = Vec::new();
+    for piece in &pieces {
+        ops.extend(parse(piece).expect("a piece the engine wrote parses"));
+    }
     let mut rebuilt = Vec::new();
     apply(base, &ops, &mut rebuilt, new.len() as u64).expect("applies within bounds");
     assert!(rebuilt == new, "the delta does not rebuild the new version");

@@ -1,47 +1,61 @@
 //! A helper's signature, as the client uses it to send a file as a delta
-//! (client backup.rs `delta()`): `check_signature` first, and only when it
-//! accepts, `fast_rsync::Signature::deserialize`, `index()` and
-//! `fast_rsync::diff` over some data, then `parse` of the delta. Nothing
-//! may panic or loop; the delta must parse, rebuild exactly as many bytes
-//! as the data holds, carry the data's own bytes as literals and copy only
-//! whole blocks the signature lists.
+//! (client backup.rs `delta()`): `diff::BaseSignature::parse` (which runs
+//! `check_signature`) and, only when it accepts, the delta engine over the
+//! data in two windows, then `parse` of each piece. Nothing may panic or
+//! loop; the pieces must parse, rebuild exactly as many bytes as the data
+//! holds, carry the data's own bytes as literals and copy only blocks the
+//! signature lists, from their starts (whole blocks, or up to the base's
+//! end).
 //!
 //! Input: a flag byte (bit 0: derive the base size from the signature's
 //! own shape, so that its block count usually fits), the base size (`u64`),
-//! the signature (a `u16` length, then the bytes), then the data.
+//! a `u16` where to cut the data into windows, the signature (a `u16`
+//! length, then the bytes), then the data.
 
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
 use offsnap_fuzz::layout::Cursor;
 use offsnap_fuzz::model::output_len;
-use offsnap_protocol::delta::{DeltaOp, check_signature, parse};
+use offsnap_protocol::delta::{DeltaOp, parse};
+use offsnap_protocol::diff::BaseSignature;
 
 fuzz_target!(|input: &[u8]| {
     let mut c = Cursor::new(input);
-    let (flags, size) = (c.u8(), c.u64());
+    let (flags, size, cut) = (c.u8(), c.u64(), c.u16());
     let (sig_bytes, data) = (c.part(), c.rest());
     let base_size = if flags & 1 == 1 {
         fitted(sig_bytes, size)
     } else {
         size
     };
-    let shape = match check_signature(sig_bytes, base_size) {
+    let sig = match BaseSignature::parse(sig_bytes, base_size) {
         Ok(s) => s,
         Err(e) => {
             let _ = e.to_string();
             return;
         }
     };
-    let Ok(sig) = fast_rsync::Signature::deserialize(sig_bytes.to_vec()) else {
+    let shape = sig.shape();
+    let mut differ = sig.differ();
+    let first = usize::from(cut).min(data.len());
+    let mut buf = data[..first].to_vec();
+    let mut pieces = Vec::new();
+    let Ok(piece) = differ.window(&buf, false) else {
         return;
     };
-    let index = sig.index();
-    let mut delta = Vec::new();
-    if fast_rsync::diff(&index, data, &mut delta).is_err() {
+    buf.drain(..piece.used);
+    pieces.push(piece.bytes);
+    buf.extend_from_slice(&data[first..]);
+    let Ok(piece) = differ.window(&buf, true) else {
         return;
+    };
+    assert_eq!(piece.used, buf.len(), "the last window is used whole");
+    pieces.push(piece.bytes);
+    let mut ops = Vec::new();
+    for piece in &pieces {
+        ops.extend(parse(piece).expect("a piece the engine wrote parses"));
     }
-    let ops = parse(&delta).expect("a delta fast_rsync wrote parses");
     assert_eq!(output_len(&ops), Some(data.len() as u64));
     let block = u64::from(shape.block_size);
     let mut pos = 0usize;
@@ -53,7 +67,10 @@ fuzz_target!(|input: &[u8]| {
             }
             DeltaOp::Copy { offset, len } => {
                 assert_eq!(offset % block, 0, "copy not at a block start");
-                assert_eq!(len % block, 0, "copy not of whole blocks");
+                assert!(
+                    len % block == 0 || offset + len == base_size,
+                    "copy neither of whole blocks nor to the base's end"
+                );
                 assert!(
                     offset + len <= shape.blocks * block,
                     "copy past the last block"

@@ -244,7 +244,7 @@ pub fn check_signature(sig: &[u8], base_size: u64) -> Result<SignatureShape, Del
     if block_size == 0 || block_size > 1 << 26 {
         return Err(bad("block size out of range"));
     }
-    if !(8..=16).contains(&hash_size) {
+    if !(4..=16).contains(&hash_size) {
         return Err(bad("strong hash size out of range"));
     }
     let per = 4 + hash_size as usize;
@@ -399,6 +399,14 @@ mod tests {
         assert!(
             check_signature(&sig(2048, 17, 1), 100).is_err(),
             "hash size 17"
+        );
+        assert!(
+            check_signature(&sig(2048, 3, 1), 100).is_err(),
+            "hash size 3"
+        );
+        assert!(
+            check_signature(&sig(2048, 4, 1), 100).is_ok(),
+            "hash size 4"
         );
         assert!(
             check_signature(&sig(2048, 8, 5), 100).is_err(),

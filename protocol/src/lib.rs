@@ -9,11 +9,13 @@
 //! - [`manifest`]: the per-snapshot list of entries;
 //! - [`compare`]: differences between two manifests;
 //! - [`delta`]: the rsync delta format, and signature checks;
+//! - [`diff`]: the delta engine: signatures of base files, deltas of new ones;
 //! - [`retention`]: retention policies and prune decisions;
 //! - [`text`]: peer text made safe to print.
 
 pub mod compare;
 pub mod delta;
+pub mod diff;
 pub mod entry;
 pub mod frame;
 pub mod manifest;

@@ -15,7 +15,7 @@ use crate::snapshot::{SetName, SnapshotName};
 pub const MAGIC: [u8; 8] = *b"OFFSNAP\x01";
 
 /// The version of this wire contract. Both sides must speak the same one.
-pub const PROTOCOL_VERSION: u32 = 2;
+pub const PROTOCOL_VERSION: u32 = 3;
 
 /// Largest content chunk the sender puts into one [`Op::Data`] or
 /// [`Response::FileData`] frame.

@@ -226,35 +226,33 @@ impl<'a> Wire<'a> {
         base_size: u64,
         progress: &Progress,
     ) -> Result<std::result::Result<Hash, String>> {
-        use offsnap_protocol::delta::check_signature;
-        let shape = check_signature(sig, base_size)
+        let base = offsnap_protocol::diff::BaseSignature::parse(sig, base_size)
             .map_err(|e| Error::Corrupt(format!("the helper sent a {e}")))?;
-        let sig = fast_rsync::Signature::deserialize(sig.to_vec())
-            .map_err(|e| Error::Corrupt(format!("the helper sent a bad signature: {e}")))?;
-        let index = sig.index();
+        let mut differ = base.differ();
         if let Err(e) = file.seek(std::io::SeekFrom::Start(0)) {
             return Ok(Err(e.to_string()));
         }
-        let keep = shape.block_size as usize - 1;
+        let keep = base.shape().block_size as usize - 1;
         let mut reading = Reading {
             hasher: crate::hashing::BackgroundHasher::new(),
             progress,
         };
-        let mut buf: Vec<u8> = Vec::with_capacity(WINDOW + keep);
-        let mut done = 0u64;
+        // One buffer, filled once: the unused tail moves to its front.
+        let mut buf = vec![0u8; WINDOW + keep];
+        let (mut done, mut held) = (0u64, 0usize);
         loop {
             interrupt::check()?;
             let want = (WINDOW as u64).min(size - done) as usize;
-            let start = buf.len();
-            buf.resize(start + want, 0);
-            if let Err(e) = file.read_exact(&mut buf[start..]) {
+            if let Err(e) = file.read_exact(&mut buf[held..held + want]) {
                 return Ok(Err(e.to_string()));
             }
             done += want as u64;
+            held += want;
             let eof = done == size;
-            let cut = self.delta_window(&index, &buf, keep, eof)?;
+            let cut = self.delta_window(&mut differ, &buf[..held], eof)?;
             reading.update(&buf[..cut]);
-            buf.drain(..cut);
+            buf.copy_within(cut..held, 0);
+            held -= cut;
             if eof {
                 break;
             }
@@ -266,54 +264,17 @@ impl<'a> Wire<'a> {
     /// takes over (all of it at the end of the file); returns that length.
     fn delta_window(
         &mut self,
-        index: &fast_rsync::IndexedSignature<'_>,
+        differ: &mut offsnap_protocol::diff::Differ<'_>,
         buf: &[u8],
-        keep: usize,
         eof: bool,
     ) -> Result<usize> {
-        use offsnap_protocol::delta::{DeltaOp, DeltaWriter, parse};
-        let mut delta = Vec::new();
-        fast_rsync::diff(index, buf, &mut delta)
+        let piece = differ
+            .window(buf, eof)
             .map_err(|e| Error::Corrupt(format!("diffing against the helper's signature: {e}")))?;
-        let ops = parse(&delta).map_err(|e| Error::Unexpected(format!("delta: {e}")))?;
-        let mut pos = 0usize;
-        let mut last_copy_end = 0usize;
-        for op in &ops {
-            match op {
-                DeltaOp::Copy { len, .. } => {
-                    pos += *len as usize;
-                    last_copy_end = pos;
-                }
-                DeltaOp::Literal(l) => pos += l.len(),
-            }
-        }
-        let cut = if eof {
-            buf.len()
-        } else {
-            last_copy_end.max(buf.len().saturating_sub(keep))
-        };
-        let mut piece = DeltaWriter::new();
-        let mut pos = 0usize;
-        for op in ops {
-            if pos >= cut {
-                break;
-            }
-            match op {
-                DeltaOp::Copy { offset, len } => {
-                    piece.copy(offset, len);
-                    pos += len as usize;
-                }
-                DeltaOp::Literal(l) => {
-                    let take = l.len().min(cut - pos);
-                    piece.literal(&l[..take]);
-                    pos += take;
-                }
-            }
-        }
         self.sent.literal_bytes += piece.literal;
         self.sent.delta_literal_bytes += piece.literal;
-        self.sent.matched_bytes += piece.produced - piece.literal;
-        let bytes = piece.finish();
+        self.sent.matched_bytes += piece.matched;
+        let bytes = piece.bytes;
         let op = match self.squeeze(&bytes) {
             Some(z) => Op::DeltaPiece {
                 zstd: true,
@@ -322,7 +283,7 @@ impl<'a> Wire<'a> {
             None => Op::DeltaPiece { zstd: false, bytes },
         };
         self.tx.send(&Request::Op(op))?;
-        Ok(cut)
+        Ok(piece.used)
     }
 }
 
