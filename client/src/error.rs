@@ -14,6 +14,10 @@ pub enum Error {
     /// The connection to the helper failed.
     #[error(transparent)]
     Frame(#[from] FrameError),
+    /// The SSH connection could not be made or failed, by kind (host
+    /// key, login, config, connection, protocol).
+    #[error(transparent)]
+    Ssh(#[from] crate::ssh::SshError),
     /// The helper could not be started or ended badly.
     #[error("{0}")]
     Transport(String),

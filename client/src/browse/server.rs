@@ -78,7 +78,7 @@ impl Inner {
         let result = f(session);
         if matches!(
             result,
-            Err(Error::Frame(_) | Error::Transport(_) | Error::Unexpected(_))
+            Err(Error::Frame(_) | Error::Ssh(_) | Error::Transport(_) | Error::Unexpected(_))
         ) && let Some(s) = guard.take()
         {
             let _ = s.close();

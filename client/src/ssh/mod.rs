@@ -56,12 +56,6 @@ pub enum SshError {
     Connect(String),
 }
 
-impl From<SshError> for Error {
-    fn from(e: SshError) -> Error {
-        Error::Transport(e.to_string())
-    }
-}
-
 /// Everything needed to reach a host and start the helper there.
 #[derive(Debug, Clone)]
 pub struct SshTarget {

@@ -142,7 +142,7 @@ impl From<Error> for SshError {
 fn explain(target: &SshTarget, e: SshError) -> Error {
     match e {
         SshError::Protocol(russh::Error::IO(e)) => {
-            Error::Transport(format!("cannot connect to {}: {e}", shown(target)))
+            SshError::Connect(format!("cannot connect to {}: {e}", shown(target))).into()
         }
         SshError::Protocol(russh::Error::Disconnect) if matches!(target.via, Via::Command(_)) => {
             Error::Transport(format!(
