@@ -232,7 +232,8 @@ pub struct ConnectArgs {
     /// [default: offsnap-remote; a local destination needs none]
     #[arg(long, value_name = "CMD", help_heading = CONNECTION)]
     pub remote_cmd: Option<String>,
-    /// Send at most RATE per second: KiB, or with a K, M or G suffix (2M)
+    /// Move at most RATE per second each way: KiB, or with a K, M or G
+    /// suffix (2M)
     #[arg(long, value_name = "RATE", value_parser = crate::transport::parse_rate, help_heading = CONNECTION)]
     pub bwlimit: Option<u64>,
     /// SSH port of the backup host
@@ -253,6 +254,27 @@ pub struct ConnectArgs {
     /// `ssh -o ControlMaster=auto` [env: OFFSNAP_RSH; default: built-in]
     #[arg(long, value_name = "CMD", help_heading = CONNECTION)]
     pub ssh: Option<String>,
+}
+
+/// Whether to draw a progress bar: `backup`, `restore` and `verify` take
+/// these.
+#[derive(Args, Clone, Debug, Default)]
+pub struct ProgressArgs {
+    /// Show a progress bar even when stderr is not a terminal
+    #[arg(long, overrides_with = "no_progress")]
+    pub progress: bool,
+    /// Never show a progress bar
+    #[arg(long)]
+    pub no_progress: bool,
+}
+
+impl ProgressArgs {
+    /// Whether a bar is drawn: when forced, or on a terminal unless the
+    /// command was asked to be `quiet`.
+    pub fn shown(&self, quiet: bool) -> bool {
+        use std::io::IsTerminal;
+        !self.no_progress && (self.progress || (std::io::stderr().is_terminal() && !quiet))
+    }
 }
 
 #[cfg(test)]

@@ -171,7 +171,7 @@ pub struct ConnectOptions {
     pub identity: Option<PathBuf>,
     /// Record an unknown host's key instead of refusing it.
     pub accept_new_host_key: bool,
-    /// Send at most this many bytes per second (`--bwlimit`).
+    /// Move at most this many bytes per second each way (`--bwlimit`).
     pub bwlimit: Option<u64>,
     /// Jump hosts (`-J a,b`; `none`), over the config's ProxyJump.
     pub jump: Option<String>,

@@ -1,7 +1,9 @@
 //! What a run shows while it works: a progress bar on a terminal (bytes
 //! read as they are read, files done of those to read, the current file,
 //! rate, ETA), one line per entry with `--itemize` (or JSON lines), and
-//! nothing at all when nobody watches (cron, systemd).
+//! nothing at all when nobody watches (cron, systemd). A restore shows
+//! the same bar for the bytes it writes; `verify`, whose helper says
+//! nothing until it finds something, a spinner with the time it has run.
 
 use std::io::Write;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -44,7 +46,7 @@ impl Progress {
     /// A display for `show`.
     pub fn new(show: Show) -> Progress {
         let bar = show.progress.then(|| {
-            let bar = ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr_with_hz(5));
+            let bar = ProgressBar::with_draw_target(None, draw_target());
             bar.set_style(
                 ProgressStyle::with_template("{spinner} scanning: {pos} files {msg}")
                     .unwrap_or_else(|_| ProgressStyle::default_spinner()),
@@ -64,6 +66,30 @@ impl Progress {
     pub fn scanned(&self) {
         if let Some(b) = &self.bar {
             b.inc(1);
+        }
+    }
+
+    /// A display for a restore, shown when `show`: `files` files of
+    /// `total` bytes to write, counted with [`Progress::read`] and
+    /// [`Progress::file_done`].
+    pub fn writing(show: bool, files: u64, total: u64) -> Progress {
+        let p = Progress::new(Show {
+            progress: show,
+            itemize: Itemize::No,
+        });
+        p.start_sending(files, total);
+        p
+    }
+
+    /// Counts a file done (restore); after the last one the count alone
+    /// is shown.
+    pub fn file_done(&self) {
+        let done = self.files_done.fetch_add(1, Ordering::Relaxed) + 1;
+        let total = self.files_total.load(Ordering::Relaxed);
+        if let Some(b) = &self.bar
+            && done == total
+        {
+            b.set_message(format!("{done}/{total} files"));
         }
     }
 
@@ -126,6 +152,29 @@ impl Progress {
             b.finish();
         }
     }
+}
+
+/// Where bars are drawn: stderr, five times a second at most. It is
+/// drawn whether or not stderr is a terminal (indicatif's own stderr
+/// target hides itself on a pipe), since a bar exists only when it is to
+/// be shown: on a terminal, or forced with `--progress`.
+fn draw_target() -> ProgressDrawTarget {
+    ProgressDrawTarget::term_like_with_hz(Box::new(console::Term::buffered_stderr()), 5)
+}
+
+/// A spinner on stderr for work whose size is not known (`verify`): what
+/// is being done and for how long; `None` when not shown.
+pub fn spinner(show: bool, what: String) -> Option<ProgressBar> {
+    show.then(|| {
+        let bar = ProgressBar::with_draw_target(None, draw_target());
+        bar.set_style(
+            ProgressStyle::with_template("{spinner} {msg} ({elapsed})")
+                .unwrap_or_else(|_| ProgressStyle::default_spinner()),
+        );
+        bar.set_message(what);
+        bar.enable_steady_tick(std::time::Duration::from_millis(200));
+        bar
+    })
 }
 
 /// An itemized line: the change's code, the type, the path (`>f docs/a`).

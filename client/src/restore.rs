@@ -31,6 +31,7 @@ use offsnap_protocol::{
 
 use crate::error::{Error, Result};
 use crate::manifests::{self, PosReader, entries};
+use crate::progress::Progress;
 use crate::session::{Receiver, Sender, Session};
 
 pub use crate::select::Which;
@@ -48,6 +49,8 @@ pub struct RestoreOptions {
     pub paths: Vec<RelPath>,
     /// Replace existing files instead of refusing.
     pub overwrite: bool,
+    /// Draw a progress bar on stderr while writing.
+    pub progress: bool,
 }
 
 /// What a restore did.
@@ -144,6 +147,10 @@ struct Plan {
     /// many to keep (they are then streamed from the manifest again).
     kept: Option<Vec<Entry>>,
     links: Links,
+    /// Files to write (hard links restored as files included).
+    files: u64,
+    /// Bytes of content to write.
+    bytes: u64,
 }
 
 fn next(r: &mut ManifestReader<PosReader>) -> Result<Option<Entry>> {
@@ -170,7 +177,9 @@ fn plan(
     let mut kept = Some(Vec::new());
     let mut kept_bytes = 0usize;
     let mut links = Links::default();
-    let mut needed = HashSet::new();
+    // The first names outside, with how many restored names link to each.
+    let mut needed: HashMap<RelPath, u64> = HashMap::new();
+    let (mut files, mut bytes) = (0u64, 0u64);
     let mut reader = entries(manifest)?;
     while let Some(e) = next(&mut reader)? {
         for (i, p) in paths.iter().enumerate() {
@@ -179,9 +188,13 @@ fn plan(
         if !wanted(&e.path, paths) {
             continue;
         }
+        if let EntryKind::File { size, .. } = &e.kind {
+            files += 1;
+            bytes += size;
+        }
         if let EntryKind::HardLink { target } = &e.kind {
             if link_outside(&e, paths) {
-                needed.insert(target.clone());
+                *needed.entry(target.clone()).or_default() += 1;
             }
             links.targets.insert(target.clone());
         }
@@ -207,13 +220,20 @@ fn plan(
         let mut reader = entries(manifest)?;
         while let Some(e) = next(&mut reader)? {
             if let EntryKind::File { size, hash } = e.kind
-                && needed.contains(&e.path)
+                && let Some(n) = needed.get(&e.path)
             {
+                files += n;
+                bytes += n * size;
                 links.outside.insert(e.path, (size, hash));
             }
         }
     }
-    Ok(Plan { kept, links })
+    Ok(Plan {
+        kept,
+        links,
+        files,
+        bytes,
+    })
 }
 
 /// What in the target is in the way of the restore (the first ten).
@@ -292,6 +312,8 @@ pub fn restore(mut session: Session, opts: &RestoreOptions) -> Result<RestoreRep
     let (mut tx, mut rx, mut transport) = session.split();
     let snap = info.name;
     let links = &plan.links;
+    let progress = Progress::writing(opts.progress, plan.files, plan.bytes);
+    let progress = &progress;
     let result = std::thread::scope(|scope| -> Result<RestoreReport> {
         let (hand, queue) = sync_channel(QUEUE);
         let requester = scope.spawn(move || {
@@ -315,8 +337,9 @@ pub fn restore(mut session: Session, opts: &RestoreOptions) -> Result<RestoreRep
             TreeWriter::new(root, existing)
                 .apply_owners(fsx::is_root())
                 .apply_xattrs(true),
-            &mut rx,
+            (&mut rx, progress),
         );
+        progress.finish();
         if written.is_err() {
             // The request thread may be blocked sending to a helper that is
             // blocked sending to us: cut the session so both give up.
@@ -429,6 +452,7 @@ struct Writer<'a> {
     links: &'a Links,
     tree: TreeWriter,
     rx: &'a mut Receiver,
+    progress: &'a Progress,
     /// The target, for the hard links made in it.
     written: DirCursor,
     /// First names of hard links restored by this run.
@@ -441,7 +465,7 @@ fn write_tree(
     opts: &RestoreOptions,
     links: &Links,
     tree: TreeWriter,
-    rx: &mut Receiver,
+    (rx, progress): (&mut Receiver, &Progress),
 ) -> Result<RestoreReport> {
     let mut report = RestoreReport {
         snapshot,
@@ -455,6 +479,7 @@ fn write_tree(
         links,
         tree,
         rx,
+        progress,
         written: DirCursor::new(root),
         restored: HashSet::new(),
     };
@@ -504,7 +529,10 @@ impl Writer<'_> {
         };
         match (&e.kind, content) {
             (_, Some((size, hash))) => {
-                Ok(receive_file(&mut self.tree, self.rx, e, size, hash)?.map(|()| size))
+                self.progress.current(&self.local(&e.path));
+                let got = receive_file(&mut self.tree, (self.rx, self.progress), e, size, hash)?;
+                self.progress.file_done();
+                Ok(got.map(|()| size))
             }
             (EntryKind::Dir, _) => fs(self.tree.dir(&e.path, &e.meta, &e.xattrs)),
             (EntryKind::Symlink { target }, _) => fs(self.tree.symlink(&e.path, target, &e.meta)),
@@ -544,7 +572,7 @@ impl Writer<'_> {
 /// restore (connection trouble); the inner one is this file's problem.
 fn receive_file(
     tree: &mut TreeWriter,
-    rx: &mut Receiver,
+    (rx, progress): (&mut Receiver, &Progress),
     e: &Entry,
     size: u64,
     hash: Hash,
@@ -562,6 +590,8 @@ fn receive_file(
                         failure = Some("the stored copy is larger than recorded".into());
                     } else if let Err(err) = s.write(&data) {
                         return Err(Error::io(e.path.as_os_str(), err));
+                    } else {
+                        progress.read(data.len() as u64);
                     }
                 }
             }
@@ -659,6 +689,7 @@ mod tests {
             to: dir.path().join("missing"),
             paths: vec![RelPath::new("a/b").unwrap()],
             overwrite: false,
+            progress: false,
         };
         let info = SnapshotInfo {
             name: "2026-01-01T000000Z".parse().unwrap(),
@@ -683,6 +714,9 @@ mod tests {
         let first = RelPath::new("a/a.txt").unwrap();
         assert_eq!(kept.links.outside.get(&first), Some(&(1, Hash([1; 32]))));
         assert_eq!(again.links.outside, kept.links.outside);
+        // f1, f2, and the link restored as a file of a.txt's content.
+        assert_eq!((kept.files, kept.bytes), (3, 2 + 3 + 1));
+        assert_eq!((again.files, again.bytes), (kept.files, kept.bytes));
         assert!(kept.links.targets.contains(&first));
     }
 
@@ -699,6 +733,7 @@ mod tests {
             to: dir.path().join("missing"),
             paths: vec![RelPath::new("y").unwrap()],
             overwrite: false,
+            progress: false,
         };
         let info = SnapshotInfo {
             name: "2026-01-01T000000Z".parse().unwrap(),

@@ -202,7 +202,8 @@ impl Transport for InProcess {
     }
 }
 
-/// Any transport, its sending side limited to `rate` bytes per second.
+/// Any transport, each way limited to `rate` bytes per second (as rsync's
+/// `--bwlimit` limits a transfer whichever way it goes).
 pub struct Limited {
     /// The transport.
     pub inner: Box<dyn Transport>,
@@ -214,7 +215,7 @@ impl Transport for Limited {
     fn streams(&mut self) -> Result<Streams> {
         let s = self.inner.streams()?;
         Ok(Streams {
-            from: s.from,
+            from: Box::new(Throttled::new(s.from, self.rate)),
             to: Box::new(Throttled::new(s.to, self.rate)),
         })
     }
@@ -228,8 +229,8 @@ impl Transport for Limited {
     }
 }
 
-/// A writer that keeps its average rate at or below `rate` bytes per
-/// second (`--bwlimit`), sleeping as needed.
+/// A writer or reader that keeps its average rate at or below `rate`
+/// bytes per second (`--bwlimit`), sleeping as needed.
 pub struct Throttled<W> {
     inner: W,
     rate: u64,
@@ -237,7 +238,7 @@ pub struct Throttled<W> {
     sent: u64,
 }
 
-impl<W: Write> Throttled<W> {
+impl<W> Throttled<W> {
     /// Wraps `inner` at `rate` bytes per second (at least 1).
     pub fn new(inner: W, rate: u64) -> Throttled<W> {
         Throttled {
@@ -249,16 +250,34 @@ impl<W: Write> Throttled<W> {
     }
 }
 
-impl<W: Write> Write for Throttled<W> {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        // Small writes keep the rate smooth.
-        let n = self.inner.write(&buf[..buf.len().min(16 * 1024)])?;
+impl<W> Throttled<W> {
+    /// Counts `n` bytes moved and sleeps until they are due.
+    fn moved(&mut self, n: usize) {
         self.sent += n as u64;
         let due = std::time::Duration::from_secs_f64(self.sent as f64 / self.rate as f64);
         let elapsed = self.start.elapsed();
         if due > elapsed {
             std::thread::sleep(due - elapsed);
         }
+    }
+}
+
+/// Small pieces keep the rate smooth.
+const THROTTLE_PIECE: usize = 16 * 1024;
+
+impl<R: Read> Read for Throttled<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = buf.len().min(THROTTLE_PIECE);
+        let n = self.inner.read(&mut buf[..n])?;
+        self.moved(n);
+        Ok(n)
+    }
+}
+
+impl<W: Write> Write for Throttled<W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let n = self.inner.write(&buf[..buf.len().min(THROTTLE_PIECE)])?;
+        self.moved(n);
         Ok(n)
     }
 
@@ -316,6 +335,19 @@ mod tests {
         let t = std::time::Instant::now();
         w.write_all(&vec![0u8; 200 * 1024])?;
         let took = t.elapsed().as_secs_f64();
+        assert!(took >= 0.45, "{took}");
+        Ok(())
+    }
+
+    #[test]
+    fn throttled_reads_keep_to_the_rate() -> std::io::Result<()> {
+        let data = vec![7u8; 200 * 1024];
+        let mut r = Throttled::new(&data[..], 400 * 1024);
+        let t = std::time::Instant::now();
+        let mut got = Vec::new();
+        r.read_to_end(&mut got)?;
+        let took = t.elapsed().as_secs_f64();
+        assert_eq!(got, data);
         assert!(took >= 0.45, "{took}");
         Ok(())
     }

@@ -1,7 +1,8 @@
 //! The progress bar tells the truth: under a terminal (tmux), a backup of
 //! a file of a few hundred MiB shows its bytes growing through the file,
 //! the file counted and named, and ends on the run's own summary;
-//! `--no-progress` shows no bar.
+//! `--no-progress` shows no bar. A restore of that file shows the bytes
+//! it writes the same way, and `verify` is never silent while it works.
 
 #![allow(clippy::unwrap_used)]
 
@@ -30,17 +31,32 @@ fn screen(sock: &str, name: &str) -> String {
 /// screen until it ends; returns the samples, the last screen and the
 /// exit status.
 fn run_in_tmux(s: &Scratch, name: &str, extra: &str) -> (Vec<String>, String, i32) {
+    let args = format!(
+        "backup --set t {extra} {src} {dest}",
+        src = s.src().display(),
+        dest = s.dest().display(),
+    );
+    offsnap_in_tmux(s, name, &args, Duration::from_millis(100))
+}
+
+/// Runs `offsnap ARGS` in a tmux session, sampling the screen every
+/// `every` until it ends; returns the samples, the last screen and the
+/// exit status.
+fn offsnap_in_tmux(
+    s: &Scratch,
+    name: &str,
+    args: &str,
+    every: Duration,
+) -> (Vec<String>, String, i32) {
     let sock = format!("offsnap-progress-{}-{name}", std::process::id());
     let status = s.path(&format!("{name}.status"));
     let script = format!(
         "cd {dir} && XDG_CACHE_HOME={dir}/cache XDG_CONFIG_HOME={dir}/config \
-         XDG_STATE_HOME={dir}/state OFFSNAP_NOW={now} {bin} backup --set t {extra} {src} {dest}; \
+         XDG_STATE_HOME={dir}/state OFFSNAP_NOW={now} {bin} {args}; \
          echo $? > {status}; sleep 60",
         dir = s.dir.path().display(),
         now = day(0, 0),
         bin = offsnap_bin().display(),
-        src = s.src().display(),
-        dest = s.dest().display(),
         status = status.display(),
     );
     let st = Command::new("tmux")
@@ -55,7 +71,7 @@ fn run_in_tmux(s: &Scratch, name: &str, extra: &str) -> (Vec<String>, String, i3
     while !status.exists() {
         assert!(Instant::now() < deadline, "the run never ended");
         samples.push(screen(&sock, name));
-        std::thread::sleep(Duration::from_millis(100));
+        std::thread::sleep(every);
     }
     std::thread::sleep(Duration::from_millis(200));
     let last = screen(&sock, name);
@@ -76,18 +92,23 @@ fn shown_mib(screen: &str) -> Option<String> {
     Some(before[start..].trim().to_string())
 }
 
-#[test]
-fn the_bar_moves_through_a_big_file_and_ends_on_the_summary() {
-    if Command::new("tmux").arg("-V").output().is_err() {
-        assert!(
-            std::env::var_os("OFFSNAP_REQUIRE_SSHD").is_none_or(|v| v != "1"),
-            "OFFSNAP_REQUIRE_SSHD=1 but tmux is not installed"
-        );
-        eprintln!("SKIPPED: tmux is not installed");
-        return;
+/// Whether tmux is here; without it the test is skipped, unless skips
+/// are failures.
+fn have_tmux() -> bool {
+    if Command::new("tmux").arg("-V").output().is_ok() {
+        return true;
     }
-    let s = Scratch::new();
-    let mut rng = Rng::new(256);
+    assert!(
+        std::env::var_os("OFFSNAP_REQUIRE_SSHD").is_none_or(|v| v != "1"),
+        "OFFSNAP_REQUIRE_SSHD=1 but tmux is not installed"
+    );
+    eprintln!("SKIPPED: tmux is not installed");
+    false
+}
+
+/// Writes `src/big.bin`, SIZE_MIB MiB of noise.
+fn big_file(s: &Scratch, seed: u64) {
+    let mut rng = Rng::new(seed);
     let path = s.src().join("big.bin");
     let mut f = fs::File::create(&path).unwrap();
     for _ in 0..SIZE_MIB {
@@ -95,6 +116,15 @@ fn the_bar_moves_through_a_big_file_and_ends_on_the_summary() {
     }
     drop(f);
     set_mtime(&path, (1_700_000_000, 0));
+}
+
+#[test]
+fn the_bar_moves_through_a_big_file_and_ends_on_the_summary() {
+    if !have_tmux() {
+        return;
+    }
+    let s = Scratch::new();
+    big_file(&s, 256);
     let (samples, last, code) = run_in_tmux(&s, "bar", "--progress --bwlimit 48M");
     assert_eq!(code, 0, "{last}");
     let shown: BTreeSet<String> = samples.iter().filter_map(|s| shown_mib(s)).collect();
@@ -129,4 +159,73 @@ fn the_bar_moves_through_a_big_file_and_ends_on_the_summary() {
         "{last}"
     );
     assert!(last.contains("2 files: 1 unchanged"), "{last}");
+}
+
+#[test]
+fn restore_shows_the_bytes_it_writes_and_verify_is_never_silent() {
+    if !have_tmux() {
+        return;
+    }
+    let s = Scratch::new();
+    big_file(&s, 257);
+    let snap = s.backup(&day(0, 0));
+
+    // Restore: the bytes written grow through the file, which is counted
+    // and named; the last screen is the finished bar and the summary.
+    let to = s.path("restored");
+    let args = format!(
+        "restore --set t --progress --bwlimit 48M --to {} {}",
+        to.display(),
+        s.dest().display()
+    );
+    let (samples, last, code) = offsnap_in_tmux(&s, "restore", &args, Duration::from_millis(100));
+    assert_eq!(code, 0, "{last}");
+    let shown: BTreeSet<String> = samples.iter().filter_map(|s| shown_mib(s)).collect();
+    assert!(
+        shown.len() >= 5,
+        "the bar showed only {shown:?}; last screen:\n{last}"
+    );
+    assert!(
+        samples
+            .iter()
+            .any(|s| s.contains("0/1 files") && s.contains("big.bin")),
+        "the file was never counted and named"
+    );
+    assert!(
+        last.contains(&format!("{SIZE_MIB}.00 MiB/{SIZE_MIB}.00 MiB"))
+            && last.contains("1/1 files"),
+        "{last}"
+    );
+    let summary = format!(
+        "restored 2 entries ({SIZE_MIB}.0 MiB) from {snap} into {}",
+        to.display()
+    );
+    assert!(last.contains(&summary), "{last}");
+    assert_same_tree(&s.src(), &to.join("src"));
+
+    // Verify: while the helper hashes, a spinner names the snapshot and
+    // counts the time; it is gone when the summary is printed.
+    let args = format!("verify --set t {}", s.dest().display());
+    let (samples, last, code) = offsnap_in_tmux(&s, "verify", &args, Duration::from_millis(5));
+    assert_eq!(code, 0, "{last}");
+    let working = format!("verifying t {snap} (");
+    assert!(
+        samples.iter().any(|s| s.contains(&working)),
+        "verify showed nothing while it ran; last screen:\n{last}"
+    );
+    let verified =
+        format!("verified 1 snapshot(s), 2 entries, 1 files read ({SIZE_MIB}.0 MiB): 0 problem(s)");
+    assert!(
+        last.contains(&verified) && !last.contains(&working),
+        "{last}"
+    );
+
+    // Not on a terminal: nothing but the summary, unless forced.
+    let out = s.offsnap(None, &[&"verify", &"--set", &"t", &s.dest()]);
+    assert!(out.status.success());
+    assert_eq!(String::from_utf8_lossy(&out.stderr).trim(), verified);
+    let out = s.offsnap(None, &[&"verify", &"--progress", &"--set", &"t", &s.dest()]);
+    assert!(out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains(&working) && err.contains(&verified), "{err}");
 }

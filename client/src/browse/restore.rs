@@ -78,6 +78,7 @@ pub async fn submit(
             to: PathBuf::from(&to),
             paths: path.iter().cloned().collect(),
             overwrite,
+            progress: false,
         };
         Ok(match run(state, &opts) {
             Ok(text) => page(true, &text, false),

@@ -9,7 +9,7 @@ use clap::Args;
 use offsnap_protocol::retention::PolicyArgs;
 
 use crate::backup::{BackupOptions, BackupReport, backup, dry::dry_run};
-use crate::cli::{ConnectArgs, ProfileArgs};
+use crate::cli::{ConnectArgs, ProfileArgs, ProgressArgs};
 use crate::config;
 use crate::dest::{Dest, connect};
 use crate::error::{Error, Result};
@@ -58,12 +58,8 @@ pub struct BackupArgs {
     /// skipped as cache; JSON lines with --json). `-i` is --identity's
     #[arg(long)]
     itemize: bool,
-    /// Show a progress bar even when stderr is not a terminal
-    #[arg(long, overrides_with = "no_progress")]
-    progress: bool,
-    /// Never show a progress bar
-    #[arg(long)]
-    no_progress: bool,
+    #[command(flatten)]
+    progress: ProgressArgs,
     /// Print only errors: no progress bar, no summary line
     #[arg(short, long, conflicts_with_all = ["progress", "verbose"])]
     quiet: bool,
@@ -142,9 +138,7 @@ fn options(settings: &Settings, args: &BackupArgs, sources: Vec<PathBuf>) -> Res
         },
         prune: (!args.no_prune).then(|| settings.retention(&args.policy)),
         show: crate::progress::Show {
-            progress: !args.no_progress
-                && (args.progress
-                    || (std::io::stderr().is_terminal() && !args.quiet && !args.json)),
+            progress: args.progress.shown(args.quiet || args.json),
             itemize: match (args.itemize || args.verbose, args.json) {
                 (false, _) => Itemize::No,
                 (true, false) => Itemize::Text,

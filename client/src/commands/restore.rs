@@ -7,7 +7,7 @@ use std::process::ExitCode;
 
 use clap::Args;
 
-use crate::cli::{ConnectArgs, ProfileArgs};
+use crate::cli::{ConnectArgs, ProfileArgs, ProgressArgs};
 use crate::dest::connect;
 use crate::error::Result;
 use crate::output::{self, human_bytes};
@@ -38,6 +38,8 @@ pub struct RestoreArgs {
     /// Print what was restored as JSON on stdout
     #[arg(long)]
     json: bool,
+    #[command(flatten)]
+    progress: ProgressArgs,
     /// Where the backups are.
     dest: String,
     /// Paths inside the snapshot to restore [default: all of it]
@@ -59,6 +61,7 @@ pub fn run(args: RestoreArgs) -> Result<ExitCode> {
         to: args.to,
         paths,
         overwrite: args.overwrite,
+        progress: args.progress.shown(args.json),
     };
     let session = connect(&dest, &settings.connect_options(&args.connect)?)?;
     let report = restore(session, &opts)?;

@@ -6,11 +6,11 @@ use std::process::ExitCode;
 use clap::Args;
 use offsnap_protocol::{Finding, FindingKind};
 
-use crate::cli::{ConnectArgs, ProfileArgs};
+use crate::cli::{ConnectArgs, ProfileArgs, ProgressArgs};
 use crate::error::Result;
 use crate::output::human_bytes;
 use crate::settings::{self, Settings};
-use crate::{requests, restore};
+use crate::{progress, requests, restore};
 
 /// `offsnap verify`'s arguments.
 #[derive(Args)]
@@ -30,6 +30,8 @@ pub struct VerifyArgs {
     /// Check every snapshot (each stored file is read once)
     #[arg(long)]
     all: bool,
+    #[command(flatten)]
+    progress: ProgressArgs,
     /// Where the backups are [default: the profile's destination]
     dest: Option<String>,
 }
@@ -65,9 +67,27 @@ pub fn run(args: VerifyArgs) -> Result<ExitCode> {
         Some(w) => Some(restore::find_snapshot(&mut session, &set, &w)?.name),
         None => None,
     };
+    let what = match &chosen {
+        Some(name) => format!("verifying {set} {name}"),
+        None => format!("verifying every snapshot of {set}"),
+    };
+    let spinner = progress::spinner(args.progress.shown(false), what.clone());
+    let mut found = 0u64;
     let summary = requests::verify(&mut session, &set, chosen, |f| {
-        println!("{}", finding_line(f));
+        let line = finding_line(f);
+        let print = || println!("{line}");
+        found += 1;
+        match &spinner {
+            Some(s) => {
+                s.suspend(print);
+                s.set_message(format!("{what}: {found} problem(s) so far"));
+            }
+            None => print(),
+        }
     })?;
+    if let Some(s) = &spinner {
+        s.finish_and_clear();
+    }
     session.close()?;
     eprintln!(
         "verified {} snapshot(s), {} entries, {} files read ({}): {} problem(s)",
