@@ -205,6 +205,9 @@ fn restore_shows_the_bytes_it_writes_and_verify_is_never_silent() {
 
     // Verify: while the helper hashes, a spinner names the snapshot and
     // counts the time; it is gone when the summary is printed.
+    // As root, the page cache is dropped first, so that verify reads the
+    // file from the disk and runs long enough to be sampled many times.
+    let _ = fs::write("/proc/sys/vm/drop_caches", b"3");
     let args = format!("verify --set t {}", s.dest().display());
     let (samples, last, code) = offsnap_in_tmux(&s, "verify", &args, Duration::from_millis(5));
     assert_eq!(code, 0, "{last}");
