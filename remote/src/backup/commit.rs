@@ -179,3 +179,63 @@ fn drop_awaited(
     fsx::rename(work.as_fd(), b"manifest.new", b"manifest", true)?;
     Ok(hash)
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::super::testing::{Fixture, file_ops};
+
+    /// The names in `dir` (none if it does not exist).
+    fn names(dir: &std::path::Path) -> Vec<String> {
+        let mut out: Vec<String> = std::fs::read_dir(dir)
+            .map(|d| {
+                d.map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+                    .collect()
+            })
+            .unwrap_or_default();
+        out.sort();
+        out
+    }
+
+    #[test]
+    fn a_commit_makes_the_snapshot_visible_and_leaves_no_work_behind() {
+        let fx = Fixture::new();
+        let snap = fx.commit_files(&[("a", b"one"), ("b", b"two")]);
+        let set = fx.dir.path().join("test");
+        let name = fx.manifest_name();
+        assert_eq!(snap, set.join(&name));
+        assert_eq!(std::fs::read(snap.join("a")).unwrap(), b"one");
+        assert_eq!(std::fs::read(snap.join("b")).unwrap(), b"two");
+        // `latest` names it; the manifest is in place and lists both.
+        let latest = std::fs::read_link(set.join("latest")).unwrap();
+        assert_eq!(latest.to_string_lossy(), name);
+        assert_eq!(names(&set.join(".offsnap/manifests")), vec![name.clone()]);
+        let listed: Vec<String> = fx.manifest().iter().map(|e| e.path.to_string()).collect();
+        assert_eq!(listed, ["a", "b"]);
+        // Nothing of the run is left, and the next run's index is built.
+        assert!(names(&set.join(".offsnap/incomplete")).is_empty());
+        assert!(!names(&set.join(".offsnap/index")).is_empty());
+    }
+
+    #[test]
+    fn an_aborted_run_leaves_nothing_visible() {
+        let fx = Fixture::new();
+        fx.commit_files(&[("a", b"one")]);
+        let before = fx.manifest_name();
+        let mut run = fx.start();
+        for op in file_ops("b", b"two") {
+            run.apply(op).unwrap();
+        }
+        run.abort();
+        let set = fx.dir.path().join("test");
+        assert_eq!(fx.manifest_name(), before);
+        assert_eq!(names(&set.join(".offsnap/manifests")), vec![before.clone()]);
+        assert!(names(&set.join(".offsnap/incomplete")).is_empty());
+        assert_eq!(
+            std::fs::read_link(set.join("latest"))
+                .unwrap()
+                .to_string_lossy(),
+            before
+        );
+    }
+}
