@@ -60,6 +60,24 @@ pub struct Version {
     pub entry: Entry,
 }
 
+/// Adds `entry`, found in `snap`, to the versions so far: the last
+/// version goes on to `snap` when the entry is the same and was present in
+/// the snapshot before (`prev_present`); otherwise a new version begins.
+pub fn push_version(out: &mut Vec<Version>, prev_present: bool, snap: &SnapshotInfo, entry: Entry) {
+    let same = prev_present
+        && out
+            .last()
+            .is_some_and(|v| !offsnap_protocol::compare::differs(&v.entry, &entry));
+    match out.last_mut() {
+        Some(v) if same => v.last = snap.clone(),
+        _ => out.push(Version {
+            first: snap.clone(),
+            last: snap.clone(),
+            entry,
+        }),
+    }
+}
+
 /// Each distinct version of `path` across `snaps` (oldest first).
 pub fn versions(
     session: &mut Session,
@@ -81,23 +99,12 @@ pub fn versions(
             }
             break;
         }
-        match here {
+        prev_present = match here {
             Some(e) => {
-                let same = prev_present
-                    && out
-                        .last()
-                        .is_some_and(|v| !offsnap_protocol::compare::differs(&v.entry, &e));
-                match out.last_mut() {
-                    Some(v) if same => v.last = snap.clone(),
-                    _ => out.push(Version {
-                        first: snap.clone(),
-                        last: snap.clone(),
-                        entry: e,
-                    }),
-                }
-                prev_present = true;
+                push_version(&mut out, prev_present, snap, e);
+                true
             }
-            None => prev_present = false,
+            None => false,
         }
     }
     Ok(out)

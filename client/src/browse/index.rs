@@ -233,18 +233,7 @@ impl Manifests {
                 prev_present = false;
                 continue;
             };
-            let same = prev_present
-                && out
-                    .last()
-                    .is_some_and(|v| !offsnap_protocol::compare::differs(&v.entry, &e));
-            match out.last_mut() {
-                Some(v) if same => v.last = snap.clone(),
-                _ => out.push(Version {
-                    first: snap.clone(),
-                    last: snap.clone(),
-                    entry: e,
-                }),
-            }
+            crate::inspect::push_version(&mut out, prev_present, snap, e);
             prev_present = true;
         }
         Ok(out)
