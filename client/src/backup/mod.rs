@@ -42,6 +42,8 @@ pub mod report;
 pub mod send;
 pub mod signatures;
 pub mod stored;
+#[cfg(test)]
+mod testing;
 
 pub use plan::Change;
 pub use report::{BackupReport, Count, Tally};
