@@ -186,7 +186,7 @@ impl SshTransport {
             .thread_name("offsnap-ssh")
             .enable_all()
             .build()
-            .map_err(|e| Error::Transport(format!("cannot start the SSH runtime: {e}")))?;
+            .map_err(|e| Error::Local(format!("cannot start the SSH runtime: {e}")))?;
         let (handle, route) = rt.block_on(route::connect(target))?;
         let (streams, exit) = rt.block_on(exec(&handle, &command.line))?;
         Ok(SshTransport {
@@ -268,7 +268,7 @@ async fn start(
             }
             Some(ChannelMsg::WindowAdjusted { .. }) => {}
             Some(other) => early.push(other),
-            None => return Err(Error::Transport("the SSH session closed".into())),
+            None => return Err(SshError::Connect("the SSH session closed".into()).into()),
         }
     }
 }
