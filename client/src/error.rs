@@ -43,7 +43,12 @@ pub enum Error {
     /// would overwrite files); nothing was changed.
     #[error("{0}")]
     Refused(String),
-    /// This machine lacks what the command needs (`HOME`, a hostname).
+    /// Something on this machine that is no file failed: a runtime, a
+    /// listening socket, the web server.
+    #[error("{0}")]
+    Local(String),
+    /// This machine lacks what the command needs (`HOME`, a hostname, a
+    /// program it runs).
     #[error("{0}")]
     Environment(String),
     /// SIGINT or SIGTERM stopped the run; says what was kept.
@@ -75,3 +80,37 @@ impl Error {
 
 /// Shorthand.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ssh::SshError;
+
+    #[test]
+    fn the_exit_status_comes_from_the_kind() {
+        assert_eq!(Error::Usage("bad".into()).exit_status(), 2);
+        assert_eq!(Error::Refused("exists".into()).exit_status(), 4);
+        assert_eq!(
+            Error::Interrupted("kept".into()).exit_status(),
+            crate::interrupt::EXIT_STATUS
+        );
+        for e in [
+            Error::from(SshError::HostKey("changed".into())),
+            Error::from(SshError::Connect("refused".into())),
+            Error::Local("no runtime".into()),
+            Error::Environment("HOME is not set".into()),
+            Error::Transport("the helper failed".into()),
+            Error::io("/x", io::Error::from(io::ErrorKind::NotFound)),
+        ] {
+            assert_eq!(e.exit_status(), 1, "{e}");
+        }
+    }
+
+    #[test]
+    fn a_connection_kind_reads_as_its_message() {
+        let e = Error::from(SshError::Connect("connecting to h timed out".into()));
+        assert_eq!(e.to_string(), "connecting to h timed out");
+        let e = Error::io("/a\x1b[2Jb", io::Error::from(io::ErrorKind::NotFound));
+        assert!(!e.to_string().contains('\x1b'), "{e}");
+    }
+}

@@ -61,7 +61,7 @@ pub fn install(d: &SshDest, opts: &ConnectOptions) -> Result<String> {
         )));
     }
     let exe = std::env::current_exe()
-        .map_err(|e| Error::Transport(format!("finding this program: {e}")))?;
+        .map_err(|e| Error::Environment(format!("finding this program: {e}")))?;
     let helper = exe.with_file_name("offsnap-remote");
     let binary = std::fs::read(&helper).map_err(|e| {
         Error::Usage(format!(

@@ -637,13 +637,7 @@ mod tests {
     use offsnap_protocol::manifest::ManifestWriter;
 
     fn entry(path: &str, kind: EntryKind) -> Entry {
-        let meta = Meta {
-            mode: 0o644,
-            uid: 0,
-            gid: 0,
-            mtime_sec: 0,
-            mtime_nsec: 0,
-        };
+        let meta = Meta::with_mode(0o644);
         Entry::new(RelPath::new(path).unwrap(), kind, meta)
     }
 

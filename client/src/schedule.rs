@@ -309,11 +309,11 @@ pub fn systemctl(args: &[&str]) -> Result<()> {
         .arg("--user")
         .args(args)
         .output()
-        .map_err(|e| Error::Transport(format!("systemctl: {e}")))?;
+        .map_err(|e| Error::Environment(format!("systemctl: {e}")))?;
     if out.status.success() {
         Ok(())
     } else {
-        Err(Error::Transport(format!(
+        Err(Error::Environment(format!(
             "systemctl --user {}: {}",
             args.join(" "),
             String::from_utf8_lossy(&out.stderr).trim()

@@ -19,6 +19,13 @@ pub struct Receiver {
 }
 
 impl Receiver {
+    /// A receiver of responses from `from` (a session's, or any stream).
+    pub fn over(from: Box<dyn Read + Send>) -> Receiver {
+        Receiver {
+            inner: FrameReader::new(from),
+        }
+    }
+
     /// The next response; a helper error becomes [`Error::Remote`]. Text
     /// meant for the user (errors, warnings, findings, prune reasons)
     /// arrives with its control characters escaped (see

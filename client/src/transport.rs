@@ -60,29 +60,41 @@ impl ChildTransport {
         let Some((program, lead)) = command.split_first() else {
             return Err(Error::Usage("the remote command is empty".into()));
         };
-        let mut child = Command::new(program)
-            .args(lead)
-            .args(args)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .map_err(|e| {
-                Error::Transport(format!(
-                    "cannot start the helper {program:?}: {e} (check --remote-cmd)"
-                ))
-            })?;
-        let Some(err) = child.stderr.take() else {
-            let _ = child.kill();
-            let _ = child.wait();
-            return Err(Error::Transport("the helper's stderr is missing".into()));
-        };
+        let mut cmd = Command::new(program);
+        cmd.args(lead).args(args);
+        let (child, stderr) = spawn_piped(cmd, program, ("the helper", "--remote-cmd"))?;
         Ok(ChildTransport {
             program: program.clone(),
             child,
-            stderr: crate::stderr_relay::Relay::start(err),
+            stderr,
         })
     }
+}
+
+/// Starts `cmd` (running `program`) with its three streams piped and its
+/// stderr relayed to ours; `what` names it in messages, `option` is the
+/// option that chose it.
+pub fn spawn_piped(
+    mut cmd: Command,
+    program: &str,
+    (what, option): (&str, &str),
+) -> Result<(Child, crate::stderr_relay::Relay)> {
+    let mut child = cmd
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| {
+            Error::Transport(format!(
+                "cannot start {what} {program:?}: {e} (check {option})"
+            ))
+        })?;
+    let Some(err) = child.stderr.take() else {
+        let _ = child.kill();
+        let _ = child.wait();
+        return Err(Error::Transport(format!("{what}'s stderr is missing")));
+    };
+    Ok((child, crate::stderr_relay::Relay::start(err)))
 }
 
 impl Transport for ChildTransport {
@@ -133,16 +145,16 @@ impl InProcess {
     /// Starts a helper serving `cfg`.
     pub fn start(cfg: offsnap_remote::Config) -> Result<InProcess> {
         let (ours, theirs) = UnixStream::pair()
-            .map_err(|e| Error::Transport(format!("cannot make a socket pair: {e}")))?;
+            .map_err(|e| Error::Local(format!("cannot make a socket pair: {e}")))?;
         let theirs_w = theirs
             .try_clone()
-            .map_err(|e| Error::Transport(e.to_string()))?;
+            .map_err(|e| Error::Local(format!("the in-process helper's socket: {e}")))?;
         let ours_w = ours
             .try_clone()
-            .map_err(|e| Error::Transport(e.to_string()))?;
+            .map_err(|e| Error::Local(format!("the in-process helper's socket: {e}")))?;
         let cutter = ours
             .try_clone()
-            .map_err(|e| Error::Transport(e.to_string()))?;
+            .map_err(|e| Error::Local(format!("the in-process helper's socket: {e}")))?;
         let thread = std::thread::spawn(move || {
             let res = offsnap_remote::serve(&theirs, &theirs_w, &cfg).map_err(|e| e.to_string());
             let _ = theirs.shutdown(std::net::Shutdown::Both);

@@ -47,6 +47,20 @@ pub struct Meta {
     pub mtime_nsec: u32,
 }
 
+impl Meta {
+    /// Permission bits `mode`, owned by root, modified at the epoch (what
+    /// a record made by hand starts from).
+    pub const fn with_mode(mode: u32) -> Meta {
+        Meta {
+            mode,
+            uid: 0,
+            gid: 0,
+            mtime_sec: 0,
+            mtime_nsec: 0,
+        }
+    }
+}
+
 /// The kind of an entry, with what that kind carries.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum EntryKind {

@@ -176,7 +176,6 @@ pub fn decide(snapshots: &[SnapshotName], now: Timestamp, policy: &Policy) -> Ve
     ];
     let longest = windows.iter().flatten().max().copied();
     let ages = ages(&snaps, now, longest.map(|w| w.max(4 * median_gap(&snaps))));
-    let age = |i: usize| ages[i];
     if let Some(d) = policy.keep_within {
         for (k, a) in kept.iter_mut().zip(&ages) {
             if *a < d {
@@ -185,17 +184,7 @@ pub fn decide(snapshots: &[SnapshotName], now: Timestamp, policy: &Policy) -> Ve
         }
     }
     if let Some(n) = policy.keep_last {
-        // As borg: only snapshots no earlier rule keeps count.
-        let mut count = 0;
-        for k in kept.iter_mut() {
-            if count == n {
-                break;
-            }
-            if k.is_empty() {
-                count += 1;
-                k.push(format!("last #{count}"));
-            }
-        }
+        keep_last(&mut kept, n);
     }
     for (n, period) in [
         (policy.keep_hourly, Period::Hour),
@@ -204,31 +193,8 @@ pub fn decide(snapshots: &[SnapshotName], now: Timestamp, policy: &Policy) -> Ve
         (policy.keep_monthly, Period::Month),
         (policy.keep_yearly, Period::Year),
     ] {
-        let Some(n) = n.filter(|n| *n > 0) else {
-            continue;
-        };
-        let mut last: Option<String> = None;
-        let mut count = 0u32;
-        for (i, s) in snaps.iter().enumerate() {
-            let key = period.key(s.timestamp());
-            if last.as_ref() == Some(&key) {
-                continue;
-            }
-            last = Some(key);
-            if kept[i].is_empty() {
-                count += 1;
-                kept[i].push(format!("{} #{count}", period.word()));
-                if count == n {
-                    break;
-                }
-            }
-        }
-        // As borg: too few periods, so the oldest snapshot stays too.
-        if count < n
-            && let Some(k) = kept.last_mut()
-            && k.is_empty()
-        {
-            k.push(format!("{} (oldest)", period.word()));
+        if let Some(n) = n.filter(|n| *n > 0) {
+            keep_per_period(&snaps, &mut kept, n, period);
         }
     }
     for (d, period) in [
@@ -237,20 +203,76 @@ pub fn decide(snapshots: &[SnapshotName], now: Timestamp, policy: &Policy) -> Ve
         (policy.keep_within_weekly, Period::Week),
         (policy.keep_within_monthly, Period::Month),
     ] {
-        let Some(d) = d else { continue };
-        let mut last: Option<String> = None;
-        for (i, s) in snaps.iter().enumerate() {
-            if age(i) >= d {
-                break;
-            }
-            let key = period.key(s.timestamp());
-            if last.as_ref() != Some(&key) {
-                kept[i].push(format!("{} within {}", period.word(), show_duration(d)));
-                last = Some(key);
-            }
+        if let Some(d) = d {
+            keep_per_period_within(&snaps, &ages, &mut kept, d, period);
         }
     }
     finish(snaps, kept)
+}
+
+/// `keep_last`: the newest `n` snapshots that no earlier rule keeps (as
+/// borg counts them).
+fn keep_last(kept: &mut [Vec<String>], n: u32) {
+    let mut count = 0;
+    for k in kept.iter_mut() {
+        if count == n {
+            break;
+        }
+        if k.is_empty() {
+            count += 1;
+            k.push(format!("last #{count}"));
+        }
+    }
+}
+
+/// `keep_hourly` and the like: the newest snapshot of each of the newest
+/// `n` periods that hold one no earlier rule keeps (`snaps` newest first).
+fn keep_per_period(snaps: &[SnapshotName], kept: &mut [Vec<String>], n: u32, period: Period) {
+    let mut last: Option<String> = None;
+    let mut count = 0u32;
+    for (i, s) in snaps.iter().enumerate() {
+        let key = period.key(s.timestamp());
+        if last.as_ref() == Some(&key) {
+            continue;
+        }
+        last = Some(key);
+        if kept[i].is_empty() {
+            count += 1;
+            kept[i].push(format!("{} #{count}", period.word()));
+            if count == n {
+                break;
+            }
+        }
+    }
+    // As borg: too few periods, so the oldest snapshot stays too.
+    if count < n
+        && let Some(k) = kept.last_mut()
+        && k.is_empty()
+    {
+        k.push(format!("{} (oldest)", period.word()));
+    }
+}
+
+/// `keep_within_hourly` and the like: the newest snapshot of each period
+/// among those younger than `d` (`snaps` and `ages` newest first).
+fn keep_per_period_within(
+    snaps: &[SnapshotName],
+    ages: &[Seconds],
+    kept: &mut [Vec<String>],
+    d: Seconds,
+    period: Period,
+) {
+    let mut last: Option<String> = None;
+    for (i, s) in snaps.iter().enumerate() {
+        if ages[i] >= d {
+            break;
+        }
+        let key = period.key(s.timestamp());
+        if last.as_ref() != Some(&key) {
+            kept[i].push(format!("{} within {}", period.word(), show_duration(d)));
+            last = Some(key);
+        }
+    }
 }
 
 /// The median time between consecutive snapshots (newest first), 0 if

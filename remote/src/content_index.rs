@@ -367,13 +367,7 @@ mod tests {
         use offsnap_protocol::{Entry, Meta, manifest::ManifestWriter};
         let dir = tempfile::tempdir()?;
         let fd = fsx::open_root(dir.path())?;
-        let meta = Meta {
-            mode: 0o644,
-            uid: 0,
-            gid: 0,
-            mtime_sec: 0,
-            mtime_nsec: 0,
-        };
+        let meta = Meta::with_mode(0o644);
         let mut w = ManifestWriter::new(Vec::new())?;
         w.push(&Entry::new(
             RelPath::new(b"d".to_vec())?,

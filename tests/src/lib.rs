@@ -25,10 +25,12 @@ use std::sync::OnceLock;
 pub mod browser;
 pub mod dropbear;
 pub mod loopfs;
+pub mod measure;
 pub mod privileged;
 pub mod random;
 pub mod raw;
 pub mod sshd;
+pub mod terminal;
 
 /// Directory of the built binaries.
 pub fn bin_dir() -> &'static Path {

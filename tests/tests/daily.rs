@@ -169,11 +169,9 @@ fn no_terminal_no_progress_and_a_terminal_shows_it() {
     assert_eq!(stderr(&out), "", "non-terminal runs must be quiet");
 
     // A terminal, driven through tmux: the bar and the summary line.
-    if Command::new("tmux").arg("-V").output().is_err() {
-        eprintln!("SKIPPED: tmux is not installed; the terminal display was not checked");
+    if !offsnap_tests::terminal::Tmux::here() {
         return;
     }
-    let session = format!("offsnap-test-{}", std::process::id());
     let done = s.path("done");
     let script = format!(
         "XDG_CACHE_HOME={cache} XDG_CONFIG_HOME={config} XDG_STATE_HOME={state} OFFSNAP_NOW={now} {bin} backup --set t {src} {dest}; touch {done}; sleep 30",
@@ -186,22 +184,7 @@ fn no_terminal_no_progress_and_a_terminal_shows_it() {
         dest = s.dest().display(),
         done = done.display(),
     );
-    let st = Command::new("tmux")
-        .args([
-            "new-session",
-            "-d",
-            "-x",
-            "160",
-            "-y",
-            "20",
-            "-s",
-            &session,
-            &script,
-        ])
-        .env_remove("TMUX")
-        .status()
-        .unwrap();
-    assert!(st.success());
+    let tmux = offsnap_tests::terminal::Tmux::start("daily", (160, 20), &script);
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
     while !done.exists() {
         assert!(
@@ -210,14 +193,7 @@ fn no_terminal_no_progress_and_a_terminal_shows_it() {
         );
         std::thread::sleep(std::time::Duration::from_millis(50));
     }
-    let pane = Command::new("tmux")
-        .args(["capture-pane", "-p", "-t", &session])
-        .output()
-        .unwrap();
-    let _ = Command::new("tmux")
-        .args(["kill-session", "-t", &session])
-        .status();
-    let screen = String::from_utf8_lossy(&pane.stdout);
+    let screen = tmux.screen();
     assert!(
         screen.contains("B/s") && screen.contains('['),
         "no progress bar:\n{screen}"

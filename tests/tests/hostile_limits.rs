@@ -642,11 +642,7 @@ fn the_owners_prune_meets_a_backup_in_progress() {
 /// measured by GNU time, after checking that it succeeded.
 fn owner_prune_rss(root: &Path, now: &str) -> u64 {
     let rss = root.with_extension("rss");
-    let out = Command::new("/usr/bin/time")
-        .arg("-f")
-        .arg("%M")
-        .arg("-o")
-        .arg(&rss)
+    let out = measure::timed(&rss)
         .arg("sh")
         .arg("-c")
         .arg(format!("{SMALL}\nexec \"$@\""))
@@ -659,7 +655,7 @@ fn owner_prune_rss(root: &Path, now: &str) -> u64 {
         .output()
         .unwrap();
     assert_ok(&out);
-    fs::read_to_string(&rss).unwrap().trim().parse().unwrap()
+    measure::peak_kib(&rss)
 }
 
 /// `n` files of 120-byte names, and a subdirectory (with a file and a
@@ -680,12 +676,7 @@ fn wide(at: &Path, n: usize) {
 
 #[test]
 fn a_very_wide_tree_in_the_trash_is_deleted_in_bounded_memory() {
-    if !Path::new("/usr/bin/time").exists() {
-        assert!(
-            std::env::var_os("OFFSNAP_REQUIRE_ROOT_TESTS").is_none(),
-            "GNU time (/usr/bin/time) is needed to measure the helper"
-        );
-        eprintln!("SKIPPED: no /usr/bin/time to measure the helper's memory");
+    if !measure::have_gnu_time() {
         return;
     }
     let s = Scratch::new();

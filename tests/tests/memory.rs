@@ -62,11 +62,7 @@ fn files(root: &Path) -> BTreeMap<Vec<u8>, Vec<u8>> {
 /// report and the helper's peak RSS in KiB.
 fn backup(s: &Scratch, now: &str) -> (serde_json::Value, u64) {
     let rss = s.path("helper-rss");
-    let helper = format!(
-        "/usr/bin/time -f %M -o {} {}",
-        rss.display(),
-        remote_bin().display()
-    );
+    let helper = measure::timed_helper(&rss);
     let out = s.offsnap(
         Some(now),
         &[
@@ -82,7 +78,7 @@ fn backup(s: &Scratch, now: &str) -> (serde_json::Value, u64) {
         ],
     );
     assert_ok(&out);
-    let kib = fs::read_to_string(&rss).unwrap().trim().parse().unwrap();
+    let kib = measure::peak_kib(&rss);
     (serde_json::from_str(&stdout(&out)).unwrap(), kib)
 }
 
@@ -132,12 +128,7 @@ fn two_runs(n: usize) -> (u64, u64) {
 
 #[test]
 fn helper_memory_does_not_grow_with_path_bytes_or_file_count() {
-    if !Path::new("/usr/bin/time").exists() {
-        assert!(
-            std::env::var_os("OFFSNAP_REQUIRE_ROOT_TESTS").is_none(),
-            "GNU time (/usr/bin/time) is needed to measure the helper"
-        );
-        eprintln!("SKIPPED: no /usr/bin/time to measure the helper's memory");
+    if !measure::have_gnu_time() {
         return;
     }
     // 300 and 600 files of 64 KiB paths: 19 and 38 MiB of path bytes (a
@@ -165,11 +156,7 @@ fn helper_memory_does_not_grow_with_path_bytes_or_file_count() {
 /// latest snapshot of set `t`, which must find nothing.
 fn verify_rss(s: &Scratch) -> u64 {
     let rss = s.path("verify-rss");
-    let helper = format!(
-        "/usr/bin/time -f %M -o {} {}",
-        rss.display(),
-        remote_bin().display()
-    );
+    let helper = measure::timed_helper(&rss);
     let out = s.offsnap(
         None,
         &[
@@ -188,7 +175,7 @@ fn verify_rss(s: &Scratch) -> u64 {
         stdout(&out),
         stderr(&out)
     );
-    fs::read_to_string(&rss).unwrap().trim().parse().unwrap()
+    measure::peak_kib(&rss)
 }
 
 /// Backs up `n` files of about 1,300-byte paths, one in ten with a second
@@ -221,12 +208,7 @@ fn verify_snapshot_of(n: usize, restore: bool) -> u64 {
 
 #[test]
 fn verify_memory_does_not_grow_with_entries() {
-    if !Path::new("/usr/bin/time").exists() {
-        assert!(
-            std::env::var_os("OFFSNAP_REQUIRE_ROOT_TESTS").is_none(),
-            "GNU time (/usr/bin/time) is needed to measure the helper"
-        );
-        eprintln!("SKIPPED: no /usr/bin/time to measure the helper's memory");
+    if !measure::have_gnu_time() {
         return;
     }
     // 1,000 and 10,000 files (and a tenth more links): about 1.4 and 14

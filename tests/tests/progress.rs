@@ -9,23 +9,14 @@
 use std::collections::BTreeSet;
 use std::fs;
 use std::io::Write;
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use offsnap_tests::random::Rng;
+use offsnap_tests::terminal::Tmux;
 use offsnap_tests::*;
 
 const MIB: usize = 1 << 20;
 const SIZE_MIB: usize = 256;
-
-/// The screen of tmux session `name` on server `sock`.
-fn screen(sock: &str, name: &str) -> String {
-    let pane = Command::new("tmux")
-        .args(["-L", sock, "capture-pane", "-p", "-t", name])
-        .output()
-        .unwrap();
-    String::from_utf8_lossy(&pane.stdout).into_owned()
-}
 
 /// Runs `offsnap backup EXTRA src dest` in a tmux session, sampling the
 /// screen until it ends; returns the samples, the last screen and the
@@ -48,7 +39,6 @@ fn offsnap_in_tmux(
     args: &str,
     every: Duration,
 ) -> (Vec<String>, String, i32) {
-    let sock = format!("offsnap-progress-{}-{name}", std::process::id());
     let status = s.path(&format!("{name}.status"));
     let script = format!(
         "cd {dir} && XDG_CACHE_HOME={dir}/cache XDG_CONFIG_HOME={dir}/config \
@@ -59,26 +49,17 @@ fn offsnap_in_tmux(
         bin = offsnap_bin().display(),
         status = status.display(),
     );
-    let st = Command::new("tmux")
-        .args(["-L", &sock, "new-session", "-d", "-x", "200", "-y", "30"])
-        .args(["-s", name, &script])
-        .env_remove("TMUX")
-        .status()
-        .unwrap();
-    assert!(st.success());
+    let tmux = Tmux::start(name, (200, 30), &script);
     let mut samples = Vec::new();
     let deadline = Instant::now() + Duration::from_secs(120);
     while !status.exists() {
         assert!(Instant::now() < deadline, "the run never ended");
-        samples.push(screen(&sock, name));
+        samples.push(tmux.screen());
         std::thread::sleep(every);
     }
     std::thread::sleep(Duration::from_millis(200));
-    let last = screen(&sock, name);
-    let _ = Command::new("tmux")
-        .args(["-L", &sock, "kill-server"])
-        .stderr(Stdio::null())
-        .status();
+    let last = tmux.screen();
+    drop(tmux);
     let code = fs::read_to_string(&status).unwrap().trim().parse().unwrap();
     (samples, last, code)
 }
@@ -90,20 +71,6 @@ fn shown_mib(screen: &str) -> Option<String> {
     let before = &line[..line.find(&total)?];
     let start = before.rfind(']')? + 1;
     Some(before[start..].trim().to_string())
-}
-
-/// Whether tmux is here; without it the test is skipped, unless skips
-/// are failures.
-fn have_tmux() -> bool {
-    if Command::new("tmux").arg("-V").output().is_ok() {
-        return true;
-    }
-    assert!(
-        std::env::var_os("OFFSNAP_REQUIRE_SSHD").is_none_or(|v| v != "1"),
-        "OFFSNAP_REQUIRE_SSHD=1 but tmux is not installed"
-    );
-    eprintln!("SKIPPED: tmux is not installed");
-    false
 }
 
 /// Writes `src/big.bin`, SIZE_MIB MiB of noise.
@@ -120,7 +87,7 @@ fn big_file(s: &Scratch, seed: u64) {
 
 #[test]
 fn the_bar_moves_through_a_big_file_and_ends_on_the_summary() {
-    if !have_tmux() {
+    if !Tmux::here() {
         return;
     }
     let s = Scratch::new();
@@ -163,7 +130,7 @@ fn the_bar_moves_through_a_big_file_and_ends_on_the_summary() {
 
 #[test]
 fn restore_shows_the_bytes_it_writes_and_verify_is_never_silent() {
-    if !have_tmux() {
+    if !Tmux::here() {
         return;
     }
     let s = Scratch::new();

@@ -5,6 +5,7 @@
 //! destination is only listed and its manifest fetched.
 
 use std::collections::HashMap;
+use std::fs::File;
 use std::time::Instant;
 
 use offsnap_protocol::{CommitStats, Entry, EntryKind, Hash, RelPath};
@@ -17,7 +18,7 @@ use crate::error::{Error, Result};
 use crate::interrupt;
 use crate::manifests;
 use crate::progress::Progress;
-use crate::scan::{self, ScanItem, ScanKind};
+use crate::scan::{self, ScanItem, ScanKind, Source};
 use crate::session::Session;
 
 /// Plans a run over an open session without sending anything, then
@@ -39,13 +40,37 @@ pub fn dry_run(mut session: Session, opts: &BackupOptions) -> Result<BackupRepor
     };
     session.close()?;
     let progress = Progress::new(opts.show);
+    let tally = plan_all(&sources, &opts.scan, base.as_ref(), &progress)?;
+    progress.finish();
+    Ok(BackupReport {
+        snapshot: newest.map(|i| i.name),
+        dry_run: true,
+        stats: CommitStats::default(),
+        tally,
+        sent: Default::default(),
+        offered: (0, 0),
+        wire_sent: 0,
+        wire_received: 0,
+        elapsed: started.elapsed().as_secs_f64(),
+        pruned: Vec::new(),
+        prune_error: None,
+    })
+}
+
+/// Plans every scanned entry against the `base` manifest, and counts.
+fn plan_all(
+    sources: &[Source],
+    opts: &scan::ScanOptions,
+    base: Option<&File>,
+    progress: &Progress,
+) -> Result<Tally> {
     let mut dry = Dry {
         index: ContentIndex::default(),
         links: HashMap::new(),
-        progress: &progress,
+        progress,
         tally: Tally::default(),
     };
-    if let Some(f) = &base {
+    if let Some(f) = base {
         for e in manifests::entries(f)? {
             let e = e.map_err(|e| Error::Corrupt(format!("base manifest: {e}")))?;
             if let EntryKind::File { hash, size } = e.kind {
@@ -53,8 +78,8 @@ pub fn dry_run(mut session: Session, opts: &BackupOptions) -> Result<BackupRepor
             }
         }
     }
-    let mut cursor = Base::new(base.as_ref().map(manifests::entries).transpose()?)?;
-    for res in scan::scan(&sources, &opts.scan)? {
+    let mut cursor = Base::new(base.map(manifests::entries).transpose()?)?;
+    for res in scan::scan(sources, opts)? {
         interrupt::check()?;
         match res {
             Ok(item) => dry.one(&item, &mut cursor)?,
@@ -65,20 +90,7 @@ pub fn dry_run(mut session: Session, opts: &BackupOptions) -> Result<BackupRepor
         }
     }
     cursor.rest(&mut |e| dry.item(Change::Deleted, &e))?;
-    progress.finish();
-    Ok(BackupReport {
-        snapshot: newest.map(|i| i.name),
-        dry_run: true,
-        stats: CommitStats::default(),
-        tally: dry.tally,
-        sent: Default::default(),
-        offered: (0, 0),
-        wire_sent: 0,
-        wire_received: 0,
-        elapsed: started.elapsed().as_secs_f64(),
-        pruned: Vec::new(),
-        prune_error: None,
-    })
+    Ok(dry.tally)
 }
 
 /// A dry run's state.
@@ -194,4 +206,98 @@ fn hash_of(item: &ScanItem) -> std::io::Result<Hash> {
     let mut hasher = blake3::Hasher::new();
     std::io::copy(&mut file, &mut hasher)?;
     Ok(Hash::from(hasher.finalize()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::plan::DELTA_MIN;
+    use super::super::testing::{Tree, hidden, manifest, other, path};
+    use super::*;
+
+    #[test]
+    fn each_entry_is_told_as_the_real_run_would_tell_it() {
+        let tree = Tree::new();
+        tree.write("s/a", b"unchanged");
+        tree.write("s/copy", b"stored content");
+        tree.write("s/stored", b"stored content");
+        tree.write("s/touched", b"same bytes");
+        tree.write("s/zz", b"new and nowhere");
+        let big: Vec<u8> = (0..DELTA_MIN as usize + 100).map(|i| i as u8).collect();
+        tree.write("s/big", &big);
+        let touched = tree.entry("s/touched");
+        let mut earlier = touched.clone();
+        earlier.meta.mtime_sec -= 60;
+        let mut gone = tree.entry("s/a");
+        gone.path = path("s/gone");
+        let base = manifest(&[
+            tree.entry("s"),
+            tree.entry("s/a"),
+            other(tree.entry("s/big"), DELTA_MIN, 1),
+            other(tree.entry("s/copy"), 2, 2),
+            gone,
+            tree.entry("s/stored"),
+            earlier,
+        ]);
+        let tally = plan_all(&tree.sources(), &Default::default(), Some(&base), &hidden())
+            .expect("dry run");
+        assert_eq!((tally.scanned, tally.files, tally.linked), (7, 6, 2));
+        // `s/copy` takes the content of `s/stored`, `s/touched` its own
+        // old content; `s/big` is a delta; `s/zz` would be sent whole.
+        assert_eq!(tally.linked_by_hash, 2);
+        assert_eq!((tally.delta_files, tally.delta_bytes), (1, DELTA_MIN + 100));
+        assert_eq!((tally.files_sent, tally.whole_bytes), (1, 15));
+        for (change, n) in [
+            (Change::New, 1),
+            (Change::Content, 1),
+            (Change::Metadata, 1),
+            (Change::Deleted, 1),
+            (Change::Linked, 1),
+            (Change::Cache, 0),
+        ] {
+            assert_eq!(tally.of(change).entries, n, "{change:?}");
+        }
+        assert!(tally.problems.is_empty(), "{:?}", tally.problems);
+    }
+
+    #[test]
+    fn without_a_base_everything_is_new_and_copies_link_to_the_first() {
+        let tree = Tree::new();
+        tree.write("s/a", b"twice");
+        tree.write("s/b", b"twice");
+        std::fs::hard_link(tree.local("s/a"), tree.local("s/c")).expect("link");
+        let tally =
+            plan_all(&tree.sources(), &Default::default(), None, &hidden()).expect("dry run");
+        assert_eq!(
+            (tally.files, tally.files_sent, tally.whole_bytes),
+            (3, 1, 5)
+        );
+        // `s/b` is the same content, `s/c` a further name of `s/a`.
+        assert_eq!((tally.linked_by_hash, tally.hard_links), (1, 1));
+        assert_eq!(tally.of(Change::New).entries, 3);
+        assert_eq!(tally.of(Change::Linked).entries, 1);
+        assert_eq!(tally.content_bytes, 5);
+    }
+
+    #[test]
+    fn an_unreadable_file_is_a_problem_and_the_rest_goes_on() {
+        let tree = Tree::new();
+        tree.write("s/a", b"fine");
+        tree.write("s/b", b"vanishes");
+        let progress = hidden();
+        let mut dry = Dry {
+            index: ContentIndex::default(),
+            links: HashMap::new(),
+            progress: &progress,
+            tally: Tally::default(),
+        };
+        let items = tree.scanned();
+        std::fs::remove_file(tree.local("s/b")).expect("remove");
+        let mut cursor = Base::<std::fs::File>::new(None).expect("cursor");
+        for item in &items {
+            dry.one(item, &mut cursor).expect("planned");
+        }
+        assert_eq!(dry.tally.problems.len(), 1, "{:?}", dry.tally.problems);
+        assert!(dry.tally.problems[0].contains("s/b"));
+        assert_eq!(dry.tally.files_sent, 1);
+    }
 }

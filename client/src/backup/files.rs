@@ -306,3 +306,145 @@ fn hash_first(open: &mut Open<'_>) -> std::result::Result<(Hash, Option<Vec<u8>>
     let hash = Hash::from(hasher.finalize());
     Ok((hash, (size <= IN_MEMORY).then_some(whole)))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::plan::{Change, DELTA_MIN};
+    use super::super::signatures::Answer;
+    use super::super::testing::{Tree, with_run};
+    use super::*;
+
+    fn hash(content: &[u8]) -> Hash {
+        Hash::from(blake3::hash(content))
+    }
+
+    #[test]
+    fn a_new_file_is_sent_whole_and_its_content_listed_as_stored() {
+        let tree = Tree::new();
+        tree.write("s/a", b"some content");
+        let item = tree.item("s/a");
+        let (stored, out) = with_run(&[], Vec::new(), |run| {
+            let stored = run.file(&item, None).expect("file");
+            (
+                stored,
+                run.index.contains(&hash(b"some content")),
+                run.tally.clone(),
+            )
+        });
+        let (stored, listed, tally) = stored;
+        assert!(stored);
+        assert!(listed, "what was sent whole is linked to by later files");
+        assert_eq!((tally.files_sent, tally.whole_bytes), (1, 12));
+        assert_eq!(tally.of(Change::New).entries, 1);
+        let ops = out.ops();
+        assert!(matches!(&ops[0], Op::File { size: 12, .. }), "{ops:?}");
+        assert_eq!(
+            ops[1..],
+            [Op::End {
+                hash: hash(b"some content")
+            }]
+        );
+        let sent: Vec<u8> = out
+            .requests()
+            .into_iter()
+            .filter_map(|r| match r {
+                offsnap_protocol::Request::Op(Op::Data(d)) => Some(d),
+                _ => None,
+            })
+            .flatten()
+            .collect();
+        assert_eq!(sent, b"some content");
+    }
+
+    #[test]
+    fn content_already_on_the_host_is_linked_not_sent() {
+        let tree = Tree::new();
+        tree.write("s/copy", b"stored elsewhere");
+        let old = super::super::testing::other(tree.entry("s/copy"), 3, 9);
+        let item = tree.item("s/copy");
+        let (tally, out) = with_run(&[], Vec::new(), |run| {
+            run.index.insert(&hash(b"stored elsewhere"), 16);
+            assert!(run.file(&item, Some(&old)).expect("file"));
+            assert!(!run.resend.is_empty(), "kept in case its copy is altered");
+            run.tally.clone()
+        });
+        assert_eq!(out.ops(), [Op::LinkFrom(tree.entry("s/copy"))]);
+        assert_eq!((tally.linked_by_hash, tally.files_sent), (1, 0));
+        assert_eq!(tally.of(Change::Linked).entries, 1);
+    }
+
+    #[test]
+    fn a_large_changed_file_with_a_signature_travels_as_a_delta() {
+        let tree = Tree::new();
+        let old_content: Vec<u8> = (0..DELTA_MIN as usize * 2)
+            .map(|i| (i * 7 % 251) as u8)
+            .collect();
+        let mut new_content = old_content.clone();
+        new_content[1000..1010].copy_from_slice(b"0123456789");
+        tree.write("s/big", &new_content);
+        let old = super::super::testing::other(tree.entry("s/big"), old_content.len() as u64, 3);
+        let item = tree.item("s/big");
+        let sig = offsnap_protocol::diff::sign_bytes(&old_content);
+        let (tally, out) = with_run(&["s/big"], vec![Answer::Signature(Some(sig))], |run| {
+            assert!(run.file(&item, Some(&old)).expect("file"));
+            run.tally.clone()
+        });
+        let ops = out.ops();
+        assert!(matches!(&ops[0], Op::Delta { .. }), "{ops:?}");
+        assert_eq!(
+            ops[1..],
+            [Op::End {
+                hash: hash(&new_content)
+            }]
+        );
+        assert_eq!((tally.delta_files, tally.files_sent), (1, 0));
+        assert_eq!(tally.of(Change::Content).entries, 1);
+        let pieces: usize = out
+            .requests()
+            .iter()
+            .filter_map(|r| match r {
+                offsnap_protocol::Request::Op(Op::DeltaPiece { bytes, .. }) => Some(bytes.len()),
+                _ => None,
+            })
+            .sum();
+        assert!(
+            pieces < new_content.len() / 4,
+            "a delta of {pieces} bytes for a 10-byte change"
+        );
+    }
+
+    #[test]
+    fn a_file_that_vanished_or_became_a_directory_is_a_problem_not_an_error() {
+        let tree = Tree::new();
+        tree.write("s/gone", b"x");
+        tree.write("s/dir", b"x");
+        let gone = tree.item("s/gone");
+        let dir = tree.item("s/dir");
+        std::fs::remove_file(tree.local("s/gone")).expect("remove");
+        std::fs::remove_file(tree.local("s/dir")).expect("remove");
+        std::fs::create_dir(tree.local("s/dir")).expect("mkdir");
+        let (problems, out) = with_run(&[], Vec::new(), |run| {
+            assert!(!run.file(&gone, None).expect("file"));
+            assert!(!run.file(&dir, None).expect("file"));
+            run.tally.problems.clone()
+        });
+        assert_eq!(problems.len(), 2, "{problems:?}");
+        assert!(problems[0].ends_with("vanished before it could be read"));
+        assert!(problems[1].ends_with("is no longer a regular file"));
+        assert!(out.ops().is_empty());
+    }
+
+    #[test]
+    fn a_file_changed_while_hashed_is_read_again() {
+        let tree = Tree::new();
+        tree.write("s/a", b"before");
+        let item = tree.item("s/a");
+        let mut open = Run::open(&item).unwrap_or_else(|_| panic!("open"));
+        assert!(
+            matches!(hash_first(&mut open), Ok((h, Some(w))) if h == hash(b"before") && w == b"before")
+        );
+        let mut open = Run::open(&item).unwrap_or_else(|_| panic!("open"));
+        tree.write("s/a", b"after, longer");
+        assert!(matches!(hash_first(&mut open), Err(Read1::Changed)));
+    }
+}

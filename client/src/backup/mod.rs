@@ -42,6 +42,8 @@ pub mod report;
 pub mod send;
 pub mod signatures;
 pub mod stored;
+#[cfg(test)]
+mod testing;
 
 pub use plan::Change;
 pub use report::{BackupReport, Count, Tally};
@@ -349,4 +351,93 @@ fn send_all(
     walked?;
     let sent = run.wire.sent;
     Ok((run.tally, sent, run.wire.into_mirror()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::testing::{Shared, path};
+    use super::*;
+    use offsnap_protocol::{ErrorKind, FrameWriter, PruneDecision, RemoteError};
+
+    /// A receiver of `responses`, as the helper would frame them.
+    fn answering(responses: &[Response]) -> Receiver {
+        let mut w = FrameWriter::new(Vec::new());
+        for r in responses {
+            w.write(r).expect("frame");
+        }
+        let bytes = w.into_inner().expect("frames");
+        Receiver::over(Box::new(std::io::Cursor::new(bytes)))
+    }
+
+    fn snapshot() -> SnapshotName {
+        "2026-11-26T014929Z".parse().expect("name")
+    }
+
+    #[test]
+    fn answers_reach_the_sending_side_in_order_until_the_commit() {
+        let mut rx = answering(&[
+            Response::Signature(Some(vec![1])),
+            Response::Warning("s/x: left out".into()),
+            Response::Resend { path: path("s/a") },
+            Response::Synced,
+            Response::Committed {
+                snapshot: snapshot(),
+                stats: CommitStats::default(),
+            },
+        ]);
+        let (tx, answers) = mpsc::channel();
+        let (snap, _, warnings) = receive(&mut rx, tx).expect("committed");
+        assert_eq!(snap, snapshot());
+        assert_eq!(warnings, ["s/x: left out"]);
+        let got: Vec<String> = answers.try_iter().map(|a| format!("{a:?}")).collect();
+        assert_eq!(
+            got,
+            [
+                "Signature(Some([1]))".to_string(),
+                format!("Resend({:?})", path("s/a")),
+                "Synced".to_string()
+            ]
+        );
+    }
+
+    #[test]
+    fn an_answer_out_of_place_or_an_error_ends_the_run() {
+        let mut rx = answering(&[Response::Pruned(Vec::new())]);
+        let (tx, _answers) = mpsc::channel();
+        assert!(matches!(receive(&mut rx, tx), Err(Error::Unexpected(_))));
+        let mut rx = answering(&[Response::Error(RemoteError {
+            kind: ErrorKind::Io,
+            message: "no space".into(),
+        })]);
+        let (tx, _answers) = mpsc::channel();
+        assert!(matches!(receive(&mut rx, tx), Err(Error::Remote(e)) if e.message == "no space"));
+    }
+
+    #[test]
+    fn a_prune_after_the_run_reports_its_failure_instead_of_failing() {
+        let set = SetName::new("t").expect("set");
+        let policy = offsnap_protocol::Policy::default();
+        let kept = PruneDecision {
+            name: snapshot(),
+            kept_by: vec!["last #1".into()],
+        };
+        let out = Shared::default();
+        let mut tx = Sender::over(Box::new(out.clone()));
+        let mut rx = answering(&[Response::Pruned(vec![kept.clone()])]);
+        assert_eq!(prune(&mut tx, &mut rx, &set, &policy), (vec![kept], None));
+        assert!(matches!(
+            out.requests()[..],
+            [Request::Prune { dry_run: false, .. }]
+        ));
+        let mut rx = answering(&[Response::Error(RemoteError {
+            kind: ErrorKind::Locked,
+            message: "the set is locked".into(),
+        })]);
+        let (pruned, error) = prune(&mut tx, &mut rx, &set, &policy);
+        assert!(pruned.is_empty());
+        assert!(error.is_some_and(|e| e.contains("the set is locked")));
+        let mut rx = answering(&[Response::Synced]);
+        let (_, error) = prune(&mut tx, &mut rx, &set, &policy);
+        assert!(error.is_some_and(|e| e.starts_with("unexpected answer")));
+    }
 }

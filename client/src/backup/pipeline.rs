@@ -162,3 +162,137 @@ impl Run<'_> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::signatures::Answer;
+    use super::super::testing::{Tree, manifest, other, path, with_run};
+    use super::*;
+    use offsnap_protocol::Request;
+
+    #[test]
+    fn each_entry_goes_to_its_stage_against_the_base() {
+        let tree = Tree::new();
+        tree.write("s/a", b"unchanged");
+        tree.write("s/b", b"changed content");
+        tree.write("s/d", b"new");
+        let mut gone = other(tree.entry("s/a"), 5, 8);
+        gone.path = path("s/c");
+        let base = manifest(&[
+            tree.entry("s"),
+            tree.entry("s/a"),
+            other(tree.entry("s/b"), 3, 7),
+            gone,
+        ]);
+        let sources = tree.sources();
+        let (tally, out) = with_run(&[], vec![Answer::Synced], |run| {
+            run.walk(&sources, &Default::default(), Some(&base))
+                .expect("walk");
+            run.tally.clone()
+        });
+        let ops: Vec<String> = out
+            .ops()
+            .iter()
+            .map(|op| match op {
+                Op::File { path, .. } => format!("file {path}"),
+                Op::End { .. } => "end".into(),
+                other => format!("{other:?}"),
+            })
+            .collect();
+        // `s` and `s/a` linked; `s/b` replaced; `s/c` gone (the helper
+        // passes the rest of the base by); `s/d` new.
+        assert_eq!(
+            ops,
+            [
+                "Unchanged(2)",
+                "Skip(1)",
+                "file s/b",
+                "end",
+                "Skip(1)",
+                "file s/d",
+                "end"
+            ]
+        );
+        assert!(matches!(out.requests().last(), Some(Request::Sync)));
+        assert_eq!((tally.scanned, tally.files, tally.linked), (4, 3, 1));
+        assert_eq!(tally.files_sent, 2);
+        for (change, n) in [
+            (Change::New, 1),
+            (Change::Content, 1),
+            (Change::Deleted, 1),
+            (Change::Metadata, 0),
+        ] {
+            assert_eq!(tally.of(change).entries, n, "{change:?}");
+        }
+    }
+
+    #[test]
+    fn a_second_name_of_a_file_is_a_hard_link_to_its_first() {
+        let tree = Tree::new();
+        tree.write("s/a", b"one file");
+        std::fs::hard_link(tree.local("s/a"), tree.local("s/b")).expect("link");
+        std::fs::create_dir(tree.local("s/e")).expect("mkdir");
+        let sources = tree.sources();
+        // Without a base nothing waits for the helper at the end.
+        let (tally, out) = with_run(&[], Vec::new(), |run| {
+            run.walk(&sources, &Default::default(), None).expect("walk");
+            run.tally.clone()
+        });
+        let ops = out.ops();
+        assert!(
+            matches!(&ops[0], Op::Entry(e) if e.path == path("s")),
+            "{ops:?}"
+        );
+        assert!(matches!(&ops[1], Op::File { path: p, .. } if *p == path("s/a")));
+        assert!(matches!(&ops[2], Op::End { .. }));
+        let Op::Entry(link) = &ops[3] else {
+            panic!("not an entry: {ops:?}");
+        };
+        assert_eq!(
+            link.kind,
+            offsnap_protocol::EntryKind::HardLink {
+                target: path("s/a")
+            }
+        );
+        assert!(matches!(&ops[4], Op::Entry(e) if e.path == path("s/e")));
+        assert_eq!(ops.len(), 5);
+        assert!(!out.requests().iter().any(|r| matches!(r, Request::Sync)));
+        assert_eq!((tally.files, tally.hard_links, tally.files_sent), (2, 1, 1));
+        assert_eq!(tally.of(Change::New).entries, 4);
+    }
+
+    #[test]
+    fn a_cache_directory_is_shown_but_not_sent() {
+        let tree = Tree::new();
+        std::fs::create_dir(tree.local("s/cache")).expect("mkdir");
+        tree.write(
+            "s/cache/CACHEDIR.TAG",
+            b"Signature: 8a477f597d28d172789f06886806bc55\n",
+        );
+        tree.write("s/cache/big", b"left out");
+        let sources = tree.sources();
+        let (tally, out) = with_run(&[], Vec::new(), |run| {
+            run.walk(&sources, &Default::default(), None).expect("walk");
+            run.tally.clone()
+        });
+        assert_eq!(out.ops().len(), 1, "only the source directory");
+        assert_eq!(tally.of(Change::Cache).entries, 1);
+        assert_eq!(tally.scanned, 1);
+    }
+
+    #[test]
+    fn an_interruption_says_what_is_kept() {
+        let tree = Tree::new();
+        let (kept, _) = with_run(&[], Vec::new(), |run| {
+            run.tally.files_sent = 2;
+            run.tally.content_bytes = 2048;
+            run.current = Some(tree.local("s/half"));
+            run.kept()
+        });
+        assert!(
+            kept.starts_with("2 file(s) (2.0 KiB) sent so far"),
+            "{kept}"
+        );
+        assert!(kept.ends_with("s/half"), "{kept}");
+    }
+}

@@ -149,13 +149,7 @@ mod tests {
     use super::*;
     use std::sync::Arc;
 
-    const META: Meta = Meta {
-        mode: 0o644,
-        uid: 0,
-        gid: 0,
-        mtime_sec: 0,
-        mtime_nsec: 0,
-    };
+    const META: Meta = Meta::with_mode(0o644);
 
     fn item(p: &str) -> ScanItem {
         let dir = std::fs::File::open(".").expect("a directory");

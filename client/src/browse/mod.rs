@@ -60,7 +60,7 @@ pub fn run(opts: BrowseOptions) -> Result<()> {
         .enable_io()
         .enable_time()
         .build()
-        .map_err(|e| Error::Transport(format!("starting the web server: {e}")))?;
+        .map_err(|e| Error::Local(format!("starting the web server: {e}")))?;
     runtime.block_on(async move {
         let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, opts.port));
         let listener = tokio::net::TcpListener::bind(addr)
@@ -68,7 +68,7 @@ pub fn run(opts: BrowseOptions) -> Result<()> {
             .map_err(|e| Error::Usage(format!("cannot listen on {addr}: {e}")))?;
         let bound = listener
             .local_addr()
-            .map_err(|e| Error::Transport(format!("listening: {e}")))?;
+            .map_err(|e| Error::Local(format!("listening: {e}")))?;
         let url = format!("http://{bound}/{token}/");
         {
             use std::io::Write;
@@ -86,7 +86,7 @@ pub fn run(opts: BrowseOptions) -> Result<()> {
         let state = server::Inner::new(opts, session, token);
         axum::serve(listener, server::router(state))
             .await
-            .map_err(|e| Error::Transport(format!("web server: {e}")))
+            .map_err(|e| Error::Local(format!("web server: {e}")))
     })
 }
 

@@ -200,6 +200,14 @@ pub fn timeline(token: &str, set: &str, dest: &str, rows: &[TimelineRow]) -> Str
         esc(set),
         esc(dest)
     );
+    facts(&mut b, rows);
+    bars(&mut b, token, rows);
+    table(&mut b, token, rows);
+    layout(token, &format!("set {set}"), &b)
+}
+
+/// The set's sizes, in a card.
+fn facts(b: &mut String, rows: &[TimelineRow]) {
     let latest = rows.last().map(|r| r.stats.total_bytes).unwrap_or(0);
     let unique: u64 = rows.iter().map(|r| r.stats.unique_bytes).sum();
     let added: u64 = rows.iter().map(|r| r.added_bytes).sum();
@@ -216,6 +224,10 @@ pub fn timeline(token: &str, set: &str, dest: &str, rows: &[TimelineRow]) -> Str
         human(unique),
         human(added)
     );
+}
+
+/// A bar per snapshot, their labels and the colours' legend.
+fn bars(b: &mut String, token: &str, rows: &[TimelineRow]) {
     let max = rows.iter().map(|r| r.added_bytes).max().unwrap_or(0).max(1);
     b.push_str("<div class=card><div class=bars id=timeline>");
     for r in rows {
@@ -260,6 +272,10 @@ pub fn timeline(token: &str, set: &str, dest: &str, rows: &[TimelineRow]) -> Str
         let _ = write!(b, "<span><i class={class}></i>{label}</span>");
     }
     b.push_str("<span>height: bytes added</span></div></div>");
+}
+
+/// A row per snapshot, newest first.
+fn table(b: &mut String, token: &str, rows: &[TimelineRow]) {
     b.push_str(
         "<div class=card><table id=snapshots><thead><tr><th>Snapshot</th><th class=num>Files</th>\
 <th class=num>Size</th><th class=num>Unique</th><th class=num>Added</th><th class=num>+ / ~ / −</th>\
@@ -290,7 +306,6 @@ pub fn timeline(token: &str, set: &str, dest: &str, rows: &[TimelineRow]) -> Str
         );
     }
     b.push_str("</tbody></table></div>");
-    layout(token, &format!("set {set}"), &b)
 }
 
 /// Links to each folder above `dir`, from the snapshot's root.

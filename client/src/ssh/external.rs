@@ -10,8 +10,9 @@
 
 use std::ffi::OsString;
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 
+use super::SshError;
 use crate::error::{Error, Result};
 use crate::remote_cmd::RemoteCommand;
 use crate::transport::{Streams, Transport};
@@ -78,29 +79,13 @@ impl ExternalSsh {
         let Some((program, lead)) = ssh.split_first() else {
             return Err(Error::Usage("--ssh is empty".into()));
         };
-        let mut child = Command::new(program)
-            .args(lead)
-            .args(target.args())
-            .arg(&command.line)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .map_err(|e| {
-                Error::Transport(format!(
-                    "cannot start the SSH client {program:?}: {e} (check --ssh)"
-                ))
-            })?;
-        let Some(err) = child.stderr.take() else {
-            let _ = child.kill();
-            let _ = child.wait();
-            return Err(Error::Transport(
-                "the SSH client's stderr is missing".into(),
-            ));
-        };
+        let mut cmd = Command::new(program);
+        cmd.args(lead).args(target.args()).arg(&command.line);
+        let (child, stderr) =
+            crate::transport::spawn_piped(cmd, program, ("the SSH client", "--ssh"))?;
         Ok(ExternalSsh {
             child,
-            stderr: crate::stderr_relay::Relay::start(err),
+            stderr,
             program: program.clone(),
             host: target.host.clone(),
             command: command.clone(),
@@ -132,11 +117,12 @@ impl Transport for ExternalSsh {
         match (status.code(), status.signal()) {
             (Some(0), _) => Ok(()),
             (Some(127), _) => Err(Error::Transport(self.command.missing(&self.host))),
-            (Some(255), _) => Err(Error::Transport(format!(
+            (Some(255), _) => Err(SshError::Connect(format!(
                 "{} could not reach {} or lost the connection (exit status 255; its \
                  messages are above)",
                 self.program, self.host
-            ))),
+            ))
+            .into()),
             (Some(n), _) => Err(Error::Transport(format!(
                 "the helper on {} failed (exit status {n})",
                 self.host

@@ -186,7 +186,7 @@ impl SshTransport {
             .thread_name("offsnap-ssh")
             .enable_all()
             .build()
-            .map_err(|e| Error::Transport(format!("cannot start the SSH runtime: {e}")))?;
+            .map_err(|e| Error::Local(format!("cannot start the SSH runtime: {e}")))?;
         let (handle, route) = rt.block_on(route::connect(target))?;
         let (streams, exit) = rt.block_on(exec(&handle, &command.line))?;
         Ok(SshTransport {
@@ -216,92 +216,18 @@ async fn exec(
     handle: &Handle<Handler>,
     command: &str,
 ) -> Result<(Streams, oneshot::Receiver<Exit>), Error> {
-    let mut channel = handle
-        .channel_open_session()
-        .await
-        .map_err(|e| Error::Transport(format!("opening an SSH session: {e}")))?;
-    channel
-        .exec(true, command)
-        .await
-        .map_err(|e| Error::Transport(format!("starting the helper: {e}")))?;
-    let mut early = Vec::new();
-    loop {
-        match channel.wait().await {
-            Some(ChannelMsg::Success) => break,
-            Some(ChannelMsg::Failure) => {
-                return Err(Error::Transport(format!(
-                    "the server refused to run {command:?}"
-                )));
-            }
-            Some(ChannelMsg::WindowAdjusted { .. }) => {}
-            Some(other) => early.push(other),
-            None => return Err(Error::Transport("the SSH session closed".into())),
-        }
-    }
-    let (mut read_half, write_half) = channel.split();
+    let (channel, early) = start(handle, command).await?;
+    let (read_half, write_half) = channel.split();
     let (out_tx, out_rx) = mpsc::channel::<Bytes>(STDOUT_QUEUE);
-    let (in_tx, mut in_rx) = mpsc::channel::<Bytes>(STDIN_QUEUE);
+    let (in_tx, in_rx) = mpsc::channel::<Bytes>(STDIN_QUEUE);
     let (exit_tx, exit_rx) = oneshot::channel();
-    let (closed_tx, mut closed_rx) = watch::channel(false);
-
-    // Our stdin queue into the channel; EOF when the blocking side is dropped.
-    // A closed channel grants no more window: stop waiting for it then.
+    let (closed_tx, closed_rx) = watch::channel(false);
+    tokio::spawn(forward_stdin(write_half, in_rx, closed_rx));
     tokio::spawn(async move {
-        loop {
-            let chunk = tokio::select! {
-                c = in_rx.recv() => match c { Some(c) => c, None => break },
-                _ = closed_rx.wait_for(|c| *c) => return,
-            };
-            tokio::select! {
-                r = write_half.data_bytes(chunk) => if r.is_err() { return },
-                _ = closed_rx.wait_for(|c| *c) => return,
-            }
-        }
-        let _ = write_half.eof().await;
-    });
-
-    // Everything the helper sends: stdout to the queue, stderr to ours,
-    // and its exit status.
-    tokio::spawn(async move {
-        let mut out_tx = Some(out_tx);
-        let mut status = Exit::Lost;
-        let mut early = early.into_iter();
-        loop {
-            let msg = match early.next() {
-                Some(m) => m,
-                None => match read_half.wait().await {
-                    Some(m) => m,
-                    None => break,
-                },
-            };
-            match msg {
-                ChannelMsg::Data { data } => {
-                    if let Some(tx) = &out_tx
-                        && tx.send(data).await.is_err()
-                    {
-                        out_tx = None;
-                    }
-                }
-                ChannelMsg::ExtendedData { data, ext: 1 } => {
-                    let mut err = io::stderr().lock();
-                    // The helper's messages, escaped for the terminal.
-                    let shown = offsnap_protocol::text::shown_lines(&data);
-                    let _ = err.write_all(shown.as_bytes());
-                    let _ = err.flush();
-                }
-                ChannelMsg::Eof => out_tx = None,
-                ChannelMsg::ExitStatus { exit_status } => status = Exit::Code(exit_status),
-                ChannelMsg::ExitSignal { signal_name, .. } => {
-                    status = Exit::Signal(format!("{signal_name:?}"))
-                }
-                ChannelMsg::Close => break,
-                _ => {}
-            }
-        }
+        let status = forward_output(read_half, early, out_tx).await;
         let _ = closed_tx.send(true);
         let _ = exit_tx.send(status);
     });
-
     Ok((
         Streams {
             from: Box::new(ChannelReader {
@@ -315,6 +241,101 @@ async fn exec(
         },
         exit_rx,
     ))
+}
+
+/// Opens a session channel and runs `command` in it; returns the channel
+/// and what arrived before the server said it runs it.
+async fn start(
+    handle: &Handle<Handler>,
+    command: &str,
+) -> Result<(russh::Channel<client::Msg>, Vec<ChannelMsg>), Error> {
+    let mut channel = handle
+        .channel_open_session()
+        .await
+        .map_err(|e| Error::Transport(format!("opening an SSH session: {e}")))?;
+    channel
+        .exec(true, command)
+        .await
+        .map_err(|e| Error::Transport(format!("starting the helper: {e}")))?;
+    let mut early = Vec::new();
+    loop {
+        match channel.wait().await {
+            Some(ChannelMsg::Success) => return Ok((channel, early)),
+            Some(ChannelMsg::Failure) => {
+                return Err(Error::Transport(format!(
+                    "the server refused to run {command:?}"
+                )));
+            }
+            Some(ChannelMsg::WindowAdjusted { .. }) => {}
+            Some(other) => early.push(other),
+            None => return Err(SshError::Connect("the SSH session closed".into()).into()),
+        }
+    }
+}
+
+/// Our stdin queue into the channel; EOF when the blocking side is dropped.
+/// A closed channel grants no more window: stop waiting for it then.
+async fn forward_stdin(
+    write_half: russh::ChannelWriteHalf<client::Msg>,
+    mut in_rx: mpsc::Receiver<Bytes>,
+    mut closed_rx: watch::Receiver<bool>,
+) {
+    loop {
+        let chunk = tokio::select! {
+            c = in_rx.recv() => match c { Some(c) => c, None => break },
+            _ = closed_rx.wait_for(|c| *c) => return,
+        };
+        tokio::select! {
+            r = write_half.data_bytes(chunk) => if r.is_err() { return },
+            _ = closed_rx.wait_for(|c| *c) => return,
+        }
+    }
+    let _ = write_half.eof().await;
+}
+
+/// Everything the helper sends (the messages that came early first):
+/// stdout to the queue, stderr to ours; returns its exit status.
+async fn forward_output(
+    mut read_half: russh::ChannelReadHalf,
+    early: Vec<ChannelMsg>,
+    out_tx: mpsc::Sender<Bytes>,
+) -> Exit {
+    let mut out_tx = Some(out_tx);
+    let mut status = Exit::Lost;
+    let mut early = early.into_iter();
+    loop {
+        let msg = match early.next() {
+            Some(m) => m,
+            None => match read_half.wait().await {
+                Some(m) => m,
+                None => break,
+            },
+        };
+        match msg {
+            ChannelMsg::Data { data } => {
+                if let Some(tx) = &out_tx
+                    && tx.send(data).await.is_err()
+                {
+                    out_tx = None;
+                }
+            }
+            ChannelMsg::ExtendedData { data, ext: 1 } => {
+                let mut err = io::stderr().lock();
+                // The helper's messages, escaped for the terminal.
+                let shown = offsnap_protocol::text::shown_lines(&data);
+                let _ = err.write_all(shown.as_bytes());
+                let _ = err.flush();
+            }
+            ChannelMsg::Eof => out_tx = None,
+            ChannelMsg::ExitStatus { exit_status } => status = Exit::Code(exit_status),
+            ChannelMsg::ExitSignal { signal_name, .. } => {
+                status = Exit::Signal(format!("{signal_name:?}"))
+            }
+            ChannelMsg::Close => break,
+            _ => {}
+        }
+    }
+    status
 }
 
 impl Transport for SshTransport {

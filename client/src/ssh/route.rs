@@ -79,10 +79,10 @@ pub(super) fn connect(target: &SshTarget) -> Connecting<'_> {
                         )
                         .await
                         .map_err(|e| {
-                            Error::Transport(format!(
+                            Error::Ssh(SshError::Connect(format!(
                                 "the jump host {} could not connect to {}:{}: {e}",
                                 jump.alias, target.host_name, target.port
-                            ))
+                            )))
                         })?;
                     route.jumps.push(handle);
                     client::connect_stream(config, channel.into_stream(), handler).await
@@ -103,10 +103,11 @@ pub(super) fn connect(target: &SshTarget) -> Connecting<'_> {
             }
             Err(_) => {
                 route.close().await;
-                return Err(Error::Transport(format!(
+                return Err(SshError::Connect(format!(
                     "connecting to {} timed out",
                     shown(target)
-                )));
+                ))
+                .into());
             }
         };
         let mut handle = handle;
@@ -145,11 +146,12 @@ fn explain(target: &SshTarget, e: SshError) -> Error {
             SshError::Connect(format!("cannot connect to {}: {e}", shown(target))).into()
         }
         SshError::Protocol(russh::Error::Disconnect) if matches!(target.via, Via::Command(_)) => {
-            Error::Transport(format!(
+            SshError::Connect(format!(
                 "the ProxyCommand for {} ended before the SSH connection was made \
                  (its messages, if any, are above)",
                 target.alias
             ))
+            .into()
         }
         e => e.into(),
     }
@@ -174,7 +176,7 @@ fn spawn_proxy(
         .stderr(Stdio::piped())
         .kill_on_drop(true)
         .spawn()
-        .map_err(|e| Error::Transport(format!("cannot run the ProxyCommand {cmd:?}: {e}")))?;
+        .map_err(|e| SshError::Connect(format!("cannot run the ProxyCommand {cmd:?}: {e}")))?;
     if let Some(err) = child.stderr.take() {
         let fd = err
             .into_owned_fd()

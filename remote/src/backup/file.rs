@@ -183,16 +183,13 @@ impl BackupRun {
             meta,
             xattrs,
         };
-        match verdict {
-            End::Store => {}
-            End::Resend => {
-                self.tree.abort_file(sink);
-                return self.await_whole(entry, size, hash);
-            }
-            End::Refuse(e) => {
-                self.tree.abort_file(sink);
-                return Err(e);
-            }
+        if !matches!(verdict, End::Store) {
+            // Nothing of it is kept: it is asked for again whole, or refused.
+            self.tree.abort_file(sink);
+            return match verdict {
+                End::Refuse(e) => Err(e),
+                _ => self.await_whole(entry, size, hash),
+            };
         }
         self.tree
             .finish_file(sink, &entry.meta, &[])
