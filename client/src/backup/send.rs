@@ -283,6 +283,10 @@ impl<'a> Wire<'a> {
             None => Op::DeltaPiece { zstd: false, bytes },
         };
         self.tx.send(&Request::Op(op))?;
+        // A window that matched is a piece of a few bytes: without a
+        // flush, a long run of them would wait in the buffer while the
+        // helper, which rebuilds from them, sits idle.
+        self.tx.flush()?;
         Ok(piece.used)
     }
 }
@@ -332,6 +336,46 @@ mod tests {
             }
         }
         (ops, sent)
+    }
+
+    #[test]
+    fn each_delta_piece_leaves_as_it_is_made() {
+        // A file that matches its base throughout: every piece is a few
+        // bytes, which a buffer would hold until the end of the file while
+        // the helper waited for them.
+        let mut data = vec![0u8; 5 << 20];
+        blake3::Hasher::new()
+            .update(b"base")
+            .finalize_xof()
+            .fill(&mut data);
+        let sig = offsnap_protocol::diff::sign_bytes(&data);
+        let mut file = tempfile::tempfile().expect("file");
+        std::io::Write::write_all(&mut file, &data).expect("write");
+        let out = Shared::default();
+        let mut tx = Sender::over(Box::new(out.clone()));
+        let progress = Progress::new(crate::progress::Show::default());
+        let mut wire = Wire::new(&mut tx, None).expect("wire");
+        let hash = wire
+            .delta(
+                &mut file,
+                data.len() as u64,
+                &sig,
+                data.len() as u64,
+                &progress,
+            )
+            .expect("sent")
+            .expect("read");
+        assert_eq!(hash, Hash::from(blake3::hash(&data)));
+        // Nothing flushed the sender: what arrived was sent piece by piece.
+        let bytes = out.0.lock().expect("bytes").clone();
+        let mut r = FrameReader::new(&bytes[..]);
+        let mut pieces = 0;
+        while let Ok(req) = r.read::<Request>() {
+            assert!(matches!(req, Request::Op(Op::DeltaPiece { .. })), "{req:?}");
+            pieces += 1;
+        }
+        assert_eq!(pieces, (5 << 20) / WINDOW + 1);
+        assert_eq!(wire.sent.matched_bytes, data.len() as u64);
     }
 
     #[test]
