@@ -198,6 +198,14 @@ impl Progress {
         }
     }
 
+    /// Leaves the bar where the last count put it (`verify`: the helper's
+    /// last report, which need not be the total).
+    pub fn stop(&self) {
+        if let Some(b) = &self.bar {
+            b.abandon();
+        }
+    }
+
     /// Leaves the bar at its end state.
     pub fn finish(&self) {
         if let Some(b) = &self.bar {

@@ -90,7 +90,7 @@ pub fn run(args: VerifyArgs) -> Result<ExitCode> {
             progress: |p: &offsnap_protocol::VerifyProgress| bar.checked(p, found.get()),
         },
     )?;
-    bar.finish();
+    bar.stop();
     session.close()?;
     eprintln!(
         "verified {} snapshot(s), {} entries, {} files read ({}): {} problem(s)",
