@@ -151,18 +151,23 @@ impl Progress {
     /// until the helper's first report, then the bar
     /// ([`Progress::checked`]).
     pub fn verifying(show: bool, what: String) -> Progress {
-        let p = Progress::new(Show {
-            progress: show,
-            itemize: Itemize::No,
-        });
-        if let Some(b) = &p.bar {
-            b.set_style(
+        // Styled before its first tick, so nothing else is ever drawn.
+        let bar = show.then(|| {
+            let bar = ProgressBar::with_draw_target(None, draw_target());
+            bar.set_style(
                 ProgressStyle::with_template("{spinner} {msg} ({elapsed})")
                     .unwrap_or_else(|_| ProgressStyle::default_spinner()),
             );
-            b.set_message(what);
+            bar.set_message(what);
+            bar.enable_steady_tick(std::time::Duration::from_millis(200));
+            bar
+        });
+        Progress {
+            bar,
+            itemize: Itemize::No,
+            files_done: AtomicU64::new(0),
+            files_total: AtomicU64::new(0),
         }
-        p
     }
 
     /// The helper's report of how far `verify` has got, and the problems
