@@ -2,14 +2,15 @@
 //! read as they are read, files done of those to read, the current file,
 //! rate, ETA), one line per entry with `--itemize` (or JSON lines), and
 //! nothing at all when nobody watches (cron, systemd). A restore shows
-//! the same bar for the bytes it writes; `verify`, whose helper says
-//! nothing until it finds something, a spinner with the time it has run.
+//! the same bar for the bytes it writes, and `verify` for the bytes the
+//! helper has checked, as it reports them (a spinner until its first
+//! report).
 
 use std::io::Write;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
-use offsnap_protocol::RelPath;
+use offsnap_protocol::{RelPath, VerifyProgress};
 
 use crate::backup::Change;
 
@@ -146,6 +147,70 @@ impl Progress {
         }
     }
 
+    /// A display for `verify`, shown when `show`: a spinner saying `what`
+    /// until the helper's first report, then the bar
+    /// ([`Progress::checked`]).
+    pub fn verifying(show: bool, what: String) -> Progress {
+        // Styled before its first tick, so nothing else is ever drawn.
+        let bar = show.then(|| {
+            let bar = ProgressBar::with_draw_target(None, draw_target());
+            bar.set_style(
+                ProgressStyle::with_template("{spinner} {msg} ({elapsed})")
+                    .unwrap_or_else(|_| ProgressStyle::default_spinner()),
+            );
+            bar.set_message(what);
+            bar.enable_steady_tick(std::time::Duration::from_millis(200));
+            bar
+        });
+        Progress {
+            bar,
+            itemize: Itemize::No,
+            files_done: AtomicU64::new(0),
+            files_total: AtomicU64::new(0),
+        }
+    }
+
+    /// The helper's report of how far `verify` has got, and the problems
+    /// found so far: the bar's bytes, its files and the file being read.
+    pub fn checked(&self, at: &VerifyProgress, problems: u64) {
+        let Some(b) = &self.bar else { return };
+        if b.length().is_none() {
+            self.start_sending(at.files_total, at.bytes_total);
+        }
+        // A peer's figures: never past the end it announced.
+        b.set_position(at.bytes.min(at.bytes_total));
+        let problems = match problems {
+            0 => String::new(),
+            n => format!(", {n} problem(s)"),
+        };
+        b.set_message(format!(
+            "{}/{} files{problems}, {}",
+            at.files.min(at.files_total),
+            at.files_total,
+            offsnap_protocol::text::shown(&at.path)
+        ));
+    }
+
+    /// Prints `line` on stdout, above the bar if there is one.
+    pub fn above(&self, line: &str) {
+        let print = || {
+            // A closed stdout must not stop the run.
+            let _ = writeln!(std::io::stdout().lock(), "{line}");
+        };
+        match &self.bar {
+            Some(b) => b.suspend(print),
+            None => print(),
+        }
+    }
+
+    /// Leaves the bar where the last count put it (`verify`: the helper's
+    /// last report, which need not be the total).
+    pub fn stop(&self) {
+        if let Some(b) = &self.bar {
+            b.abandon();
+        }
+    }
+
     /// Leaves the bar at its end state.
     pub fn finish(&self) {
         if let Some(b) = &self.bar {
@@ -160,21 +225,6 @@ impl Progress {
 /// be shown: on a terminal, or forced with `--progress`.
 fn draw_target() -> ProgressDrawTarget {
     ProgressDrawTarget::term_like_with_hz(Box::new(console::Term::buffered_stderr()), 5)
-}
-
-/// A spinner on stderr for work whose size is not known (`verify`): what
-/// is being done and for how long; `None` when not shown.
-pub fn spinner(show: bool, what: String) -> Option<ProgressBar> {
-    show.then(|| {
-        let bar = ProgressBar::with_draw_target(None, draw_target());
-        bar.set_style(
-            ProgressStyle::with_template("{spinner} {msg} ({elapsed})")
-                .unwrap_or_else(|_| ProgressStyle::default_spinner()),
-        );
-        bar.set_message(what);
-        bar.enable_steady_tick(std::time::Duration::from_millis(200));
-        bar
-    })
 }
 
 /// An itemized line: the change's code, the type, the path (`>f docs/a`).

@@ -2,7 +2,7 @@
 
 use offsnap_protocol::{
     Finding, Policy, PruneDecision, Request, Response, SetName, SnapshotInfo, SnapshotName,
-    SnapshotStats, VerifySummary,
+    SnapshotStats, VerifyProgress, VerifySummary,
 };
 
 use crate::error::{Error, Result};
@@ -42,21 +42,34 @@ pub fn stats(session: &mut Session, set: &SetName) -> Result<Vec<SnapshotStats>>
     }
 }
 
-/// Verifies one snapshot (or all), calling `found` for each finding.
-pub fn verify(
+/// What `verify` asks of the helper, and what it calls as the answers come.
+pub struct Verify<F, P> {
+    /// One snapshot, or `None` for all.
+    pub snapshot: Option<SnapshotName>,
+    /// The helper's read limit, bytes per second.
+    pub read_limit: Option<u64>,
+    /// Called for each finding.
+    pub found: F,
+    /// Called with each progress report.
+    pub progress: P,
+}
+
+/// Verifies one snapshot (or all), calling back as the helper reports.
+pub fn verify<F: FnMut(&Finding), P: FnMut(&VerifyProgress)>(
     session: &mut Session,
     set: &SetName,
-    snapshot: Option<SnapshotName>,
-    mut found: impl FnMut(&Finding),
+    mut v: Verify<F, P>,
 ) -> Result<VerifySummary> {
     session.tx.send(&Request::Verify {
         set: set.clone(),
-        snapshot,
+        snapshot: v.snapshot,
+        read_limit: v.read_limit,
     })?;
     session.tx.flush()?;
     loop {
         match session.rx.recv()? {
-            Response::Finding(f) => found(&f),
+            Response::Finding(f) => (v.found)(&f),
+            Response::VerifyProgress(p) => (v.progress)(&p),
             Response::Verified(s) => return Ok(s),
             other => return Err(Error::Unexpected(format!("{other:?}"))),
         }

@@ -1,6 +1,8 @@
-//! Running backups by themselves: a systemd user service and timer
-//! (`Persistent=true`, so a laptop that slept catches up), or, without
-//! systemd, a crontab line to add by hand.
+//! Running backups by themselves: a systemd user service and timer, a
+//! launchd agent on macOS, or, without either, a crontab line to add by
+//! hand. For an interval over an hour all three fire hourly and run
+//! `backup --if-older`, so a laptop that slept or was off catches up
+//! within the hour after it wakes.
 
 use std::path::{Path, PathBuf};
 
@@ -98,23 +100,65 @@ pub struct Job {
 }
 
 impl Every {
-    /// How often a crontab line checks, and the `--if-older` age that
-    /// makes it back up once per interval: an interval over an hour is
-    /// checked hourly and backs up once its newest snapshot is an hour
-    /// short of the interval old (cron fires on the hour, so a run is
-    /// never more than the hour late, and missed runs are caught up at
-    /// the next check). Shorter intervals just run at their own times.
-    pub fn cron_check(self) -> (String, Option<&'static str>) {
+    /// The `--if-older` age a check runs the backup with, for an interval
+    /// over an hour: every scheduler (systemd timer, cron, launchd) then
+    /// fires hourly and backs up once the newest snapshot is an hour short
+    /// of the interval old, so a run is never more than the hour late and
+    /// a run missed while the machine was off or asleep is made at the
+    /// first check after it wakes. `None`: an hour or less, run at the
+    /// interval itself.
+    pub fn if_older(self) -> Option<&'static str> {
         match self {
-            Every::Minutes(_) | Every::Hours(1) => (self.cron(), None),
-            Every::Hours(2) => ("0 * * * *".into(), Some("1h")),
-            Every::Hours(3) => ("0 * * * *".into(), Some("2h")),
-            Every::Hours(4) => ("0 * * * *".into(), Some("3h")),
-            Every::Hours(6) => ("0 * * * *".into(), Some("5h")),
-            Every::Hours(8) => ("0 * * * *".into(), Some("7h")),
-            Every::Hours(12) => ("0 * * * *".into(), Some("11h")),
-            Every::Hours(_) | Every::Daily => ("0 * * * *".into(), Some("23h")),
-            Every::Weekly => ("0 * * * *".into(), Some("6d23h")),
+            Every::Minutes(_) | Every::Hours(1) => None,
+            Every::Hours(2) => Some("1h"),
+            Every::Hours(3) => Some("2h"),
+            Every::Hours(4) => Some("3h"),
+            Every::Hours(6) => Some("5h"),
+            Every::Hours(8) => Some("7h"),
+            Every::Hours(12) => Some("11h"),
+            Every::Hours(_) | Every::Daily => Some("23h"),
+            Every::Weekly => Some("6d23h"),
+        }
+    }
+
+    /// How often a crontab line fires, and the `--if-older` age it runs
+    /// with (see [`Every::if_older`]).
+    pub fn cron_check(self) -> (String, Option<&'static str>) {
+        match self.if_older() {
+            None => (self.cron(), None),
+            age => ("0 * * * *".into(), age),
+        }
+    }
+
+    /// The timer's `OnCalendar=`: hourly checks for an interval over an
+    /// hour (see [`Every::if_older`]), else the interval itself.
+    pub fn timer_calendar(self) -> String {
+        match self.if_older() {
+            None => self.on_calendar(),
+            Some(_) => "hourly".into(),
+        }
+    }
+
+    /// launchd's `StartInterval` in seconds: an hour for an interval over
+    /// an hour (see [`Every::if_older`]), else the interval itself.
+    pub fn start_interval(self) -> u32 {
+        match (self.if_older(), self) {
+            (Some(_), _) => 3600,
+            (None, Every::Minutes(m)) => m * 60,
+            (None, Every::Hours(h)) => h * 3600,
+            (None, Every::Daily) => 86_400,
+            (None, Every::Weekly) => 7 * 86_400,
+        }
+    }
+
+    /// The interval in words, for descriptions and messages.
+    pub fn words(self) -> String {
+        match self {
+            Every::Minutes(m) => format!("every {m} minutes"),
+            Every::Hours(1) => "hourly".into(),
+            Every::Hours(h) => format!("every {h} hours"),
+            Every::Daily => "daily".into(),
+            Every::Weekly => "weekly".into(),
         }
     }
 }
@@ -136,8 +180,9 @@ impl Job {
         words
     }
 
+    /// The scheduled command line, with the interval's `--if-older`.
     fn command(&self) -> String {
-        shell_words::join(self.words(None))
+        shell_words::join(self.words(self.every.if_older()))
     }
 
     /// The unit names.
@@ -206,9 +251,15 @@ impl Job {
         )
     }
 
-    /// A launchd agent for macOS (`~/Library/LaunchAgents/LABEL.plist`).
+    /// A launchd agent for macOS (`~/Library/LaunchAgents/LABEL.plist`),
+    /// checking as the timer does.
     pub fn launchd_plist(&self, log: &Path) -> String {
-        launchd_plist(&self.words(None), &self.profile, self.every, log)
+        launchd_plist(
+            &self.words(self.every.if_older()),
+            &self.profile,
+            self.every.start_interval(),
+            log,
+        )
     }
 }
 
@@ -221,25 +272,26 @@ fn unit_value(s: &str) -> String {
     }
 }
 
-/// The timer unit.
+/// The timer unit: fires at the interval, or hourly with the service's
+/// `--if-older` deciding (see [`Every::if_older`]); `Persistent=true`
+/// fires once on wake or boot for a time passed meanwhile.
 pub fn timer_text(profile: &str, every: Every) -> String {
+    let checked = if every.if_older().is_some() {
+        ", checked hourly"
+    } else {
+        ""
+    };
     format!(
-        "[Unit]\nDescription=offsnap backup (profile {profile}), {}\n\n\
+        "[Unit]\nDescription=offsnap backup (profile {profile}), {}{checked}\n\n\
          [Timer]\nOnCalendar={}\nPersistent=true\nRandomizedDelaySec=60\n\n\
          [Install]\nWantedBy=timers.target\n",
-        every.on_calendar(),
-        every.on_calendar()
+        every.words(),
+        every.timer_calendar()
     )
 }
 
-/// A launchd agent for macOS running `args`.
-fn launchd_plist(args: &[String], profile: &str, every: Every, log: &Path) -> String {
-    let seconds = match every {
-        Every::Minutes(m) => m * 60,
-        Every::Hours(h) => h * 3600,
-        Every::Daily => 86_400,
-        Every::Weekly => 7 * 86_400,
-    };
+/// A launchd agent for macOS running `args` every `seconds`.
+fn launchd_plist(args: &[String], profile: &str, seconds: u32, log: &Path) -> String {
     let esc = |s: &str| {
         s.replace('&', "&amp;")
             .replace('<', "&lt;")
@@ -334,5 +386,72 @@ mod tests {
             assert!(parse_every(bad).is_err(), "{bad}");
         }
         Ok(())
+    }
+
+    fn job(every: Every) -> Job {
+        Job {
+            exe: PathBuf::from("/usr/bin/offsnap"),
+            profile: "home".into(),
+            config: None,
+            every,
+            on_battery: false,
+            agent: None,
+            hooks: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn intervals_over_an_hour_are_checked_hourly_by_every_scheduler() {
+        let log = Path::new("/l");
+        for (every, age) in [
+            (Every::Daily, "23h"),
+            (Every::Hours(6), "5h"),
+            (Every::Weekly, "6d23h"),
+        ] {
+            let j = job(every);
+            let exec =
+                format!("\nExecStart=/usr/bin/offsnap backup --profile home --if-older {age}\n");
+            assert!(j.service_text().contains(&exec), "{}", j.service_text());
+            let timer = j.timer_text();
+            assert!(
+                timer.contains("\nOnCalendar=hourly\nPersistent=true\n")
+                    && timer.contains("checked hourly"),
+                "{timer}"
+            );
+            let plist = j.launchd_plist(log);
+            assert!(
+                plist.contains("<key>StartInterval</key>\n  <integer>3600</integer>")
+                    && plist.contains(&format!(
+                        "<string>--if-older</string>\n    <string>{age}</string>"
+                    )),
+                "{plist}"
+            );
+            assert!(j.crontab_line(log, None).starts_with("0 * * * * "));
+        }
+    }
+
+    #[test]
+    fn an_hour_or_less_runs_at_the_interval_itself() {
+        let log = Path::new("/l");
+        for (every, calendar, seconds) in [
+            (Every::Minutes(15), "*:0/15", 900),
+            (Every::Hours(1), "*-*-* 0/1:00:00", 3600),
+        ] {
+            let j = job(every);
+            assert!(!j.service_text().contains("--if-older"));
+            assert!(
+                j.timer_text()
+                    .contains(&format!("\nOnCalendar={calendar}\nPersistent=true\n")),
+                "{}",
+                j.timer_text()
+            );
+            let plist = j.launchd_plist(log);
+            assert!(
+                plist.contains(&format!("<integer>{seconds}</integer>"))
+                    && !plist.contains("--if-older"),
+                "{plist}"
+            );
+            assert!(!j.crontab_line(log, None).contains("--if-older"));
+        }
     }
 }

@@ -13,7 +13,7 @@ use offsnap_protocol::manifest::{MANIFEST_MAGIC, MANIFEST_VERSION, ManifestWrite
 use offsnap_protocol::{
     CommitStats, Entry, EntryKind, ErrorKind, Finding, FindingKind, FrameWriter, Hash, Hello, Meta,
     Op, Policy, PruneDecision, RelPath, RemoteError, Request, Response, SetName, SnapshotInfo,
-    SnapshotName, SnapshotStats, VerifySummary,
+    SnapshotName, SnapshotStats, VerifyProgress, VerifySummary,
 };
 use serde::Serialize;
 
@@ -162,6 +162,7 @@ impl Samples {
             Request::Verify {
                 set: self.set.clone(),
                 snapshot: Some(self.snap),
+                read_limit: Some(48 << 20),
             },
             Request::Prune {
                 set: self.set.clone(),
@@ -219,6 +220,13 @@ impl Samples {
                 snapshot: self.snap,
                 path: b"docs/a.txt".to_vec(),
                 kind: FindingKind::Changed("size 5, found 6".into()),
+            }),
+            Response::VerifyProgress(VerifyProgress {
+                files: 1,
+                files_total: 2,
+                bytes: 5,
+                bytes_total: 9,
+                path: b"docs/a.txt".to_vec(),
             }),
             Response::Verified(VerifySummary {
                 snapshots: 1,

@@ -30,7 +30,7 @@ pub use frame::{FrameError, FrameReader, FrameWriter, MAX_FRAME};
 pub use message::{
     CommitStats, DATA_CHUNK, DELTA_PIECE_MAX, ErrorKind, Finding, FindingKind, Hello, Op,
     PROTOCOL_VERSION, RemoteError, Request, Response, Resume, SnapshotInfo, SnapshotStats,
-    VerifySummary,
+    VerifyProgress, VerifySummary,
 };
 pub use path::{PathError, RelPath, walk_order};
 pub use retention::{Policy, PruneDecision};

@@ -15,7 +15,7 @@ use crate::snapshot::{SetName, SnapshotName};
 pub const MAGIC: [u8; 8] = *b"OFFSNAP\x01";
 
 /// The version of this wire contract. Both sides must speak the same one.
-pub const PROTOCOL_VERSION: u32 = 3;
+pub const PROTOCOL_VERSION: u32 = 4;
 
 /// Largest content chunk the sender puts into one [`Op::Data`] or
 /// [`Response::FileData`] frame.
@@ -104,12 +104,16 @@ pub enum Request {
         set: SetName,
     },
     /// Re-hash stored files against their manifests. Answer: any number of
-    /// [`Response::Finding`]s, then [`Response::Verified`].
+    /// [`Response::Finding`]s and [`Response::VerifyProgress`]es, then
+    /// [`Response::Verified`].
     Verify {
         /// The set.
         set: SetName,
         /// One snapshot, or `None` for all of them.
         snapshot: Option<SnapshotName>,
+        /// Read stored files at most this many bytes per second
+        /// (`verify --read-limit`); `None`: as fast as the disk goes.
+        read_limit: Option<u64>,
     },
     /// Apply a retention policy to a set (or, with `dry_run`, only say what
     /// it would do). Answer: [`Response::Pruned`].
@@ -315,6 +319,10 @@ pub enum Response {
     Stats(Vec<SnapshotStats>),
     /// Something `verify` found wrong.
     Finding(Finding),
+    /// How far `verify` has got: sent once its totals are counted, then
+    /// about every 100 ms while it works (also within a large file), and
+    /// once more before [`Response::Verified`].
+    VerifyProgress(VerifyProgress),
     /// `verify` is done.
     Verified(VerifySummary),
     /// What a prune kept and removed, oldest first.
@@ -371,6 +379,25 @@ pub struct Finding {
     pub path: Vec<u8>,
     /// What.
     pub kind: FindingKind,
+}
+
+/// How far `verify` has got. The totals are those of the manifests being
+/// checked (a damaged manifest counts nothing); a file's bytes count once
+/// it is checked, or as they are read while it is read, or at once when
+/// its inode was read before (another snapshot's copy, a hard link).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VerifyProgress {
+    /// Regular files (and hard links) checked.
+    pub files: u64,
+    /// Regular files (and hard links) to check.
+    pub files_total: u64,
+    /// Recorded bytes of the files checked.
+    pub bytes: u64,
+    /// Recorded bytes of the files to check.
+    pub bytes_total: u64,
+    /// The file being checked, or the last one (raw bytes).
+    #[serde(with = "serde_bytes")]
+    pub path: Vec<u8>,
 }
 
 /// What `verify` checked.

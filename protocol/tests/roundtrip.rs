@@ -10,7 +10,8 @@ use offsnap_protocol::manifest::{self, ManifestWriter};
 use offsnap_protocol::{
     CommitStats, Entry, EntryKind, ErrorKind, Finding, FindingKind, FrameError, FrameReader,
     FrameWriter, Hash, Hello, Meta, Op, Policy, PruneDecision, RelPath, RemoteError, Request,
-    Response, Resume, SetName, SnapshotInfo, SnapshotName, SnapshotStats, VerifySummary, Xattr,
+    Response, Resume, SetName, SnapshotInfo, SnapshotName, SnapshotStats, VerifyProgress,
+    VerifySummary, Xattr,
 };
 use proptest::collection::vec;
 use proptest::option;
@@ -198,8 +199,16 @@ fn request() -> impl Strategy<Value = Request> {
         Just(Request::Commit),
         Just(Request::Sync),
         set_name().prop_map(|set| Request::Stats { set }),
-        (set_name(), option::of(snapshot_name()))
-            .prop_map(|(set, snapshot)| Request::Verify { set, snapshot }),
+        (
+            set_name(),
+            option::of(snapshot_name()),
+            option::of(any::<u64>())
+        )
+            .prop_map(|(set, snapshot, read_limit)| Request::Verify {
+                set,
+                snapshot,
+                read_limit
+            }),
         (set_name(), policy(), any::<bool>()).prop_map(|(set, policy, dry_run)| {
             Request::Prune {
                 set,
@@ -301,6 +310,15 @@ fn response() -> impl Strategy<Value = Response> {
             .prop_map(|(snapshot, stats)| Response::Committed { snapshot, stats }),
         vec(snapshot_stats(), 0..3).prop_map(Response::Stats),
         finding().prop_map(Response::Finding),
+        (any::<[u64; 4]>(), bytes()).prop_map(|(n, path)| Response::VerifyProgress(
+            VerifyProgress {
+                files: n[0],
+                files_total: n[1],
+                bytes: n[2],
+                bytes_total: n[3],
+                path,
+            }
+        )),
         any::<[u64; 5]>().prop_map(|n| Response::Verified(VerifySummary {
             snapshots: n[0],
             entries: n[1],

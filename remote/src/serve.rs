@@ -239,7 +239,11 @@ impl<W: Write> Session<'_, W> {
                 self.send(&Response::Stats(stats))?;
                 self.flush()
             }
-            Request::Verify { set, snapshot } => self.verify(set, snapshot),
+            Request::Verify {
+                set,
+                snapshot,
+                read_limit,
+            } => self.verify(set, snapshot, read_limit),
             Request::Prune {
                 set,
                 policy,
@@ -321,7 +325,12 @@ impl<W: Write> Session<'_, W> {
     }
 
     /// Verifies `snapshot` of `set`, or all its snapshots.
-    fn verify(&mut self, set: SetName, snapshot: Option<SnapshotName>) -> Result<(), Error> {
+    fn verify(
+        &mut self,
+        set: SetName,
+        snapshot: Option<SnapshotName>,
+        read_limit: Option<u64>,
+    ) -> Result<(), Error> {
         let root = Root::open(&self.cfg.root, false)?;
         let set = root.open_set(&set)?;
         let all: Vec<SnapshotName> = set.snapshots()?.into_iter().map(|s| s.name).collect();
@@ -335,8 +344,11 @@ impl<W: Write> Session<'_, W> {
                 )));
             }
         };
-        let summary = crate::verify::verify(&set, &chosen, |f| {
-            self.send(&Response::Finding(f))?;
+        let summary = crate::verify::verify(&set, &chosen, read_limit, |note| {
+            self.send(&match note {
+                crate::verify::Note::Finding(f) => Response::Finding(f),
+                crate::verify::Note::Progress(p) => Response::VerifyProgress(p),
+            })?;
             self.flush()
         })?;
         self.send(&Response::Verified(summary))?;

@@ -18,16 +18,23 @@
 //!   findings come after the directory's other findings.
 //! - What was hashed, by inode (for inodes with more than one link), and
 //!   what the hard links' targets recorded, are [`DiskMap`]s too.
+//!
+//! How far it has got is reported as it goes ([`Note::Progress`]): the
+//! totals, counted from the manifests first, then the files and bytes
+//! checked about every 100 ms, within a large file too. A read limit
+//! paces the reading so a check can leave the host's disk to others.
 
 use std::collections::HashSet;
 use std::fs::File;
-use std::os::fd::{AsFd, BorrowedFd};
+use std::io::{self, Read};
+use std::time::{Duration, Instant};
 
 use offsnap_fs::cursor::DirCursor;
 use offsnap_fs::fsx;
 use offsnap_protocol::manifest::{self, ManifestReader};
 use offsnap_protocol::{
-    Entry, EntryKind, Finding, FindingKind, Hash, RelPath, SnapshotName, VerifySummary,
+    Entry, EntryKind, Finding, FindingKind, Hash, RelPath, SnapshotName, VerifyProgress,
+    VerifySummary,
 };
 use rustix::fs::FileType;
 
@@ -38,31 +45,48 @@ use crate::set::SetDir;
 /// Names of one directory looked up at a time when it holds unexpected ones.
 const BATCH_NAMES: usize = 4096;
 
-type Report<'r> = &'r mut dyn FnMut(Finding) -> Result<(), Error>;
+/// How often progress is reported.
+const EVERY: Duration = Duration::from_millis(100);
 
-/// Checks `snapshots` of the set, calling `report` for each finding.
+/// What `verify` tells as it goes.
+#[derive(Debug)]
+pub enum Note {
+    /// Something found wrong.
+    Finding(Finding),
+    /// How far it has got.
+    Progress(VerifyProgress),
+}
+
+type Report<'r> = &'r mut dyn FnMut(Note) -> Result<(), Error>;
+
+/// Checks `snapshots` of the set, reading at most `read_limit` bytes per
+/// second, calling `report` for each finding and with its progress.
 pub fn verify(
     set: &SetDir,
     snapshots: &[SnapshotName],
-    mut report: impl FnMut(Finding) -> Result<(), Error>,
+    read_limit: Option<u64>,
+    mut report: impl FnMut(Note) -> Result<(), Error>,
 ) -> Result<VerifySummary, Error> {
+    let (files_total, bytes_total) = totals(set, snapshots);
     let mut v = Verifier {
         sum: VerifySummary::default(),
         hashed: DiskMap::new().ctx("verify: a temporary file")?,
         buf: vec![0u8; 1 << 20],
         readable: !fsx::is_root(),
+        meter: Meter::new(files_total, bytes_total, read_limit),
     };
+    report(Note::Progress(v.meter.now()))?;
     for snap in snapshots {
         v.sum.snapshots += 1;
         let targets = match first_pass(set, snap)? {
             Ok(t) => t,
             Err(why) => {
                 v.sum.findings += 1;
-                report(Finding {
+                report(Note::Finding(Finding {
                     snapshot: *snap,
                     path: Vec::new(),
                     kind: FindingKind::Manifest(why),
-                })?;
+                }))?;
                 continue;
             }
         };
@@ -79,7 +103,141 @@ pub fn verify(
         };
         walk.run()?;
     }
+    report(Note::Progress(v.meter.now()))?;
     Ok(v.sum)
+}
+
+/// The regular files (hard links included) and their recorded bytes in
+/// the manifests of `snapshots`; a damaged manifest counts nothing, as
+/// its entries are not checked.
+fn totals(set: &SetDir, snapshots: &[SnapshotName]) -> (u64, u64) {
+    let mut all = (0u64, 0u64);
+    for snap in snapshots {
+        let Ok(reader) = open_manifest(set, snap) else {
+            continue;
+        };
+        let mut this = (0u64, 0u64);
+        for e in reader {
+            match e.map(|e| e.kind) {
+                Ok(EntryKind::File { size, .. }) => this = (this.0 + 1, this.1 + size),
+                Ok(EntryKind::HardLink { .. }) => this.0 += 1,
+                Ok(_) => {}
+                Err(_) => {
+                    this = (0, 0);
+                    break;
+                }
+            }
+        }
+        all = (all.0 + this.0, all.1 + this.1);
+    }
+    all
+}
+
+/// How far the check has got, when to say so, and the read limit's pace.
+struct Meter {
+    /// Files and bytes checked before the current file.
+    at: VerifyProgress,
+    /// Bytes of the current file read, counted up to `cap`, its recorded
+    /// size (zero for a hard link: its bytes are its target's).
+    in_file: u64,
+    cap: u64,
+    last: Instant,
+    limit: Option<u64>,
+    started: Instant,
+    read: u64,
+}
+
+impl Meter {
+    fn new(files_total: u64, bytes_total: u64, limit: Option<u64>) -> Meter {
+        Meter {
+            at: VerifyProgress {
+                files_total,
+                bytes_total,
+                ..VerifyProgress::default()
+            },
+            in_file: 0,
+            cap: 0,
+            last: Instant::now(),
+            limit: limit.map(|l| l.max(1)),
+            started: Instant::now(),
+            read: 0,
+        }
+    }
+
+    /// Where the check is.
+    fn now(&self) -> VerifyProgress {
+        let mut p = self.at.clone();
+        p.bytes += self.in_file.min(self.cap);
+        p
+    }
+
+    /// Whether it is time to report; if so, the clock restarts.
+    fn due(&mut self) -> bool {
+        let due = self.last.elapsed() >= EVERY;
+        if due {
+            self.last = Instant::now();
+        }
+        due
+    }
+
+    /// A file of `size` recorded bytes at `path` is being checked.
+    fn begin(&mut self, path: &[u8], size: u64) {
+        self.at.path.clear();
+        self.at.path.extend_from_slice(path);
+        self.in_file = 0;
+        self.cap = size;
+    }
+
+    /// The current file is checked, whatever was found.
+    fn end(&mut self) {
+        self.at.files += 1;
+        self.at.bytes += self.cap;
+        self.in_file = 0;
+        self.cap = 0;
+    }
+
+    /// Counts `n` bytes read and sleeps until they are due under the limit.
+    fn read(&mut self, n: u64) {
+        self.in_file += n;
+        self.read += n;
+        if let Some(rate) = self.limit {
+            let due = Duration::from_secs_f64(self.read as f64 / rate as f64);
+            let elapsed = self.started.elapsed();
+            if due > elapsed {
+                std::thread::sleep(due - elapsed);
+            }
+        }
+    }
+}
+
+/// A stored file being hashed, counted (and paced) as it is read; a
+/// failure to report stops the read and is kept in `failed`.
+struct Metered<'m, 'r> {
+    file: File,
+    meter: &'m mut Meter,
+    report: &'m mut Report<'r>,
+    failed: Option<Error>,
+}
+
+/// Pieces read at a time under a read limit, so the pace stays smooth.
+const PACED_PIECE: usize = 64 * 1024;
+
+impl Read for Metered<'_, '_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let want = match self.meter.limit {
+            Some(_) => buf.len().min(PACED_PIECE),
+            None => buf.len(),
+        };
+        let n = self.file.read(&mut buf[..want])?;
+        self.meter.read(n as u64);
+        if self.meter.due()
+            && let Err(e) = (self.report)(Note::Progress(self.meter.now()))
+        {
+            self.failed = Some(e);
+            return Err(io::Error::other("verify: the report failed"));
+        }
+        Ok(n)
+    }
 }
 
 /// Decodes every record; returns the hard links' targets (their recorded
@@ -137,6 +295,7 @@ struct Verifier {
     hashed: DiskMap,
     buf: Vec<u8>,
     readable: bool,
+    meter: Meter,
 }
 
 /// A directory the walk is in.
@@ -167,11 +326,11 @@ struct Walk<'a, 'r> {
 impl Walk<'_, '_> {
     fn found(&mut self, path: &[u8], kind: FindingKind) -> Result<(), Error> {
         self.v.sum.findings += 1;
-        (self.report)(Finding {
+        (self.report)(Note::Finding(Finding {
             snapshot: self.snap,
             path: path.to_vec(),
             kind,
-        })
+        }))
     }
 
     fn run(&mut self) -> Result<(), Error> {
@@ -317,8 +476,29 @@ impl Walk<'_, '_> {
         Ok(())
     }
 
-    /// Checks one entry, record `index` of the manifest.
+    /// Checks one entry, record `index` of the manifest, and counts it
+    /// when it is a file; reports progress when due.
     fn entry(&mut self, e: &Entry, index: u64) -> Result<(), Error> {
+        let size = match &e.kind {
+            EntryKind::File { size, .. } => Some(*size),
+            EntryKind::HardLink { .. } => Some(0),
+            _ => None,
+        };
+        if let Some(size) = size {
+            self.v.meter.begin(e.path.as_bytes(), size);
+        }
+        self.check(e, index)?;
+        if size.is_some() {
+            self.v.meter.end();
+        }
+        if self.v.meter.due() {
+            (self.report)(Note::Progress(self.v.meter.now()))?;
+        }
+        Ok(())
+    }
+
+    /// Checks one entry, record `index` of the manifest.
+    fn check(&mut self, e: &Entry, index: u64) -> Result<(), Error> {
         self.v.sum.entries += 1;
         let path = e.path.as_bytes();
         if let EntryKind::File { size, hash } = &e.kind
@@ -450,7 +630,19 @@ impl Walk<'_, '_> {
             return Ok(known);
         }
         let (dir, name) = self.cursor.parent_of(&e.path).ctx(&e.path)?;
-        let (n, got) = read_hash(dir, name, &mut self.v.buf).ctx(&e.path)?;
+        let file = fsx::open_file(dir, name).ctx(&e.path)?;
+        let v = &mut *self.v;
+        let mut metered = Metered {
+            file,
+            meter: &mut v.meter,
+            report: &mut self.report,
+            failed: None,
+        };
+        let hashed = fsx::hash_all(&mut metered, &mut v.buf);
+        if let Some(failed) = metered.failed.take() {
+            return Err(failed);
+        }
+        let (n, got) = hashed.ctx(&e.path)?;
         self.v.sum.inodes_hashed += 1;
         self.v.sum.bytes_hashed += n;
         if shared {
@@ -461,11 +653,6 @@ impl Walk<'_, '_> {
         }
         Ok((n, got))
     }
-}
-
-fn read_hash(dir: BorrowedFd<'_>, name: &[u8], buf: &mut [u8]) -> std::io::Result<(u64, Hash)> {
-    let mut f = fsx::open_file(dir.as_fd(), name)?;
-    fsx::hash_all(&mut f, buf)
 }
 
 fn io_err(e: rustix::io::Errno) -> std::io::Error {

@@ -75,8 +75,16 @@ fn schedule_writes_valid_units_or_a_crontab_line() {
     );
     assert_ok(&out);
     let text = stdout(&out);
+    // Every scheduler checks hourly and backs up once the newest snapshot
+    // is an hour short of the interval old: the timer (Persistent=true
+    // fires on wake for a check missed asleep), cron and launchd alike.
     assert!(
-        text.contains("OnCalendar=*-*-* 0/6:00:00") && text.contains("Persistent=true"),
+        text.contains("\nOnCalendar=hourly\nPersistent=true\n"),
+        "{text}"
+    );
+    assert!(
+        text.lines().any(|l| l.starts_with("ExecStart=/")
+            && l.ends_with("/offsnap backup --profile home --if-older 5h")),
         "{text}"
     );
     assert!(
@@ -84,7 +92,8 @@ fn schedule_writes_valid_units_or_a_crontab_line() {
         "{text}"
     );
     assert!(
-        text.contains("<key>StartInterval</key>\n  <integer>21600</integer>"),
+        text.contains("<key>StartInterval</key>\n  <integer>3600</integer>")
+            && text.contains("<string>--if-older</string>\n    <string>5h</string>"),
         "{text}"
     );
 

@@ -53,6 +53,27 @@ fn escape_sequences_from_a_helper_are_shown_escaped() {
         out.contains(&format!("src/{SHOWN}name: changed: {SHOWN}content")),
         "{out}"
     );
+    // The file a verify progress report names, on the bar (which draws
+    // with control characters of its own: only the helper's must not
+    // pass raw).
+    let out = s.offsnap(
+        None,
+        &[
+            &"verify",
+            &"--progress",
+            &"--set",
+            &"t",
+            &"--remote-cmd",
+            &helper(),
+            &s.dest(),
+        ],
+    );
+    let err = stderr(&out);
+    assert!(!err.contains("\x1b]0;owned"), "{err:?}");
+    // (The bar is cut to 80 columns off a terminal.)
+    assert!(err.contains("0/1 files, src/\\x1b[2J"), "{err:?}");
+    // It ends where the helper's last report left it, not at the total.
+    assert!(!err.contains("10 B/10 B"), "{err:?}");
     // A name in the manifest, listed.
     let (out, _) = run(&s, &["ls", "--set", "t"], &[&"src"]);
     assert!(out.contains(&format!("{SHOWN}name")), "{out}");

@@ -232,9 +232,14 @@ fn install(settings: &Settings, every: &str, dry_run: bool) -> Result<ExitCode> 
         dir.join(&service).display(),
         dir.join(&timer).display()
     );
+    let checks = if every.if_older().is_some() {
+        " (checked hourly, so a missed run is made within the hour after wake)"
+    } else {
+        ""
+    };
     eprintln!(
-        "runs {}; see them with: systemctl --user list-timers; offsnap status",
-        every.on_calendar()
+        "backs up {}{checks}; see the runs with: systemctl --user list-timers; offsnap status",
+        every.words()
     );
     Ok(ExitCode::SUCCESS)
 }

@@ -30,6 +30,10 @@ pub struct VerifyArgs {
     /// Check every snapshot (each stored file is read once)
     #[arg(long)]
     all: bool,
+    /// Read stored files at most RATE per second on the backup host, so a
+    /// check leaves its disk to others: KiB, or with a K, M or G suffix (50M)
+    #[arg(long, value_name = "RATE", value_parser = crate::transport::parse_rate)]
+    read_limit: Option<u64>,
     #[command(flatten)]
     progress: ProgressArgs,
     /// Where the backups are [default: the profile's destination]
@@ -71,23 +75,22 @@ pub fn run(args: VerifyArgs) -> Result<ExitCode> {
         Some(name) => format!("verifying {set} {name}"),
         None => format!("verifying every snapshot of {set}"),
     };
-    let spinner = progress::spinner(args.progress.shown(false), what.clone());
-    let mut found = 0u64;
-    let summary = requests::verify(&mut session, &set, chosen, |f| {
-        let line = finding_line(f);
-        let print = || println!("{line}");
-        found += 1;
-        match &spinner {
-            Some(s) => {
-                s.suspend(print);
-                s.set_message(format!("{what}: {found} problem(s) so far"));
-            }
-            None => print(),
-        }
-    })?;
-    if let Some(s) = &spinner {
-        s.finish_and_clear();
-    }
+    let bar = progress::Progress::verifying(args.progress.shown(false), what);
+    let found = std::cell::Cell::new(0u64);
+    let summary = requests::verify(
+        &mut session,
+        &set,
+        requests::Verify {
+            snapshot: chosen,
+            read_limit: args.read_limit,
+            found: |f: &Finding| {
+                found.set(found.get() + 1);
+                bar.above(&finding_line(f));
+            },
+            progress: |p: &offsnap_protocol::VerifyProgress| bar.checked(p, found.get()),
+        },
+    )?;
+    bar.stop();
     session.close()?;
     eprintln!(
         "verified {} snapshot(s), {} entries, {} files read ({}): {} problem(s)",

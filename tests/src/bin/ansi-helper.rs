@@ -1,6 +1,6 @@
 //! A helper for the test suites whose every text carries terminal escape
-//! sequences: its error messages, warnings, verify findings and the names
-//! in its manifest, and what it writes on its stderr. The client must print
+//! sequences: its error messages, warnings, verify findings and progress,
+//! the names in its manifest, and what it writes on its stderr. The client must print
 //! them escaped.
 
 #![allow(clippy::unwrap_used, missing_docs)]
@@ -8,7 +8,8 @@
 use offsnap_protocol::manifest::{MANIFEST_MAGIC, MANIFEST_VERSION};
 use offsnap_protocol::{
     Entry, EntryKind, ErrorKind, Finding, FindingKind, FrameReader, FrameWriter, Hash, Hello, Meta,
-    RelPath, RemoteError, Request, Response, SnapshotInfo, SnapshotName, VerifySummary,
+    RelPath, RemoteError, Request, Response, SnapshotInfo, SnapshotName, VerifyProgress,
+    VerifySummary,
 };
 
 /// Clears the screen and retitles the terminal.
@@ -87,6 +88,12 @@ fn main() {
                 vec![Response::FileData(b"evil".to_vec()), Response::FileEnd]
             }
             Request::Verify { .. } => vec![
+                Response::VerifyProgress(VerifyProgress {
+                    files_total: 1,
+                    bytes_total: 10,
+                    path: evil_name.clone(),
+                    ..Default::default()
+                }),
                 Response::Finding(Finding {
                     snapshot: name,
                     path: evil_name.clone(),
