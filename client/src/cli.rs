@@ -57,20 +57,24 @@ mod examples {
   offsnap snapshots                               the profile's set at its destination
   offsnap snapshots --set laptop backup@nas:/srv/backups";
     pub const LS: &str = "Examples:
+  offsnap ls Documents                            at the profile's destination
   offsnap ls /mnt/usb/backups Documents
   offsnap ls --as-of 3d /mnt/usb/backups Documents/taxes
   offsnap ls -n --bytes --snapshot latest~1 backup@nas:/srv/backups Documents";
     pub const VERSIONS: &str = "Examples:
+  offsnap versions Documents/notes.txt            at the profile's destination
   offsnap versions /mnt/usb/backups Documents/notes.txt
   offsnap versions --set laptop backup@nas:/srv/backups Documents/notes.txt";
     pub const DIFF: &str = "Examples:
-  offsnap diff /mnt/usb/backups latest~1 latest   what the last backup changed
+  offsnap diff latest~1 latest                    what the last backup changed
+  offsnap diff /mnt/usb/backups latest~1 latest
   offsnap diff /mnt/usb/backups 2026-11-01 2026-11-28";
     pub const VERIFY: &str = "Examples:
   offsnap verify                                  the latest snapshot of the profile's set
   offsnap verify --all backup@nas:/srv/backups";
     pub const RESTORE: &str = concat!(
         "Examples:
+  offsnap restore --to ~/restored Documents                 from the profile's destination
   offsnap restore --to ~/restored /mnt/usb/backups          all of the latest snapshot
   offsnap restore --as-of 2026-11-28 --to /tmp/r /mnt/usb/backups Documents/notes.txt
   offsnap restore --snapshot latest~2 --to ~/old backup@nas:/srv/backups Documents

@@ -5,6 +5,7 @@
 //! A value on the command line wins over the profile's; the profile's wins
 //! over the built-in default.
 
+use std::ffi::{OsStr, OsString};
 use std::path::PathBuf;
 
 use offsnap_protocol::retention::PolicyArgs;
@@ -52,6 +53,52 @@ impl Settings {
                 "no destination: name one, or set `destination` in a profile of the config file (see offsnap init)"
                     .into(),
             )),
+        }
+    }
+
+    /// Splits a command's words `[DEST] REST...` where DEST may come from
+    /// the profile: `fixed` words after DEST are required and at most
+    /// `optional` more may follow (`None`: any number). Without a profile
+    /// destination the first word is DEST. With one, the first word is
+    /// DEST when there are more words than the rest can take, or when it
+    /// reads as a destination: `host:path`, `ssh://…`, or a directory on
+    /// this machine that holds this set's backups. Otherwise every word is
+    /// the rest and the profile's destination is used.
+    pub fn dest_and_rest<'a>(
+        &self,
+        words: &'a [OsString],
+        fixed: usize,
+        optional: Option<usize>,
+    ) -> Result<(Dest, &'a [OsString])> {
+        let first_is_dest = match (&self.profile.destination, words.first()) {
+            (_, None) => false,
+            (None, Some(_)) => true,
+            (Some(_), Some(first)) => {
+                optional.is_some_and(|o| words.len() > fixed + o)
+                    || (words.len() > fixed && self.reads_as_dest(first))
+            }
+        };
+        if !first_is_dest {
+            return Ok((self.dest(None)?, words));
+        }
+        let first = words[0]
+            .to_str()
+            .ok_or_else(|| Error::Usage(format!("the destination {:?} is not UTF-8", words[0])))?;
+        Ok((self.dest(Some(first))?, &words[1..]))
+    }
+
+    /// Whether `word` names a destination rather than a path inside a
+    /// snapshot (see [`Settings::dest_and_rest`]).
+    fn reads_as_dest(&self, word: &OsStr) -> bool {
+        let Some(s) = word.to_str() else {
+            return false;
+        };
+        match Dest::parse(s) {
+            Ok(Dest::Ssh(_)) => true,
+            Ok(Dest::Local(dir)) => self
+                .set()
+                .is_ok_and(|set| dir.join(set.as_str()).join(".offsnap").is_dir()),
+            Err(_) => false,
         }
     }
 
@@ -105,9 +152,13 @@ impl Settings {
 
     /// Connects to the destination `given` (or the profile's).
     pub fn connect(&self, given: Option<&str>, args: &ConnectArgs) -> Result<(Session, SetName)> {
-        let dest = self.dest(given)?;
+        self.connect_to(&self.dest(given)?, args)
+    }
+
+    /// Connects to `dest`; returns the session and the set.
+    pub fn connect_to(&self, dest: &Dest, args: &ConnectArgs) -> Result<(Session, SetName)> {
         let set = self.set()?;
-        let session = connect(&dest, &self.connect_options(args)?)?;
+        let session = connect(dest, &self.connect_options(args)?)?;
         Ok((session, set))
     }
 

@@ -166,3 +166,79 @@ fn config_errors_name_the_file_line_and_key() {
     assert_eq!(out.status.code(), Some(1));
     assert!(stderr(&out).contains("none.toml"), "{}", stderr(&out));
 }
+
+#[test]
+fn ls_versions_diff_and_restore_take_the_profiles_destination() {
+    let s = Scratch::new();
+    fs::create_dir_all(s.src().join("Documents")).unwrap();
+    write_file(
+        &s.src().join("Documents/notes.txt"),
+        b"v1",
+        0o644,
+        (1_700_000_000, 0),
+    );
+    let out = s.offsnap(None, &[&"init", &s.dest(), &s.src()]);
+    assert_ok(&out);
+    let first = s.offsnap(Some(&day(0, 0)), &[&"backup", &"--set", &"t"]);
+    assert_ok(&first);
+    write_file(
+        &s.src().join("Documents/notes.txt"),
+        b"v2!",
+        0o644,
+        (1_700_000_100, 0),
+    );
+    let second = s.offsnap(Some(&day(1, 0)), &[&"backup", &"--set", &"t"]);
+    assert_ok(&second);
+    let (first, second) = (
+        stdout(&first).trim().to_string(),
+        stdout(&second).trim().to_string(),
+    );
+
+    // A path alone is a path inside the snapshot, not a destination.
+    let out = s.offsnap(None, &[&"ls", &"--set", &"t", &"src/Documents"]);
+    assert_ok(&out);
+    assert!(stdout(&out).contains("notes.txt"), "{}", stdout(&out));
+    let out = s.offsnap(None, &[&"ls", &"--set", &"t"]);
+    assert_ok(&out);
+    assert!(stdout(&out).contains("src"), "{}", stdout(&out));
+    let out = s.offsnap(
+        None,
+        &[&"versions", &"--set", &"t", &"src/Documents/notes.txt"],
+    );
+    assert_ok(&out);
+    let text = stdout(&out);
+    assert!(text.contains(&first) && text.contains(&second), "{text}");
+    let out = s.offsnap(None, &[&"diff", &"--set", &"t", &"latest~1", &"latest"]);
+    assert_ok(&out);
+    assert_eq!(stdout(&out).trim(), "M src/Documents/notes.txt");
+    let to = s.path("restored");
+    let out = s.offsnap(
+        None,
+        &[
+            &"restore",
+            &"--set",
+            &"t",
+            &"--snapshot",
+            &first,
+            &"--to",
+            &to,
+            &"src/Documents",
+        ],
+    );
+    assert_ok(&out);
+    assert_eq!(fs::read(to.join("src/Documents/notes.txt")).unwrap(), b"v1");
+
+    // A destination named first still wins over the profile's: this one
+    // holds the set's backups, so it reads as a destination.
+    let out = s.offsnap(None, &[&"ls", &"--set", &"t", &s.dest(), &"src/Documents"]);
+    assert_ok(&out);
+    assert!(stdout(&out).contains("notes.txt"));
+    let other = s.path("elsewhere");
+    fs::create_dir(&other).unwrap();
+    let out = s.offsnap(
+        None,
+        &[&"diff", &"--set", &"t", &other, &"latest~1", &"latest"],
+    );
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(!stderr(&out).is_empty());
+}

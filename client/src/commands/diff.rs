@@ -1,13 +1,14 @@
 //! `offsnap diff`: what was added, removed and changed between two
 //! snapshots.
 
+use std::ffi::OsString;
 use std::process::ExitCode;
 
 use clap::Args;
 use offsnap_protocol::compare::Change;
 
 use crate::cli::{ConnectArgs, ProfileArgs};
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::settings::{self, Settings};
 use crate::{inspect, restore};
 
@@ -18,22 +19,32 @@ pub struct DiffArgs {
     profile: ProfileArgs,
     #[command(flatten)]
     connect: ConnectArgs,
-    /// Where the backups are.
-    dest: String,
-    /// The older snapshot (latest, latest~N, a name, or the start of one).
-    snap_a: String,
-    /// The newer snapshot (latest, latest~N, a name, or the start of one).
-    snap_b: String,
+    /// Where the backups are (default: the profile's destination), then
+    /// the older and the newer snapshot (latest, latest~N, a name, or the
+    /// start of one)
+    #[arg(value_name = "[DEST] OLDER NEWER", num_args = 2..=3, required = true)]
+    words: Vec<OsString>,
 }
 
 /// Runs `offsnap diff`.
 pub fn run(args: DiffArgs) -> Result<ExitCode> {
     let settings = Settings::load(&args.profile)?;
+    let (dest, rest) = settings.dest_and_rest(&args.words, 2, Some(0))?;
+    let [a, b] = rest else {
+        return Err(Error::Usage(
+            "name two snapshots: offsnap diff [DEST] OLDER NEWER".into(),
+        ));
+    };
+    let word = |w: &OsString| {
+        w.to_str()
+            .map(str::to_string)
+            .ok_or_else(|| Error::Usage(format!("{w:?} is not a snapshot name")))
+    };
     let (a, b) = (
-        settings::which(&args.snap_a, None)?,
-        settings::which(&args.snap_b, None)?,
+        settings::which(&word(a)?, None)?,
+        settings::which(&word(b)?, None)?,
     );
-    let (mut session, set) = settings.connect(Some(&args.dest), &args.connect)?;
+    let (mut session, set) = settings.connect_to(&dest, &args.connect)?;
     let a = restore::find_snapshot(&mut session, &set, &a)?;
     let b = restore::find_snapshot(&mut session, &set, &b)?;
     let changes = inspect::diff(&mut session, &set, &a, &b)?;

@@ -1,6 +1,7 @@
 //! `offsnap ls`: a directory of a snapshot, like `ls -l`.
 
-use std::path::PathBuf;
+use std::ffi::OsString;
+use std::path::Path;
 use std::process::ExitCode;
 
 use clap::Args;
@@ -30,22 +31,22 @@ pub struct LsArgs {
     /// Show sizes as exact byte counts, not in KiB/MiB/GiB
     #[arg(long)]
     bytes: bool,
-    /// Where the backups are.
-    dest: String,
-    /// A directory (or file) inside the snapshot.
-    path: Option<PathBuf>,
+    /// Where the backups are (default: the profile's destination), then a
+    /// directory or file inside the snapshot
+    #[arg(value_name = "[DEST] [PATH]", num_args = 0..=2)]
+    words: Vec<OsString>,
 }
 
 /// Runs `offsnap ls`.
 pub fn run(args: LsArgs) -> Result<ExitCode> {
     let settings = Settings::load(&args.profile)?;
     let which = settings::which(&args.snapshot, args.as_of.as_deref())?;
-    let dir = args
-        .path
-        .as_deref()
-        .map(settings::snapshot_path)
+    let (dest, rest) = settings.dest_and_rest(&args.words, 0, Some(1))?;
+    let dir = rest
+        .first()
+        .map(|p| settings::snapshot_path(Path::new(p)))
         .transpose()?;
-    let (mut session, set) = settings.connect(Some(&args.dest), &args.connect)?;
+    let (mut session, set) = settings.connect_to(&dest, &args.connect)?;
     let info = restore::find_snapshot(&mut session, &set, &which)?;
     let entries = inspect::ls(&mut session, &set, &info, dir.as_ref())?;
     session.close()?;

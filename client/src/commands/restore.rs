@@ -1,8 +1,9 @@
 //! `offsnap restore`: copy a snapshot, or paths inside it, out to a
 //! directory.
 
+use std::ffi::OsString;
 use std::io::IsTerminal;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::Args;
@@ -40,20 +41,19 @@ pub struct RestoreArgs {
     json: bool,
     #[command(flatten)]
     progress: ProgressArgs,
-    /// Where the backups are.
-    dest: String,
-    /// Paths inside the snapshot to restore [default: all of it]
-    paths: Vec<PathBuf>,
+    /// Where the backups are (default: the profile's destination), then
+    /// paths inside the snapshot to restore [default: all of it]
+    #[arg(value_name = "[DEST] [PATH]")]
+    words: Vec<OsString>,
 }
 
 /// Runs `offsnap restore`.
 pub fn run(args: RestoreArgs) -> Result<ExitCode> {
     let settings = Settings::load(&args.profile)?;
-    let dest = settings.dest(Some(&args.dest))?;
-    let paths = args
-        .paths
+    let (dest, rest) = settings.dest_and_rest(&args.words, 0, None)?;
+    let paths = rest
         .iter()
-        .map(|p| settings::snapshot_path(p))
+        .map(|p| settings::snapshot_path(Path::new(p)))
         .collect::<Result<Vec<_>>>()?;
     let opts = RestoreOptions {
         set: settings.set()?,

@@ -1,7 +1,8 @@
 //! `offsnap versions`: each distinct version of a file across the
 //! snapshots of a set.
 
-use std::path::PathBuf;
+use std::ffi::OsString;
+use std::path::Path;
 use std::process::ExitCode;
 
 use clap::Args;
@@ -19,17 +20,23 @@ pub struct VersionsArgs {
     profile: ProfileArgs,
     #[command(flatten)]
     connect: ConnectArgs,
-    /// Where the backups are.
-    dest: String,
-    /// The file inside the snapshots (e.g. Documents/notes.txt).
-    path: PathBuf,
+    /// Where the backups are (default: the profile's destination), then
+    /// the file inside the snapshots (e.g. Documents/notes.txt)
+    #[arg(value_name = "[DEST] PATH", num_args = 1..=2, required = true)]
+    words: Vec<OsString>,
 }
 
 /// Runs `offsnap versions`.
 pub fn run(args: VersionsArgs) -> Result<ExitCode> {
     let settings = Settings::load(&args.profile)?;
-    let path = settings::snapshot_path(&args.path)?;
-    let (mut session, set) = settings.connect(Some(&args.dest), &args.connect)?;
+    let (dest, rest) = settings.dest_and_rest(&args.words, 1, Some(0))?;
+    let Some(path) = rest.first() else {
+        return Err(Error::Usage(
+            "name the file: offsnap versions [DEST] PATH".into(),
+        ));
+    };
+    let path = settings::snapshot_path(Path::new(path))?;
+    let (mut session, set) = settings.connect_to(&dest, &args.connect)?;
     let snaps = requests::snapshots(&mut session, &set)?;
     let versions = inspect::versions(&mut session, &set, &snaps, &path)?;
     session.close()?;
