@@ -43,14 +43,14 @@ pub struct FirstPass {
     pub files: u64,
 }
 
-/// The first pass: asks for signatures (none without `deltas`) and counts
-/// the files to read; lists every file of the base in `index`.
+/// The first pass: asks for signatures and counts the files to read; lists
+/// every file of the base in `index`.
 pub fn first_pass(
     tx: &mut Sender,
     sources: &[Source],
     opts: &scan::ScanOptions,
     base: Option<&File>,
-    (partials, deltas): (&HashMap<RelPath, u64>, bool),
+    partials: &HashMap<RelPath, u64>,
     (index, progress): (&mut ContentIndex, &Progress),
 ) -> Result<FirstPass> {
     let mut old = Base::new(base.map(manifests::entries).transpose()?)?;
@@ -77,9 +77,8 @@ pub fn first_pass(
         }
         match &o {
             Some(o) if plan::unchanged(o, &item) => continue,
-            o if deltas
-                && plan::delta_base(o.as_ref(), partials.get(&item.path).copied(), size)
-                    .is_some() =>
+            o if plan::delta_base(o.as_ref(), partials.get(&item.path).copied(), size)
+                .is_some() =>
             {
                 tx.send(&Request::Signature {
                     path: item.path.clone(),
