@@ -91,10 +91,11 @@ done
 MKFS_VERSIONS="$(mkfs.xfs -V | head -1) $(mkfs.btrfs --version | head -1) kernel $(uname -r)"
 log "work=$WORK port=$SSH_PORT days=$DAYS targets=${TARGETS[*]} offsnap=$VERSION $MKFS_VERSIONS"
 
-RES="$T/steps.tsv" USED="$T/used.tsv" FLOOR="$T/floor.tsv"
+RES="$T/steps.tsv" USED="$T/used.tsv" FLOOR="$T/floor.tsv" META="$T/meta.tsv"
 printf "day\ttarget\ttool\t$MEASURE_COLS\n" > "$RES"
 printf 'day\ttarget\tfs\tused_B\n' > "$USED"
 printf 'day\tchanged_B\n' > "$FLOOR"
+printf 'day\ttarget\tdirs\tmanifest_B\tblock_B\n' > "$META"
 for tg in "${TARGETS[@]}"; do IFS=: read -r name fs tool <<< "$tg"; printf '%s\t%s\t%s\t%s\n' -1 "$name" "$fs" "$(used_bytes "$WORK/mnt/$name")" >> "$USED"; done
 
 SRC="$WORK/src"
@@ -112,7 +113,11 @@ backup() {  # backup DAY TARGET FS TOOL
   NOW=2026-01-$(printf %02d $((d + 1)))T00:00:00Z
   case "$tool" in
     offsnap) o_cmd backup --set laptop --no-prune "$SRC/laptop" "$SSH_USER@127.0.0.1:$m"
-             measure "$d $name offsnap" "$m" "${O[@]}" ;;
+             measure "$d $name offsnap" "$m" "${O[@]}"
+             # What a snapshot needs besides content: its directories and its manifest.
+             local snap; snap=$(readlink "$m/laptop/latest")
+             printf '%s\t%s\t%s\t%s\t%s\n' "$d" "$name" "$(find "$m/laptop/$snap" -type d | wc -l)" \
+               "$(stat -c %s "$m/laptop/.offsnap/manifests/$snap")" "$(stat -f -c %S "$m")" >> "$META" ;;
     rsync) RSYNC_BASE; local link=(); [ "$d" -gt 0 ] && link=(--link-dest="../day$((d - 1))")
            measure "$d $name rsync" "$m" "${R[@]}" "${link[@]}" "$SRC/laptop" "localhost:$m/day$d/" ;;
     restic) restic_cmd "$m/repo" backup --host bench laptop; measure "$d $name restic" "$m" env -C "$SRC" "${R[@]}" ;;
@@ -151,6 +156,6 @@ for tg in "${TARGETS[@]}"; do
 done
 rm -rf "$T/restore"
 
-if [ -n "$RAW" ]; then cat "$RES" > "$RAW"; { echo; cat "$USED"; echo; cat "$FLOOR"; } >> "$RAW"; fi
-"$PY" "$HERE/storage_report.py" "$RES" "$USED" "$FLOOR" \
+if [ -n "$RAW" ]; then cat "$RES" > "$RAW"; { echo; cat "$USED"; echo; cat "$FLOOR"; echo; cat "$META"; } >> "$RAW"; fi
+"$PY" "$HERE/storage_report.py" "$RES" "$USED" "$FLOOR" "$META" \
   "days=$DAYS offsnap=$VERSION $(rsync --version | head -1 | cut -d' ' -f1-4) $(restic version 2>/dev/null | cut -d' ' -f1-2) $(borg --version 2>/dev/null) $MKFS_VERSIONS"

@@ -1,9 +1,11 @@
 #!/usr/bin/env python3
-"""storage_report.py STEPS.TSV USED.TSV FLOOR.TSV HEADER: tables of bench/storage.sh.
+"""storage_report.py STEPS.TSV USED.TSV FLOOR.TSV META.TSV HEADER: tables of bench/storage.sh.
 
 Growth per day is the store filesystem's used bytes (statvfs, after sync) after
 day N's backup minus after day N-1's, over days 1..N (day 0 is the first backup);
-"du" is the same for du of the store. The floor is the content each day wrote.
+"du" is the same for du of the store. The floor is the content each day wrote; the
+second floor adds what any snapshot of it needs besides content, measured on
+offsnap's XFS store (META.TSV): one block per new directory and the manifest.
 """
 import csv
 import statistics
@@ -26,7 +28,8 @@ def num(v):
 
 
 def main():
-    steps, used, floor, header = rows(sys.argv[1]), rows(sys.argv[2]), rows(sys.argv[3]), sys.argv[4]
+    steps, used, floor, meta = (rows(a) for a in sys.argv[1:5])
+    header = sys.argv[5]
     targets = []
     for r in steps:
         if r["target"] not in targets:
@@ -70,6 +73,17 @@ def main():
               f"| {mib(statistics.median(up)) if up else '-'} | {crss / 1024:.1f} / {hrss / 1024:.1f} |")
     print(f"| floor (content written) | {mib(fl[0])} | {mib(floor_day)} | | 1.0 | | "
           f"{mib(sum(fl[d] for d in days))} | | | | |")
+    mt = {int(r["day"]): r for r in meta if r["target"] == "offsnap-xfs"}
+    if mt and all(d in mt for d in days):
+        def snap(d):
+            b = int(mt[d]["block_B"])
+            return fl[d] + int(mt[d]["dirs"]) * b + -(-int(mt[d]["manifest_B"]) // b) * b
+        sd = statistics.mean(snap(d) for d in days if d > 0)
+        print(f"| floor + directories + manifest | {mib(snap(0))} | {mib(sd)} | | {sd / floor_day:.1f} | | "
+              f"{mib(sum(snap(d) for d in days))} | | | | |")
+        if "offsnap-xfs" in growth:
+            print(f"\noffsnap-xfs grows {growth['offsnap-xfs'] / sd:.2f}x this second floor a day "
+                  f"({int(mt[last]['dirs'])} directories, manifest {int(mt[last]['manifest_B']) / 1024:.0f} KiB).")
     print("\nPer day, statvfs growth MiB:\n")
     print("| day | floor | " + " | ".join(targets) + " |")
     print("|" + "---|" * (len(targets) + 2))

@@ -14,6 +14,12 @@
 //! falls back to reading and writing, silently. Real failures (`ENOSPC`,
 //! `EIO`) are returned like any write's.
 //!
+//! A file sent whole that has an older version at the same path (a local
+//! destination sends changed files whole: there is no network to save)
+//! begins as a clone of that version, and [`overlay`] then writes only the
+//! blocks whose content differs from what the clone holds at the same
+//! offset: the rest stays shared.
+//!
 //! Range clones go through `copy_file_range(2)`: on a filesystem that can
 //! clone, Linux remaps the range (the same operation as `FICLONERANGE`)
 //! when both offsets and the length are block-aligned, which is the only
@@ -101,6 +107,53 @@ pub fn clone_range(src: &File, offset: u64, dst: &File, at: u64, len: u64) -> io
     Ok(to - at)
 }
 
+/// Writes `data` at offset `at` of `file`, a clone of `len` bytes of an
+/// older version: block by block (`align` bytes, at offsets that are
+/// multiples of it), only the blocks whose bytes differ from what `file`
+/// holds there, so the others stay shared. What lies past `len` is written
+/// too, except whole blocks of zeros, left as holes (the caller sets the
+/// final length). The comparison is against the file itself, not its
+/// source, so what it ends up holding is `data` whatever happened to the
+/// source. `old` is a buffer reused between calls.
+pub fn overlay(
+    file: &File,
+    at: u64,
+    data: &[u8],
+    (len, align): (u64, u64),
+    old: &mut Vec<u8>,
+) -> io::Result<()> {
+    use std::os::unix::fs::FileExt;
+    let align = align.max(1);
+    // How many of `data`'s bytes fall inside the clone.
+    let inside = usize::try_from(len.saturating_sub(at)).map_or(data.len(), |n| n.min(data.len()));
+    old.resize(inside, 0);
+    file.read_exact_at(old, at)?;
+    let mut run: Option<usize> = None;
+    let mut i = 0;
+    while i < data.len() {
+        let pos = at + i as u64;
+        let end = (i + (align - pos % align) as usize).min(data.len());
+        let keep = if end <= inside {
+            data[i..end] == old[i..end]
+        } else {
+            i >= inside && end - i == align as usize && data[i..end].iter().all(|&b| b == 0)
+        };
+        match (keep, run) {
+            (true, Some(start)) => {
+                file.write_all_at(&data[start..i], at + start as u64)?;
+                run = None;
+            }
+            (false, None) => run = Some(i),
+            _ => {}
+        }
+        i = end;
+    }
+    if let Some(start) = run {
+        file.write_all_at(&data[start..], at + start as u64)?;
+    }
+    Ok(())
+}
+
 /// Splits a copy of `len` bytes from source offset `offset` to destination
 /// offset `at` into a head to write, a middle to clone and a tail to write
 /// (their lengths), for a filesystem cloning `align`-byte blocks. Offsets
@@ -126,6 +179,43 @@ mod tests {
         assert_eq!(split(100, 200, 10_000, 4096), (10_000, 0, 0));
         assert_eq!(split(100, 100, 50, 4096), (50, 0, 0));
         assert_eq!(split(0, 0, 0, 4096), (0, 0, 0));
+    }
+
+    #[test]
+    fn an_overlay_writes_only_the_blocks_that_differ() -> io::Result<()> {
+        use std::os::unix::fs::FileExt;
+        let file = tempfile::tempfile()?;
+        let old: Vec<u8> = (0..5 * 4096u32).map(|i| (i % 253) as u8).collect();
+        file.write_all_at(&old, 0)?;
+        let mut new = old.clone();
+        new[4096 + 10] ^= 1; // block 1 differs
+        new.extend(vec![0u8; 8192]); // two blocks of zeros past the end
+        new.extend(b"tail");
+        // Written in pieces that do not fall on block boundaries.
+        let mut buf = Vec::new();
+        for (k, piece) in new.chunks(3000).enumerate() {
+            overlay(
+                &file,
+                k as u64 * 3000,
+                piece,
+                (old.len() as u64, 4096),
+                &mut buf,
+            )?;
+        }
+        file.set_len(new.len() as u64)?;
+        let mut back = Vec::new();
+        io::Read::read_to_end(&mut &file, &mut back)?;
+        assert_eq!(back, new);
+
+        // A shorter version: the caller truncates.
+        let file = tempfile::tempfile()?;
+        file.write_all_at(&old, 0)?;
+        overlay(&file, 0, &old[..5000], (old.len() as u64, 4096), &mut buf)?;
+        file.set_len(5000)?;
+        let mut back = Vec::new();
+        io::Read::read_to_end(&mut &file, &mut back)?;
+        assert_eq!(back, &old[..5000]);
+        Ok(())
     }
 
     #[test]

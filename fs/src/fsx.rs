@@ -62,23 +62,29 @@ pub fn create_dir(dir: BorrowedFd<'_>, name: &[u8]) -> io::Result<OwnedFd> {
 
 /// Creates a new file `name` inside `dir` for writing; fails if it exists.
 pub fn create_file(dir: BorrowedFd<'_>, name: &[u8]) -> io::Result<File> {
+    create_with(dir, name, OFlags::WRONLY)
+}
+
+fn create_with(dir: BorrowedFd<'_>, name: &[u8], access: OFlags) -> io::Result<File> {
     let fd = rfs::openat(
         dir,
         name,
-        OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+        access | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC,
         Mode::from_raw_mode(0o600),
     )?;
     Ok(File::from(fd))
 }
 
-/// Creates a new file with a fresh temporary name inside `dir`.
+/// Creates a new file with a fresh temporary name inside `dir`, for
+/// reading and writing (a file begun as a clone is compared with what it
+/// holds).
 pub fn create_temp(dir: BorrowedFd<'_>) -> io::Result<(Vec<u8>, File)> {
     use std::sync::atomic::{AtomicU64, Ordering};
     static COUNTER: AtomicU64 = AtomicU64::new(0);
     loop {
         let n = COUNTER.fetch_add(1, Ordering::Relaxed);
         let name = format!(".offsnap-tmp.{}.{n}", std::process::id()).into_bytes();
-        match create_file(dir, &name) {
+        match create_with(dir, &name, OFlags::RDWR) {
             Ok(f) => return Ok((name, f)),
             Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
             Err(e) => return Err(e),

@@ -53,6 +53,11 @@ pub struct FileSink {
     hole: u64,
     /// Whether ranges of other files can be cloned into this one.
     sharing: Sharing,
+    /// Set when the file began as a clone of an older version of this
+    /// many bytes ([`FileSink::begin_as_clone`]), on a filesystem with
+    /// blocks of the second: data then overwrites only the blocks that
+    /// differ. With the buffer the clone is read into.
+    over: Option<(u64, u64, Vec<u8>)>,
 }
 
 /// How much a file grows between hints to start writing it out.
@@ -66,6 +71,12 @@ static ZEROS: [u8; HOLE_BLOCK] = [0; HOLE_BLOCK];
 impl FileSink {
     /// Appends data; aligned blocks of zeros become holes.
     pub fn write(&mut self, data: &[u8]) -> io::Result<()> {
+        if let Some((len, align, old)) = &mut self.over {
+            clone::overlay(&self.file, self.written, data, (*len, *align), old)?;
+            self.hasher.update(data);
+            self.written += data.len() as u64;
+            return Ok(());
+        }
         let mut i = 0;
         let mut run = 0;
         while i < data.len() {
@@ -110,9 +121,15 @@ impl FileSink {
         self.file.write_all(data)
     }
 
-    /// Gives the file its full length when it ends in a hole.
+    /// Gives the file its full length when it ends in a hole (or, begun
+    /// as a clone, when it is shorter or longer than the clone).
     fn close_hole(&mut self) -> io::Result<()> {
-        if self.hole > 0 {
+        if self.hole > 0
+            || self
+                .over
+                .as_ref()
+                .is_some_and(|(len, ..)| *len != self.written)
+        {
             self.file.set_len(self.written)?;
             self.hole = 0;
         }
@@ -215,6 +232,37 @@ impl FileSink {
             Err(e) => Err(e),
             Ok(()) if src.metadata()?.len() != size => Err(changed_size()),
             Ok(()) => Ok(()),
+        }
+    }
+
+    /// Whether ranges of other files can be cloned into this one.
+    pub fn clones(&self) -> bool {
+        self.sharing.clones()
+    }
+
+    /// Makes the file, still empty, a clone of `base` (an older version of
+    /// what is coming): the data written next is compared with it block by
+    /// block and only the blocks that differ are written, the others stay
+    /// shared (see [`clone::overlay`]). Returns whether it did; where the
+    /// filesystem refuses, the file is written as usual.
+    pub fn begin_as_clone(&mut self, base: &File) -> io::Result<bool> {
+        let Sharing::Clones { align } = self.sharing else {
+            return Ok(false);
+        };
+        if self.written != 0 {
+            return Ok(false);
+        }
+        match clone::clone_whole(&self.file, base) {
+            Ok(()) => {
+                let len = self.file.metadata()?.len();
+                self.over = Some((len, align, Vec::new()));
+                Ok(true)
+            }
+            Err(e) if clone::refused(&e) => {
+                self.sharing = Sharing::No;
+                Ok(false)
+            }
+            Err(e) => Err(e),
         }
     }
 
@@ -407,6 +455,7 @@ impl TreeWriter {
             written: 0,
             flushed: 0,
             hole: 0,
+            over: None,
         })
     }
 

@@ -73,9 +73,19 @@ const FIEMAP_FLAG_SYNC: u32 = 0x1;
 const FIEMAP_EXTENT_LAST: u32 = 0x1;
 const FIEMAP_EXTENT_SHARED: u32 = 0x2000;
 
+/// Files mapped by [`shared_bytes`] in this process (what a listing's
+/// cache saves is counted here).
+static MAPPED: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// How many files this process has mapped.
+pub fn files_mapped() -> u64 {
+    MAPPED.load(std::sync::atomic::Ordering::Relaxed)
+}
+
 /// Bytes of the first `size` bytes of `file` that lie in extents shared
 /// with another file (holes and the file's own extents are not counted).
 pub fn shared_bytes(file: &File, size: u64) -> io::Result<u64> {
+    MAPPED.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let mut shared = 0u64;
     let mut next = 0u64;
     while next < size {

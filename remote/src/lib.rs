@@ -16,6 +16,7 @@ pub mod backup;
 pub mod content_index;
 pub mod disk_map;
 pub mod error;
+pub mod extent_cache;
 pub mod extents;
 pub mod journal;
 pub mod limits;

@@ -243,6 +243,11 @@ impl SetDir {
         self.fd.as_fd()
     }
 
+    /// The set's `.offsnap` directory's handle.
+    pub fn meta_fd(&self) -> BorrowedFd<'_> {
+        self.meta.as_fd()
+    }
+
     /// Opens a subdirectory of `.offsnap` that sets made by older versions
     /// may lack (`resume`), creating it when missing.
     pub fn meta_dir_or_new(&self, which: &str) -> Result<OwnedFd, Error> {

@@ -4,7 +4,8 @@
 //! (a file whose inode has one link is held by that snapshot alone) and,
 //! on filesystems that clone, from their extent maps (the part of such a
 //! file in extents shared with another file is not its own: see
-//! [`crate::extents`]).
+//! [`crate::extents`]; results kept between listings by
+//! [`crate::extent_cache`]).
 
 use std::os::fd::{AsFd, BorrowedFd};
 
@@ -13,6 +14,7 @@ use offsnap_protocol::manifest::{self, ManifestReader};
 use offsnap_protocol::{EntryKind, SnapshotStats};
 
 use crate::error::{Context, Error};
+use crate::extent_cache::{self, ExtentCache};
 use crate::extents;
 use crate::set::SetDir;
 use offsnap_fs::cursor::DirCursor;
@@ -30,30 +32,26 @@ fn damaged(e: manifest::ManifestError) -> Error {
     Error::corrupt("manifest", e)
 }
 
-/// Shared bytes of inodes already mapped in this listing, by inode.
-#[derive(Default)]
-struct SharedCache(std::collections::HashMap<(u64, u64), u64>);
-
-impl SharedCache {
-    /// The bytes of the file `name` in `dir` (stat `st`, `size` bytes) in
-    /// extents shared with other files; 0 when it cannot be mapped (the
-    /// listing then counts it whole, as on filesystems without clones).
-    fn of(&mut self, dir: BorrowedFd<'_>, name: &[u8], st: &rustix::fs::Stat, size: u64) -> u64 {
-        #[allow(clippy::unnecessary_cast)]
-        let key = (st.st_dev as u64, st.st_ino as u64);
-        *self.0.entry(key).or_insert_with(|| {
-            fsx::open_file(dir, name)
-                .and_then(|f| extents::shared_bytes(&f, size))
-                .unwrap_or(0)
-        })
-    }
+/// The bytes of the file `name` in `dir` (stat `st`, `size` bytes) in
+/// extents shared with other files, from the set's cache or its extent
+/// map; 0 when it cannot be mapped (the listing then counts it whole, as
+/// on filesystems without clones).
+fn shared_of(
+    cache: &mut ExtentCache,
+    (dir, name): (BorrowedFd<'_>, &[u8]),
+    st: &rustix::fs::Stat,
+    size: u64,
+) -> u64 {
+    cache.shared(extent_cache::key(st, size), || {
+        fsx::open_file(dir, name).and_then(|f| extents::shared_bytes(&f, size))
+    })
 }
 
 /// Summaries of every snapshot of the set, oldest first.
 pub fn stats(set: &SetDir) -> Result<Vec<SnapshotStats>, Error> {
     let snaps = set.snapshots()?;
     let mut out = Vec::with_capacity(snaps.len());
-    let mut shared = SharedCache::default();
+    let mut shared = ExtentCache::load(set, &snaps);
     for (i, info) in snaps.iter().enumerate() {
         let mut st = SnapshotStats {
             name: info.name,
@@ -104,6 +102,7 @@ pub fn stats(set: &SetDir) -> Result<Vec<SnapshotStats>, Error> {
         (st.added, st.changed, st.removed) = (added, changed, removed);
         out.push(st);
     }
+    shared.save(set);
     Ok(out)
 }
 
@@ -111,7 +110,7 @@ pub fn stats(set: &SetDir) -> Result<Vec<SnapshotStats>, Error> {
 fn count(
     st: &mut SnapshotStats,
     cursor: &mut DirCursor,
-    shared: &mut SharedCache,
+    shared: &mut ExtentCache,
     sharing: bool,
     entry: &offsnap_protocol::Entry,
 ) -> Result<(), crate::error::Error> {
@@ -129,7 +128,7 @@ fn count(
                 && s.st_nlink == 1
             {
                 let shared = match sharing {
-                    true => shared.of(dir.as_fd(), name, &s, size),
+                    true => shared_of(shared, (dir.as_fd(), name), &s, size),
                     false => 0,
                 };
                 st.unique_bytes += size - shared;

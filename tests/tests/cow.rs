@@ -79,7 +79,7 @@ impl World {
     fn backup(&self, now: &str) -> (String, u64) {
         let before = self.disk.used();
         let mut cmd = self.s.command(Some(now));
-        cmd.args(["backup", "--set", "t"]);
+        cmd.args(["backup", "--json", "--set", "t"]);
         if self.helper {
             cmd.arg("--remote-cmd").arg(remote_bin());
         }
@@ -88,7 +88,8 @@ impl World {
         let after = self.disk.used();
         let cost = after.saturating_sub(before);
         eprintln!("backup at {now}: {cost} bytes more in use");
-        (stdout(&out).trim().to_string(), cost)
+        let report: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
+        (report["snapshot"].as_str().unwrap().to_string(), cost)
     }
 
     /// Restores `snap` and checks it against the source as it is now.
@@ -319,4 +320,68 @@ fn xfs_a_full_disk_fails_the_run_cleanly() {
 #[test]
 fn btrfs_a_full_disk_fails_the_run_cleanly() {
     full_disk(Kind::Btrfs);
+}
+
+/// The unique sizes of every snapshot, computed by the helper library
+/// in this process, and how many files it mapped for them.
+fn listing(dest: &Path) -> (Vec<u64>, u64) {
+    let root = offsnap_remote::set::Root::open(dest, false).unwrap();
+    let set = root
+        .open_set(&offsnap_protocol::SetName::new("t").unwrap())
+        .unwrap();
+    let before = offsnap_remote::extents::files_mapped();
+    let stats = offsnap_remote::stats::stats(&set).unwrap();
+    let mapped = offsnap_remote::extents::files_mapped() - before;
+    (stats.iter().map(|s| s.unique_bytes).collect(), mapped)
+}
+
+/// A second listing maps no file again (the set's extent cache answers),
+/// and gives the same sizes; a stored file whose inode changed is mapped
+/// again; a damaged cache is ignored and rebuilt; a new snapshot (which
+/// changes what the older ones share) starts the cache afresh.
+#[test]
+fn xfs_a_second_listing_reads_the_extent_cache() {
+    let Some(w) = World::new(Kind::Xfs, false) else {
+        return;
+    };
+    let img = w.s.src().join("disk.img");
+    write_noise(&img, 8 * MIB);
+    write_noise(&w.s.src().join("other"), MIB);
+    let (first, _) = w.backup(&day(0, 0));
+    let mut f = fs::OpenOptions::new().write(true).open(&img).unwrap();
+    f.seek(SeekFrom::Start(MIB)).unwrap();
+    f.write_all(&noise(MIB)).unwrap();
+    drop(f);
+    let (second, _) = w.backup(&day(1, 0));
+    let cache = w.dest().join("t/.offsnap/extents");
+
+    let (sizes, mapped) = listing(&w.dest());
+    assert_eq!(mapped, 2, "the two single-link images are mapped");
+    assert!(cache.is_file());
+    assert!((MIB..=MIB + MIB / 2).contains(&sizes[1]), "{sizes:?}");
+    assert_eq!(listing(&w.dest()), (sizes.clone(), 0), "from the cache");
+
+    // A stored file touched on the host: its ctime changed, it is mapped again.
+    let stored = w.stored(&second, "disk.img");
+    fs::set_permissions(&stored, fs::Permissions::from_mode(0o640)).unwrap();
+    assert_eq!(listing(&w.dest()), (sizes.clone(), 1));
+    assert_eq!(listing(&w.dest()), (sizes.clone(), 0));
+
+    // Garbage instead of the cache: ignored, every file mapped, rebuilt.
+    fs::write(&cache, noise(4096)).unwrap();
+    assert_eq!(listing(&w.dest()), (sizes.clone(), 2));
+    assert_eq!(listing(&w.dest()), (sizes.clone(), 0));
+
+    // A third snapshot: the cache was made for two. Its image is a new
+    // inode (the stored one was touched), so every snapshot holds a
+    // single-link image, and the new small file is a fourth to map.
+    fs::write(w.s.src().join("new"), b"new").unwrap();
+    let _ = w.backup(&day(2, 0));
+    let (sizes3, mapped) = listing(&w.dest());
+    assert_eq!(mapped, 4, "{sizes3:?}");
+    assert_eq!(sizes3[0], sizes[0]);
+    assert_eq!(
+        hash(&w.stored(&first, "other")),
+        hash(&w.s.src().join("other"))
+    );
 }

@@ -14,6 +14,10 @@ use crate::error::{Context, Error, protocol};
 use crate::journal;
 use crate::limits::DeltaBudget;
 
+/// Files sent whole at least this large begin as a clone of their base
+/// (smaller ones are cheaper to write than to compare).
+const CLONE_BASE_MIN: u64 = 64 * 1024;
+
 /// The file being written.
 pub(super) struct OpenFile {
     /// The path before this file's, restored if it is cancelled (so the
@@ -114,7 +118,10 @@ impl BackupRun {
             None
         };
         self.meter.admit(&path, size)?;
-        let sink = self.tree.begin_file(&path).ctx(self.snapshot_ctx())?;
+        let mut sink = self.tree.begin_file(&path).ctx(self.snapshot_ctx())?;
+        if !delta && size >= CLONE_BASE_MIN && sink.clones() {
+            self.begin_as_base(&mut sink)?;
+        }
         if size >= journal::BIG {
             self.contents.begun(&path, sink.temp_name())?;
         }
@@ -128,6 +135,26 @@ impl BackupRun {
             repair,
             budget: Default::default(),
         });
+        Ok(())
+    }
+
+    /// Begins a file sent whole as a clone of the base snapshot's file at
+    /// the same path, if there is one (of at least [`CLONE_BASE_MIN`]
+    /// bytes): only the blocks whose content differs are then written. A
+    /// base that cannot be opened as a file is no base: the file is written
+    /// as usual.
+    fn begin_as_base(&mut self, sink: &mut FileSink) -> Result<(), Error> {
+        let Some(base) = &mut self.base else {
+            return Ok(());
+        };
+        let path = sink.path().clone();
+        let Ok((file, len)) = base.open_file(&path) else {
+            return Ok(());
+        };
+        if len < CLONE_BASE_MIN || !file.metadata().is_ok_and(|m| m.is_file()) {
+            return Ok(());
+        }
+        sink.begin_as_clone(&file).ctx(&path)?;
         Ok(())
     }
 
