@@ -6,7 +6,7 @@
 //! helper has checked, as it reports them (a spinner until its first
 //! report).
 
-use std::io::Write;
+use std::io::{IsTerminal, Write};
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
@@ -208,6 +208,7 @@ impl Progress {
     pub fn stop(&self) {
         if let Some(b) = &self.bar {
             b.abandon();
+            end_line();
         }
     }
 
@@ -215,7 +216,18 @@ impl Progress {
     pub fn finish(&self) {
         if let Some(b) = &self.bar {
             b.finish();
+            end_line();
         }
+    }
+}
+
+/// Ends the bar's last frame with a newline where stderr is not a
+/// terminal (a bar forced with `--progress` into a pipe or a file), so
+/// what is printed next starts a line of its own; on a terminal the bar
+/// is left where it is drawn.
+fn end_line() {
+    if !std::io::stderr().is_terminal() {
+        eprintln!();
     }
 }
 

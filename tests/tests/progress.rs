@@ -212,6 +212,8 @@ fn restore_shows_the_bytes_it_writes_and_verify_the_bytes_it_hashes() {
         err.contains(&format!("{SIZE_MIB}.00 MiB/{SIZE_MIB}.00 MiB")) && err.contains(&verified),
         "{err}"
     );
+    // The summary starts a line of its own after the last frame.
+    assert!(err.contains(&format!("\n{verified}")), "{err:?}");
     // The bar is verify's own from its first frame.
     assert!(!err.contains("scanning"), "{err}");
 }
