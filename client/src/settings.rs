@@ -72,7 +72,9 @@ impl Settings {
     ) -> Result<(Dest, &'a [OsString])> {
         let first_is_dest = match (&self.profile.destination, words.first()) {
             (_, None) => false,
-            (None, Some(_)) => true,
+            // Without one to fall back on, DEST is the first word, unless
+            // the words are only the rest: then the destination is missing.
+            (None, Some(_)) => words.len() > fixed,
             (Some(_), Some(first)) => {
                 optional.is_some_and(|o| words.len() > fixed + o)
                     || (words.len() > fixed && self.reads_as_dest(first))

@@ -241,4 +241,13 @@ fn ls_versions_diff_and_restore_take_the_profiles_destination() {
     );
     assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
     assert!(!stderr(&out).is_empty());
+
+    // Without a profile, a path alone is not taken for a destination.
+    let bare = Scratch::new();
+    let out = bare.offsnap(
+        None,
+        &[&"versions", &"--set", &"t", &"src/Documents/notes.txt"],
+    );
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(stderr(&out).contains("no destination"), "{}", stderr(&out));
 }
