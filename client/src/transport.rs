@@ -132,6 +132,16 @@ impl Transport for ChildTransport {
     }
 }
 
+/// A session dropped after an error (its streams already closed) still
+/// shows what the helper wrote last, such as why it refused: the relay is
+/// given its bounded wait before the client goes on to exit.
+impl Drop for ChildTransport {
+    fn drop(&mut self) {
+        drop(self.child.stdin.take());
+        self.stderr.finish();
+    }
+}
+
 /// The helper as a thread of this process, over a socket pair: fast tests
 /// and the embedded local destination without a second binary.
 pub struct InProcess {

@@ -93,6 +93,15 @@ impl ExternalSsh {
     }
 }
 
+/// As for the helper's own process (see `transport::ChildTransport`): the
+/// last lines on the SSH client's stderr are shown before the client exits.
+impl Drop for ExternalSsh {
+    fn drop(&mut self) {
+        drop(self.child.stdin.take());
+        self.stderr.finish();
+    }
+}
+
 impl Transport for ExternalSsh {
     fn streams(&mut self) -> Result<Streams> {
         let (Some(to), Some(from)) = (self.child.stdin.take(), self.child.stdout.take()) else {
