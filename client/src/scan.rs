@@ -104,6 +104,9 @@ pub struct ScanItem {
     pub meta: Meta,
     /// Its `user.` extended attributes (files and directories).
     pub xattrs: Vec<Xattr>,
+    /// Whether `xattrs` (and a symlink's target) were read: always, but
+    /// in a [`Detail::Survey`].
+    pub xattrs_read: bool,
     /// Device and inode of a file with more than one name, to find its
     /// other names.
     pub inode: Option<(u64, u64)>,
@@ -160,6 +163,19 @@ pub fn excludes_for(root: &Path, opts: &ScanOptions) -> Result<ignore::gitignore
         .map_err(|e| Error::Usage(format!("exclude patterns: {e}")))
 }
 
+/// How much of each entry a walk reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Detail {
+    /// Everything a snapshot records.
+    Full,
+    /// What decides whether a file is unchanged and how it travels: the
+    /// `lstat` of every entry, and the extended attributes of regular
+    /// files of at least this many bytes only (none of directories and
+    /// smaller files, no symlink targets: their items say so with
+    /// [`ScanItem::xattrs_read`] and an empty target).
+    Survey(u64),
+}
+
 /// Walks all sources in order, yielding entries and problems. Leaves out
 /// what `--exclude`/`--exclude-from` and per-directory `.offsnapignore`
 /// files (gitignore syntax) exclude, and cache directories. Hidden files
@@ -172,12 +188,22 @@ pub fn scan<'a>(
     sources: &'a [Source],
     opts: &'a ScanOptions,
 ) -> Result<impl Iterator<Item = Result<ScanItem, ScanProblem>> + 'a> {
+    scan_with(sources, opts, Detail::Full)
+}
+
+/// [`scan`], reading `detail` of each entry.
+pub fn scan_with<'a>(
+    sources: &'a [Source],
+    opts: &'a ScanOptions,
+    detail: Detail,
+) -> Result<impl Iterator<Item = Result<ScanItem, ScanProblem>> + 'a> {
     let mut walks = Vec::with_capacity(sources.len());
     for src in sources {
         let cli = excludes_for(&src.path, opts)?;
         walks.push(Walk {
             src,
             opts,
+            detail,
             cli,
             started: false,
             root_dev: None,
@@ -204,6 +230,7 @@ struct Level {
 struct Walk<'a> {
     src: &'a Source,
     opts: &'a ScanOptions,
+    detail: Detail,
     cli: ignore::gitignore::Gitignore,
     started: bool,
     root_dev: Option<u64>,
@@ -394,6 +421,7 @@ impl Walk<'_> {
                 ScanKind::Dir
             }
             FileType::RegularFile => ScanKind::File(st.st_size as u64),
+            FileType::Symlink if self.detail != Detail::Full => ScanKind::Symlink(Vec::new()),
             FileType::Symlink => {
                 let target =
                     fsx::read_link(dir.as_fd(), &name).map_err(|e| problem(describe(&e)))?;
@@ -406,12 +434,18 @@ impl Walk<'_> {
                 rdev: st.st_rdev,
             }),
         };
+        let xattrs_read = match (self.detail, &kind) {
+            (Detail::Full, _) => true,
+            (Detail::Survey(min), ScanKind::File(size)) => *size >= min,
+            (Detail::Survey(_), _) => false,
+        };
         // Only files and directories can carry user attributes.
         let xattrs = match kind {
-            ScanKind::Dir | ScanKind::File(_) => fsx::read_xattrs(&short_path(dir, &name, &local))
-                .map_err(|e| {
+            ScanKind::Dir | ScanKind::File(_) if xattrs_read => {
+                fsx::read_xattrs(&short_path(dir, &name, &local)).map_err(|e| {
                     problem(format!("reading its extended attributes: {}", describe(&e)))
-                })?,
+                })?
+            }
             _ => Vec::new(),
         };
         let (xattrs, xattr_problem) = recordable(xattrs, &local);
@@ -427,6 +461,7 @@ impl Walk<'_> {
                 kind,
                 meta: fsx::meta_of(st),
                 xattrs,
+                xattrs_read,
                 inode,
                 parent: dir.clone(),
                 name,

@@ -218,22 +218,16 @@ impl BaseIndex {
         let table = HEADER + slots * SLOT;
         file.set_len(table)?;
         let mut paths = PathStore::new(file.try_clone()?, table);
+        let mut batch = Vec::with_capacity(BATCH.min(files as usize));
         each_file(manifest, |hash, path| {
             let loc = paths.push(hash, path)?;
-            let t = tag(hash);
-            let mut i = home(hash, slots);
-            loop {
-                let mut slot = [0u8; SLOT as usize];
-                file.read_exact_at(&mut slot, HEADER + i * SLOT)?;
-                let have = u64::from_le_bytes(slot[..8].try_into().map_err(io::Error::other)?);
-                if have == 0 {
-                    slot[..8].copy_from_slice(&t.to_le_bytes());
-                    slot[8..].copy_from_slice(&loc.to_le_bytes());
-                    return file.write_all_at(&slot, HEADER + i * SLOT);
-                }
-                i = (i + 1) & (slots - 1);
+            batch.push((home(hash, slots), tag(hash), loc));
+            if batch.len() == BATCH {
+                place(&file, slots, &mut batch)?;
             }
+            Ok(())
         })?;
+        place(&file, slots, &mut batch)?;
         paths.flush()?;
         let mut h = [0u8; HEADER as usize];
         h[..16].copy_from_slice(MAGIC);
@@ -268,6 +262,86 @@ impl BaseIndex {
         }
         Ok(None)
     }
+}
+
+/// Slots placed in one batch: 24 bytes each in memory.
+const BATCH: usize = 1 << 16;
+/// Slots read and written at once while placing a batch (64 KiB).
+const WINDOW: u64 = 4096;
+
+/// Places a batch of `(home, tag, location)` in the table of `file`, in
+/// the order they came for equal homes (the first file in walk order of a
+/// content is found first), and empties it. Sorted by home, the batch goes
+/// through the table in windows, each read and written once; a slot whose
+/// probe runs past its window's end moves on to the next window, and one
+/// past the table's end (wrapping around) is placed on its own.
+fn place(file: &File, slots: u64, batch: &mut Vec<(u64, u64, u64)>) -> io::Result<()> {
+    batch.sort_by_key(|b| b.0);
+    let Some(first) = batch.first() else {
+        return Ok(());
+    };
+    let mut start = first.0 / WINDOW * WINDOW;
+    let mut window = vec![0u8; (WINDOW.min(slots) * SLOT) as usize];
+    let mut carry: Vec<(u64, u64)> = Vec::new();
+    let mut rest = &batch[..];
+    loop {
+        let len = WINDOW.min(slots - start);
+        let buf = &mut window[..(len * SLOT) as usize];
+        file.read_exact_at(buf, HEADER + start * SLOT)?;
+        let n = rest.iter().take_while(|b| b.0 < start + len).count();
+        let mut next = Vec::new();
+        let from_carry = carry.drain(..).map(|(t, l)| (start, t, l));
+        for (h, t, l) in from_carry.chain(rest[..n].iter().copied()) {
+            match (h - start..len).find(|&i| slot_tag(buf, i) == 0) {
+                Some(i) => {
+                    let at = (i * SLOT) as usize;
+                    buf[at..at + 8].copy_from_slice(&t.to_le_bytes());
+                    buf[at + 8..at + 16].copy_from_slice(&l.to_le_bytes());
+                }
+                None => next.push((t, l)),
+            }
+        }
+        file.write_all_at(buf, HEADER + start * SLOT)?;
+        rest = &rest[n..];
+        carry = next;
+        if start + len == slots {
+            break;
+        }
+        start = match (carry.is_empty(), rest.first()) {
+            (false, _) => start + len,
+            (true, Some(b)) => b.0 / WINDOW * WINDOW,
+            (true, None) => break,
+        };
+    }
+    // Probes that ran past the table's end go on from its start.
+    for (t, l) in carry {
+        place_one(file, slots, 0, t, l)?;
+    }
+    batch.clear();
+    Ok(())
+}
+
+/// The tag of slot `i` of a window.
+fn slot_tag(buf: &[u8], i: u64) -> u64 {
+    let at = (i * SLOT) as usize;
+    let mut t = [0u8; 8];
+    t.copy_from_slice(&buf[at..at + 8]);
+    u64::from_le_bytes(t)
+}
+
+/// Places one slot by probing from `i`, a slot at a time.
+fn place_one(file: &File, slots: u64, mut i: u64, t: u64, loc: u64) -> io::Result<()> {
+    for _ in 0..slots {
+        let mut slot = [0u8; SLOT as usize];
+        file.read_exact_at(&mut slot, HEADER + i * SLOT)?;
+        if slot_tag(&slot, 0) == 0 {
+            slot[..8].copy_from_slice(&t.to_le_bytes());
+            slot[8..].copy_from_slice(&loc.to_le_bytes());
+            return file.write_all_at(&slot, HEADER + i * SLOT);
+        }
+        i = (i + 1) & (slots - 1);
+    }
+    Err(io::Error::other("the content index's table is full"))
 }
 
 /// Calls `f` with the hash and path of each file of a manifest; returns
@@ -408,6 +482,42 @@ mod tests {
             assert_eq!(run.get(&Hash::of(&i.to_le_bytes()))?.as_ref(), Some(p));
         }
         assert_eq!(run.get(&Hash::of(b"absent"))?, None);
+        Ok(())
+    }
+
+    #[test]
+    fn a_batch_placed_by_windows_is_found_as_placed_one_by_one() -> io::Result<()> {
+        let file = tempfile::tempfile()?;
+        let slots = 4 * WINDOW;
+        file.set_len(HEADER + slots * SLOT)?;
+        // Runs of one home at a window's end (they spill into the next
+        // window) and at the table's end (they wrap around), a tag twice.
+        let mut batch = Vec::new();
+        for (home, n) in [(WINDOW - 2, 5), (3 * WINDOW + 1, 3), (slots - 1, 4), (7, 2)] {
+            for k in 0..n {
+                batch.push((home, (home << 8) | (k << 1) | 1, batch.len() as u64));
+            }
+        }
+        batch.push((WINDOW - 2, ((WINDOW - 2) << 8) | 1, 999));
+        let placed = batch.clone();
+        place(&file, slots, &mut batch.clone())?;
+        assert!(batch.len() == placed.len());
+        for &(home, t, loc) in &placed {
+            let mut i = home;
+            let found = loop {
+                let mut slot = [0u8; SLOT as usize];
+                file.read_exact_at(&mut slot, HEADER + i * SLOT)?;
+                let have = slot_tag(&slot, 0);
+                assert_ne!(have, 0, "slot of {loc} not found");
+                if have == t {
+                    break u64::from_le_bytes(slot[8..].try_into().map_err(io::Error::other)?);
+                }
+                i = (i + 1) & (slots - 1);
+            };
+            // The first of a tag in the batch's order is found first.
+            let first = placed.iter().find(|b| b.1 == t).map(|b| b.2);
+            assert_eq!(Some(found), first);
+        }
         Ok(())
     }
 }

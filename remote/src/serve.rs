@@ -143,7 +143,8 @@ struct Session<'c, W: Write> {
 /// Serves one session on a pair of streams.
 pub fn serve(input: impl Read, output: impl Write, cfg: &Config) -> Result<(), ServeError> {
     let software = software();
-    let mut inp = FrameReader::new(input);
+    // Buffered: a frame is a length then a payload, two reads unbuffered.
+    let mut inp = FrameReader::new(std::io::BufReader::with_capacity(64 * 1024, input));
     let mut out = FrameWriter::new(output);
     let mut hello = Hello::ours(&software);
     match cfg.access {

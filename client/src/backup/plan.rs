@@ -76,12 +76,21 @@ pub fn decide(item: &ScanItem, old: Option<Entry>, first_name: Option<&RelPath>)
 
 /// Whether a scanned file can be linked to the base entry.
 pub fn unchanged(old: &Entry, item: &ScanItem) -> bool {
+    same_stat(old, item) && item.xattrs_read && old.xattrs == item.xattrs
+}
+
+/// Whether a scanned file looks unchanged from what a survey reads: its
+/// extended attributes are compared when they were read.
+pub fn looks_unchanged(old: &Entry, item: &ScanItem) -> bool {
+    same_stat(old, item) && (!item.xattrs_read || old.xattrs == item.xattrs)
+}
+
+/// Whether a scanned file has the base entry's size and metadata.
+fn same_stat(old: &Entry, item: &ScanItem) -> bool {
     let ScanKind::File(size) = item.kind else {
         return false;
     };
-    matches!(old.kind, EntryKind::File { size: s, .. } if s == size)
-        && old.meta == item.meta
-        && old.xattrs == item.xattrs
+    matches!(old.kind, EntryKind::File { size: s, .. } if s == size) && old.meta == item.meta
 }
 
 /// The length of what a new or changed file of `size` bytes travels as a
@@ -282,6 +291,7 @@ mod tests {
             kind,
             meta: meta(mtime),
             xattrs: Vec::new(),
+            xattrs_read: true,
             inode: None,
             parent: Arc::new(dir.into()),
             name: p.as_bytes().to_vec(),

@@ -159,6 +159,7 @@ mod tests {
             kind: crate::scan::ScanKind::File(3),
             meta: META,
             xattrs: Vec::new(),
+            xattrs_read: true,
             inode: None,
             parent: Arc::new(dir.into()),
             name: p.as_bytes().to_vec(),

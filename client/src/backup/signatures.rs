@@ -1,4 +1,6 @@
-//! The signature stage. A first pass over the scan and the base manifest
+//! The signature stage. A first pass over a survey of the sources (the
+//! `lstat` of every entry, the extended attributes only of the files large
+//! enough to travel as deltas: see [`scan::Detail`]) and the base manifest
 //! asks the helper for the signatures of the old versions of the files
 //! that will travel as deltas, so that they stream back while the second
 //! pass sends everything else; the same pass lists the base's contents in
@@ -44,7 +46,9 @@ pub struct FirstPass {
 }
 
 /// The first pass: asks for signatures and counts the files to read; lists
-/// every file of the base in `index`.
+/// every file of the base in `index`. A small file whose extended
+/// attributes alone changed is not counted (the survey does not read
+/// them): the counts are the display's, the second pass decides.
 pub fn first_pass(
     tx: &mut Sender,
     sources: &[Source],
@@ -56,7 +60,7 @@ pub fn first_pass(
     let mut old = Base::new(base.map(manifests::entries).transpose()?)?;
     let mut found = FirstPass::default();
     let mut inodes = HashSet::new();
-    for item in scan::scan(sources, opts)?.flatten() {
+    for item in scan::scan_with(sources, opts, scan::Detail::Survey(plan::DELTA_MIN))?.flatten() {
         interrupt::check()?;
         let ScanKind::File(size) = item.kind else {
             if item.kind != ScanKind::SkippedCache {
@@ -76,7 +80,7 @@ pub fn first_pass(
             list(index, o);
         }
         match &o {
-            Some(o) if plan::unchanged(o, &item) => continue,
+            Some(o) if plan::looks_unchanged(o, &item) => continue,
             o if plan::delta_base(o.as_ref(), partials.get(&item.path).copied(), size)
                 .is_some() =>
             {
