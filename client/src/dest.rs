@@ -252,6 +252,12 @@ pub fn start_remote(
     }
 }
 
+/// Whether `dest` is served by the helper library inside this process (a
+/// local path without a helper command).
+pub fn in_process(dest: &Dest, opts: &ConnectOptions) -> bool {
+    matches!(dest, Dest::Local(_)) && opts.remote_cmd.is_none()
+}
+
 /// Starts a helper for `dest` and opens a session with it. A local
 /// destination is served by the helper library inside this process,
 /// unless a helper command is given.

@@ -50,6 +50,8 @@ struct World {
     s: Scratch,
     disk: LoopFs,
     helper: bool,
+    /// Files sent as deltas so far.
+    deltas: std::cell::Cell<u64>,
 }
 
 impl World {
@@ -64,7 +66,12 @@ impl World {
                 return None;
             }
         };
-        Some(World { s, disk, helper })
+        Some(World {
+            s,
+            disk,
+            helper,
+            deltas: Default::default(),
+        })
     }
 
     fn dest(&self) -> PathBuf {
@@ -76,6 +83,8 @@ impl World {
     }
 
     /// Runs a backup at `now`; returns the snapshot and the bytes it cost.
+    /// Changed files travel as deltas through a helper process, whole to
+    /// the in-process local destination (no rolling checksum).
     fn backup(&self, now: &str) -> (String, u64) {
         let before = self.disk.used();
         let mut cmd = self.s.command(Some(now));
@@ -89,6 +98,11 @@ impl World {
         let cost = after.saturating_sub(before);
         eprintln!("backup at {now}: {cost} bytes more in use");
         let report: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
+        let deltas = report["sent_delta"].as_u64().unwrap();
+        if !self.helper {
+            assert_eq!(deltas, 0, "a local run sent a delta: {report}");
+        }
+        self.deltas.set(self.deltas.get() + deltas);
         (report["snapshot"].as_str().unwrap().to_string(), cost)
     }
 
@@ -153,6 +167,9 @@ fn history(kind: Kind, helper: bool, clones: bool) {
     drop(f);
     let (edited, cost) = w.backup(&day(1, 0));
     w.check_restore(&edited);
+    // Through a helper process the image travelled as a delta; to the
+    // in-process destination whole (checked in `backup`).
+    assert_eq!(w.deltas.get(), u64::from(helper), "files sent as deltas");
     let log_ino = fs::metadata(w.stored(&first, "mail.log")).unwrap().ino();
     assert_eq!(
         fs::metadata(w.stored(&edited, "mail.log")).unwrap().ino(),

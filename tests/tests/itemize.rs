@@ -155,7 +155,11 @@ fn stats_count_whole_delta_linked_metadata_and_removed_entries_exactly() {
     fs::remove_file(src.join("d/e")).unwrap();
     write_file(&src.join("f"), &rng.bytes(30), 0o644, t);
     keep_dir_times(&src, &dirs);
-    let second = backup(&s, &day(1, 0), &["--stats"]);
+    // Through a helper process, where the changed file travels as a delta
+    // (to a plain local path it would travel whole).
+    let helper = remote_bin();
+    let helper = helper.to_str().unwrap();
+    let second = backup(&s, &day(1, 0), &["--stats", "--remote-cmd", helper]);
     assert_ok(&second);
     let text = stdout(&second);
     for line in [

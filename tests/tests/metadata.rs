@@ -415,7 +415,18 @@ fn a_changed_hard_linked_file_sent_as_a_delta_keeps_its_names_linked() {
     set_mtime(&src.join("a"), (1_700_000_100, 0));
     let out = s.offsnap(
         Some(&day(1, 0)),
-        &[&"backup", &"--set", &"t", &"--json", &s.src(), &s.dest()],
+        &[
+            &"backup",
+            &"--set",
+            &"t",
+            &"--json",
+            // Through a helper process: to a plain local path the change
+            // would travel whole.
+            &"--remote-cmd",
+            &remote_bin(),
+            &s.src(),
+            &s.dest(),
+        ],
     );
     assert_ok(&out);
     let report: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();

@@ -17,6 +17,26 @@ fn backup_json(s: &Scratch, now: &str) -> serde_json::Value {
     serde_json::from_str(&stdout(&out)).unwrap()
 }
 
+/// A run through a helper process (`--remote-cmd`), where changed files
+/// travel as deltas; to a plain local path they are sent whole.
+fn backup_json_via_helper(s: &Scratch, now: &str) -> serde_json::Value {
+    let out = s.offsnap(
+        Some(now),
+        &[
+            &"backup",
+            &"--set",
+            &"t",
+            &"--json",
+            &"--remote-cmd",
+            &remote_bin(),
+            &s.src(),
+            &s.dest(),
+        ],
+    );
+    assert_ok(&out);
+    serde_json::from_str(&stdout(&out)).unwrap()
+}
+
 fn n(v: &serde_json::Value, k: &str) -> u64 {
     v[k].as_u64().unwrap_or_else(|| panic!("{k} in {v}"))
 }
@@ -139,7 +159,7 @@ fn a_changed_big_file_travels_as_a_small_delta() {
         0o644,
         (1_700_000_000, 0),
     );
-    let first = backup_json(&s, &day(0, 0));
+    let first = backup_json_via_helper(&s, &day(0, 0));
     assert_eq!(n(&first, "sent_delta"), 0);
 
     for at in [5_000usize, (2 << 20) - 3, 2 << 20, (4 << 20) + 12_345] {
@@ -149,7 +169,7 @@ fn a_changed_big_file_travels_as_a_small_delta() {
     data.extend(rng.noise(300_000));
     data.drain(100_000..100_500); // a shift: later blocks still match
     write_file(&s.src().join("big.bin"), &data, 0o644, (1_700_000_100, 0));
-    let second = backup_json(&s, &day(1, 0));
+    let second = backup_json_via_helper(&s, &day(1, 0));
     assert_eq!(n(&second, "sent_delta"), 1, "{second}");
     let literal = n(&second, "literal_bytes");
     // The edits, the append and a few blocks around each edit.
@@ -164,6 +184,17 @@ fn a_changed_big_file_travels_as_a_small_delta() {
         .join(first["snapshot"].as_str().unwrap())
         .join("src/big.bin");
     assert_eq!(fs::metadata(&first_copy).unwrap().len(), 7 << 20);
+
+    // To the same destination as a plain local path (the helper in this
+    // process) the next change travels whole: no rolling checksum.
+    data[3 << 20] ^= 0xff;
+    write_file(&s.src().join("big.bin"), &data, 0o644, (1_700_000_200, 0));
+    let third = backup_json(&s, &day(2, 0));
+    assert_eq!(n(&third, "sent_delta"), 0, "{third}");
+    assert_eq!(n(&third, "sent_whole"), 1, "{third}");
+    assert_eq!(n(&third, "whole_bytes"), data.len() as u64, "{third}");
+    let snap = third["snapshot"].as_str().unwrap();
+    assert_same_tree(&s.src(), &s.restore(snap).join("src"));
     let out = s.offsnap(None, &[&"verify", &"--set", &"t", &"--all", &s.dest()]);
     assert_ok(&out);
 }

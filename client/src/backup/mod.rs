@@ -66,6 +66,11 @@ pub struct BackupOptions {
     /// Prune by this policy after a successful run (skipped when the
     /// helper is append-only or read-only).
     pub prune: Option<offsnap_protocol::Policy>,
+    /// Whether changed files may travel as deltas. Not to a destination
+    /// served in this process: a rolling checksum saves network, and there
+    /// is none; such a file is sent whole, and the helper, where the
+    /// filesystem clones, writes only the blocks that differ from its base.
+    pub deltas: bool,
 }
 
 /// What the helper said when the run began.
@@ -320,7 +325,7 @@ fn send_all(
             sources,
             &opts.scan,
             base,
-            &partials,
+            (&partials, opts.deltas),
             (&mut index, &progress),
         )?;
         progress.start_sending(found.files, found.to_read);

@@ -45,16 +45,17 @@ pub struct FirstPass {
     pub files: u64,
 }
 
-/// The first pass: asks for signatures and counts the files to read; lists
-/// every file of the base in `index`. A small file whose extended
-/// attributes alone changed is not counted (the survey does not read
-/// them): the counts are the display's, the second pass decides.
+/// The first pass: asks for signatures (without `deltas`, only for files
+/// begun by an interrupted run) and counts the files to read; lists every
+/// file of the base in `index`. A small file whose extended attributes
+/// alone changed is not counted (the survey does not read them): the
+/// counts are the display's, the second pass decides.
 pub fn first_pass(
     tx: &mut Sender,
     sources: &[Source],
     opts: &scan::ScanOptions,
     base: Option<&File>,
-    partials: &HashMap<RelPath, u64>,
+    (partials, deltas): (&HashMap<RelPath, u64>, bool),
     (index, progress): (&mut ContentIndex, &Progress),
 ) -> Result<FirstPass> {
     let mut old = Base::new(base.map(manifests::entries).transpose()?)?;
@@ -81,8 +82,11 @@ pub fn first_pass(
         }
         match &o {
             Some(o) if plan::looks_unchanged(o, &item) => continue,
-            o if plan::delta_base(o.as_ref(), partials.get(&item.path).copied(), size)
-                .is_some() =>
+            // A file begun by an interrupted run resumes as a delta even
+            // in-process: only the rest of it is written.
+            o if (deltas || partials.contains_key(&item.path))
+                && plan::delta_base(o.as_ref(), partials.get(&item.path).copied(), size)
+                    .is_some() =>
             {
                 tx.send(&Request::Signature {
                     path: item.path.clone(),

@@ -137,6 +137,7 @@ fn options(settings: &Settings, args: &BackupArgs, sources: Vec<PathBuf>) -> Res
             keep_cachedir: args.no_cachedir_tag || profile.cachedir_tag == Some(false),
         },
         prune: (!args.no_prune).then(|| settings.retention(&args.policy)),
+        deltas: true,
         show: crate::progress::Show {
             progress: args.progress.shown(args.quiet || args.json),
             itemize: match (args.itemize || args.verbose, args.json) {
@@ -152,16 +153,18 @@ fn options(settings: &Settings, args: &BackupArgs, sources: Vec<PathBuf>) -> Res
 pub fn run(args: BackupArgs) -> Result<ExitCode> {
     let settings = Settings::load(&args.profile)?;
     let target = target(&settings, args.paths.clone())?;
-    let opts = options(&settings, &args, target.sources.clone())?;
+    let mut opts = options(&settings, &args, target.sources.clone())?;
     // Check the sources and patterns before starting anything remote.
     for src in scan::resolve_sources(&opts.sources)? {
         scan::excludes_for(&src.path, &opts.scan)?;
     }
     let started = std::time::Instant::now();
     crate::interrupt::watch();
-    let session = settings
-        .connect_options(&args.connect)
-        .and_then(|o| connect(&target.dest, &o));
+    let connect_opts = settings.connect_options(&args.connect);
+    if let Ok(o) = &connect_opts {
+        opts.deltas = !crate::dest::in_process(&target.dest, o);
+    }
+    let session = connect_opts.and_then(|o| connect(&target.dest, &o));
     if args.dry_run {
         return report(&args, &session.and_then(|s| dry_run(s, &opts))?);
     }
