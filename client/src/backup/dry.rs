@@ -40,7 +40,12 @@ pub fn dry_run(mut session: Session, opts: &BackupOptions) -> Result<BackupRepor
     };
     session.close()?;
     let progress = Progress::new(opts.show);
-    let tally = plan_all(&sources, &opts.scan, base.as_ref(), &progress)?;
+    let tally = plan_all(
+        &sources,
+        &opts.scan,
+        base.as_ref(),
+        (opts.deltas, &progress),
+    )?;
     progress.finish();
     Ok(BackupReport {
         snapshot: newest.map(|i| i.name),
@@ -62,9 +67,10 @@ fn plan_all(
     sources: &[Source],
     opts: &scan::ScanOptions,
     base: Option<&File>,
-    progress: &Progress,
+    (deltas, progress): (bool, &Progress),
 ) -> Result<Tally> {
     let mut dry = Dry {
+        deltas,
         index: ContentIndex::default(),
         links: HashMap::new(),
         progress,
@@ -95,6 +101,9 @@ fn plan_all(
 
 /// A dry run's state.
 struct Dry<'a> {
+    /// Whether changed files would travel as deltas (not to a destination
+    /// served in-process).
+    deltas: bool,
     index: ContentIndex,
     links: HashMap<(u64, u64), RelPath>,
     progress: &'a Progress,
@@ -179,7 +188,7 @@ impl Dry<'_> {
             meta: item.meta,
             xattrs: item.xattrs.clone(),
         };
-        let delta = plan::delta_base(old, None, size).is_some();
+        let delta = self.deltas && plan::delta_base(old, None, size).is_some();
         let by_content = !delta && self.index.may_match(size) && self.index.contains(&hash);
         if by_content {
             self.tally.linked_by_hash += 1;
@@ -238,8 +247,13 @@ mod tests {
             tree.entry("s/stored"),
             earlier,
         ]);
-        let tally = plan_all(&tree.sources(), &Default::default(), Some(&base), &hidden())
-            .expect("dry run");
+        let tally = plan_all(
+            &tree.sources(),
+            &Default::default(),
+            Some(&base),
+            (true, &hidden()),
+        )
+        .expect("dry run");
         assert_eq!((tally.scanned, tally.files, tally.linked), (7, 6, 2));
         // `s/copy` takes the content of `s/stored`, `s/touched` its own
         // old content; `s/big` is a delta; `s/zz` would be sent whole.
@@ -265,8 +279,13 @@ mod tests {
         tree.write("s/a", b"twice");
         tree.write("s/b", b"twice");
         std::fs::hard_link(tree.local("s/a"), tree.local("s/c")).expect("link");
-        let tally =
-            plan_all(&tree.sources(), &Default::default(), None, &hidden()).expect("dry run");
+        let tally = plan_all(
+            &tree.sources(),
+            &Default::default(),
+            None,
+            (true, &hidden()),
+        )
+        .expect("dry run");
         assert_eq!(
             (tally.files, tally.files_sent, tally.whole_bytes),
             (3, 1, 5)
@@ -285,6 +304,7 @@ mod tests {
         tree.write("s/b", b"vanishes");
         let progress = hidden();
         let mut dry = Dry {
+            deltas: true,
             index: ContentIndex::default(),
             links: HashMap::new(),
             progress: &progress,
