@@ -16,6 +16,7 @@ use rustix::fs::FileType;
 use crate::clone::{self, Sharing};
 use crate::cursor::DirCursor;
 use crate::fsx;
+use offsnap_protocol::signer::{SignatureOptions, Signer};
 
 /// What to do when a path to be written already exists.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -58,6 +59,9 @@ pub struct FileSink {
     /// blocks of the second: data then overwrites only the blocks that
     /// differ. With the buffer the clone is read into.
     over: Option<(u64, u64, Vec<u8>)>,
+    /// The signature being built of what is written, when asked for
+    /// ([`FileSink::sign_as_written`]).
+    signer: Option<Box<Signer>>,
 }
 
 /// How much a file grows between hints to start writing it out.
@@ -73,7 +77,7 @@ impl FileSink {
     pub fn write(&mut self, data: &[u8]) -> io::Result<()> {
         if let Some((len, align, old)) = &mut self.over {
             clone::overlay(&self.file, self.written, data, (*len, *align), old)?;
-            self.hasher.update(data);
+            self.absorb(data);
             self.written += data.len() as u64;
             return Ok(());
         }
@@ -90,7 +94,7 @@ impl FileSink {
             i = end;
         }
         self.put(&data[run..])?;
-        self.hasher.update(data);
+        self.absorb(data);
         self.written += data.len() as u64;
         // Start writing big files out as they come (the kernel begins
         // writeback of what it is told is not needed again), so the flush
@@ -185,7 +189,7 @@ impl FileSink {
         while at < offset + len {
             let n = (offset + len - at).min(COPY_CHUNK) as usize;
             src.read_exact_at(&mut buf[..n], at)?;
-            self.hasher.update(&buf[..n]);
+            self.absorb(&buf[..n]);
             at += n as u64;
         }
         Ok(())
@@ -264,6 +268,65 @@ impl FileSink {
             }
             Err(e) => Err(e),
         }
+    }
+
+    /// Hashes (and signs, when asked) data as it goes into the file.
+    fn absorb(&mut self, data: &[u8]) {
+        self.hasher.update(data);
+        if let Some(s) = &mut self.signer {
+            s.update(data);
+        }
+    }
+
+    /// Builds the rsync signature of what is written, in `opts`, for a
+    /// file that will be `len` bytes long (see
+    /// [`FileSink::take_signature`]). Only before anything is written.
+    pub fn sign_as_written(&mut self, len: u64, opts: SignatureOptions) {
+        if self.written == 0 {
+            self.signer = Some(Box::new(Signer::with_options(len, opts)));
+        }
+    }
+
+    /// The signature of what was written, if one was asked for and the
+    /// file has the length announced.
+    pub fn take_signature(&mut self) -> Option<Vec<u8>> {
+        self.signer.take().and_then(|s| s.finish())
+    }
+
+    /// The signer's block size, if a signature is being built and what
+    /// was written ends on one of its blocks.
+    pub fn signing_at_block(&self) -> Option<(u32, u32)> {
+        self.signer
+            .as_ref()
+            .filter(|s| s.at_block())
+            .map(|s| s.options())
+    }
+
+    /// [`FileSink::append_from`], for whole blocks whose signature entries
+    /// are `entries` (from the signature of `src`): they are taken instead
+    /// of signing the bytes again. Where the signer cannot take them, the
+    /// file's signature is given up.
+    pub fn append_signed_from(
+        &mut self,
+        src: &File,
+        (offset, len): (u64, u64),
+        entries: &[u8],
+    ) -> io::Result<()> {
+        let signer = self.signer.take();
+        let res = self.append_from(src, offset, len);
+        self.signer = signer;
+        res?;
+        if let Some(s) = &mut self.signer
+            && !s.take_blocks(entries)
+        {
+            self.signer = None;
+        }
+        Ok(())
+    }
+
+    /// The inode number of the file.
+    pub fn inode(&self) -> io::Result<u64> {
+        Ok(rustix::fs::fstat(&self.file)?.st_ino)
     }
 
     /// Bytes written so far.
@@ -456,6 +519,7 @@ impl TreeWriter {
             flushed: 0,
             hole: 0,
             over: None,
+            signer: None,
         })
     }
 

@@ -41,6 +41,35 @@ pub fn options_for(len: u64) -> SignatureOptions {
     }
 }
 
+/// The options for signing a new version of a file, `len` bytes, whose
+/// base was signed in blocks of `base_block` bytes: the base's block size
+/// while it is a multiple of 4 KiB within a factor of two of the one for
+/// `len` (a file that grows a little keeps its blocks, so entries of the
+/// blocks it shares with its base carry over), the strong hash sized for
+/// the block count either way.
+pub fn options_following(base_block: u32, len: u64) -> SignatureOptions {
+    let own = crate::delta::block_size_for(len);
+    let block_size = if base_block.is_multiple_of(4096)
+        && base_block >= own / 2
+        && base_block <= own.saturating_mul(2)
+    {
+        base_block
+    } else {
+        own
+    };
+    SignatureOptions {
+        block_size,
+        crypto_hash_size: strong_size_for(len.div_ceil(u64::from(block_size))),
+    }
+}
+
+/// Whether a signature of this shape, for a file of `len` bytes, is as
+/// safe as one [`options_for`] would make: blocks a multiple of 4 KiB and
+/// a strong hash at least as long as [`strong_size_for`] its block count.
+pub fn acceptable_shape(shape: &crate::delta::SignatureShape) -> bool {
+    shape.block_size.is_multiple_of(4096) && shape.hash_size >= strong_size_for(shape.blocks)
+}
+
 /// The signature of `data` (a base held in memory).
 pub fn sign_bytes(data: &[u8]) -> Vec<u8> {
     Signature::calculate(data, options_for(data.len() as u64)).into_serialized()
@@ -86,7 +115,7 @@ pub fn sign(file: &File, len: u64) -> std::io::Result<Vec<u8>> {
 }
 
 /// Bytes before the first block of a serialized signature.
-const HEADER: usize = 12;
+pub(crate) const HEADER: usize = 12;
 
 /// Runs `f` on each item, one scoped thread per item after the first
 /// (which runs on the caller's); an item whose thread cannot start or

@@ -22,6 +22,7 @@ pub mod manifest;
 pub mod message;
 pub mod path;
 pub mod retention;
+pub mod signer;
 pub mod snapshot;
 pub mod text;
 

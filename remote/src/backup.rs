@@ -47,6 +47,7 @@ use offsnap_protocol::{RelPath, SetName, SnapshotInfo, SnapshotName};
 
 use crate::error::{Context, Error};
 use crate::journal::Journal;
+use crate::kept_signatures::KeptSignatures;
 use crate::limits::{Limits, Meter};
 use crate::resume::ResumeSource;
 use crate::set::Root;
@@ -70,6 +71,9 @@ pub struct BackupRun {
     /// Files left out, to tell the client.
     warnings: Vec<String>,
     file: Option<file::OpenFile>,
+    /// Signatures of large files kept between runs (see
+    /// [`crate::kept_signatures`]).
+    sigs: Option<KeptSignatures>,
 }
 
 impl BackupRun {
@@ -105,6 +109,7 @@ impl BackupRun {
             None => None,
         };
         let this_run = DirCursor::new(tree_fd.try_clone().ctx(&ctx)?);
+        let sigs = KeptSignatures::open(&set);
         let run = BackupRun {
             target: commit::Target::new(set, lock, name, work),
             tree: TreeWriter::new(tree_fd, Existing::Fail)
@@ -120,6 +125,7 @@ impl BackupRun {
             zstd: zstd::bulk::Decompressor::new().ctx(&ctx)?,
             warnings: Vec::new(),
             file: None,
+            sigs,
         };
         Ok((run, name, base_info))
     }

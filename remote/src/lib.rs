@@ -19,6 +19,7 @@ pub mod error;
 pub mod extent_cache;
 pub mod extents;
 pub mod journal;
+pub mod kept_signatures;
 pub mod limits;
 pub mod links;
 pub mod naming;

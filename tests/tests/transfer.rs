@@ -275,3 +275,54 @@ fn bwlimit_keeps_the_rate() {
     let snap = stdout(&out).trim().to_string();
     assert_same_tree(&s.src(), &s.restore(&snap).join("src"));
 }
+
+/// The kept signature of `set`'s only large file, as a path.
+fn kept_signature(s: &Scratch) -> std::path::PathBuf {
+    let dir = s.dest().join("t/.offsnap/signatures");
+    let mut names: Vec<_> = fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert_eq!(names.len(), 1, "{names:?}");
+    names.remove(0)
+}
+
+#[test]
+fn a_large_file_s_signature_is_kept_and_a_lying_one_costs_only_a_resend() {
+    let s = Scratch::new();
+    let mut rng = Rng::new(33);
+    let mut data = rng.noise(20 << 20);
+    let big = s.src().join("big.bin");
+    write_file(&big, &data, 0o644, (1_700_000_000, 0));
+    backup_json_via_helper(&s, &day(0, 0));
+
+    // An edit in place and an append: a small delta (the base is signed
+    // once and its signature kept), and the rebuilt file is signed on the
+    // way, its unchanged blocks' entries taken from the base's.
+    data[(10 << 20) + 5] ^= 0x55;
+    data.extend(rng.noise(100_000));
+    write_file(&big, &data, 0o644, (1_700_000_100, 0));
+    let second = backup_json_via_helper(&s, &day(1, 0));
+    assert_eq!(n(&second, "sent_delta"), 1, "{second}");
+    assert!(n(&second, "literal_bytes") < 400_000, "{second}");
+    let snap = second["snapshot"].as_str().unwrap();
+    assert_same_tree(&s.src(), &s.restore(snap).join("src"));
+    let kept = kept_signature(&s);
+    assert!(fs::read(&kept).unwrap()[40..] == offsnap_protocol::diff::sign_bytes(&data)[..]);
+
+    // A kept signature that lies (it describes the file as it will be, so
+    // the client finds every block in place and sends only copies): the
+    // rebuilt file does not hash as the client's, and it is sent whole.
+    let mut next = data.clone();
+    next[(3 << 20) + 7] ^= 0x0f;
+    let mut lie = fs::read(&kept).unwrap()[..40].to_vec();
+    lie.extend(offsnap_protocol::diff::sign_bytes(&next));
+    fs::write(&kept, &lie).unwrap();
+    write_file(&big, &next, 0o644, (1_700_000_200, 0));
+    let third = backup_json_via_helper(&s, &day(2, 0));
+    let snap = third["snapshot"].as_str().unwrap();
+    assert_same_tree(&s.src(), &s.restore(snap).join("src"));
+    assert!(n(&third, "wire_bytes_sent") >= next.len() as u64, "{third}");
+    let out = s.offsnap(None, &[&"verify", &"--set", &"t", &"--all", &s.dest()]);
+    assert_ok(&out);
+}

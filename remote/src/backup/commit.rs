@@ -124,6 +124,7 @@ impl BackupRun {
             record,
             repair,
             contents,
+            sigs,
             ..
         } = self;
         let ctx = format!(
@@ -145,6 +146,9 @@ impl BackupRun {
         drop(contents);
         let name = target.name;
         target.tidy(&hash, &ctx);
+        if let Some(sigs) = sigs {
+            sigs.sweep();
+        }
         Ok((name, stats))
     }
 }

@@ -111,6 +111,12 @@ impl BackupRun {
             }
             other => other.ctx(&ctx)?,
         };
+        if how == Linked::HardLink
+            && size >= crate::kept_signatures::KEEP_FROM
+            && let Some(sigs) = &mut self.sigs
+        {
+            sigs.keep(&entry.path);
+        }
         let stats = &mut self.record.stats;
         match how {
             Linked::HardLink => stats.linked += 1,

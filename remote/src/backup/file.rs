@@ -7,11 +7,14 @@
 use std::fs::File;
 
 use offsnap_fs::tree::FileSink;
+use offsnap_protocol::delta::check_signature;
+use offsnap_protocol::diff;
 use offsnap_protocol::{Entry, EntryKind, Hash, Meta, RelPath, Xattr};
 
 use super::BackupRun;
 use crate::error::{Context, Error, protocol};
 use crate::journal;
+use crate::kept_signatures::{Identity, KEEP_FROM};
 use crate::limits::DeltaBudget;
 
 /// Files sent whole at least this large begin as a clone of their base
@@ -29,6 +32,8 @@ pub(super) struct OpenFile {
     size: u64,
     /// For a file rebuilt from a delta: the base file and its length.
     base: Option<(File, u64)>,
+    /// The base's kept signature, if it has one.
+    base_sig: Option<Vec<u8>>,
     /// The hash a file sent again after a failed delta must have (its
     /// entry is already recorded), and its directory's mode and mtime (the
     /// directory was finished, and gets them back).
@@ -119,6 +124,23 @@ impl BackupRun {
         };
         self.meter.admit(&path, size)?;
         let mut sink = self.tree.begin_file(&path).ctx(self.snapshot_ctx())?;
+        // A large file rebuilt from a delta is signed on the way, taking
+        // the entries of blocks copied whole from its base from the base's
+        // kept signature: its next delta needs no read of it. (Files sent
+        // whole are signed when a delta first asks.)
+        let mut base_sig = None;
+        if let (Some((file, base_len)), Some(sigs)) = (&base, &self.sigs)
+            && size >= KEEP_FROM
+        {
+            base_sig = Identity::of_file(file)
+                .ok()
+                .and_then(|id| sigs.get(&path, id));
+            let opts = match base_sig.as_deref().map(|s| check_signature(s, *base_len)) {
+                Some(Ok(shape)) => diff::options_following(shape.block_size, size),
+                _ => diff::options_for(size),
+            };
+            sink.sign_as_written(size, opts);
+        }
         if !delta && size >= CLONE_BASE_MIN && sink.clones() {
             self.begin_as_base(&mut sink)?;
         }
@@ -132,6 +154,7 @@ impl BackupRun {
             xattrs,
             size,
             base,
+            base_sig,
             repair,
             budget: Default::default(),
         });
@@ -195,7 +218,7 @@ impl BackupRun {
         };
         let verdict = open.judge(hash);
         let OpenFile {
-            sink,
+            mut sink,
             meta,
             xattrs,
             size,
@@ -218,9 +241,13 @@ impl BackupRun {
                 _ => self.await_whole(entry, size, hash),
             };
         }
+        let kept = sink.take_signature().zip(sink.inode().ok());
         self.tree
             .finish_file(sink, &entry.meta, &[])
             .ctx(self.snapshot_ctx())?;
+        if let (Some((sig, ino)), Some(sigs)) = (kept, &mut self.sigs) {
+            sigs.put(&path, Identity::written(ino, size, &entry.meta), &sig);
+        }
         self.record.stats.written += 1;
         self.record.stats.bytes_written += size;
         if base.is_some() {
@@ -288,11 +315,53 @@ fn apply_piece(open: &mut OpenFile, piece: &[u8]) -> Result<(), Error> {
                         "{path}: the delta copies from outside its base"
                     )));
                 }
-                open.sink.append_from(base, offset, len).ctx(&path)?;
+                let whole = open
+                    .base_sig
+                    .as_deref()
+                    .and_then(|sig| whole_blocks(&open.sink, (sig, *base_len), offset, len));
+                match whole {
+                    Some((n, entries)) => {
+                        open.sink
+                            .append_signed_from(base, (offset, n), entries)
+                            .ctx(&path)?;
+                        open.sink
+                            .append_from(base, offset + n, len - n)
+                            .ctx(&path)?;
+                    }
+                    None => open.sink.append_from(base, offset, len).ctx(&path)?,
+                }
             }
         }
     }
     Ok(())
+}
+
+/// For a copy of `len` bytes at `offset` of the base: how many bytes of
+/// it, from its start, are whole blocks the base's signature `sig` already
+/// describes in the options the new file is signed with, and their
+/// entries. Only when the copy starts on a block of the base and the file
+/// is on a block of its own.
+fn whole_blocks<'a>(
+    sink: &FileSink,
+    (sig, base_len): (&'a [u8], u64),
+    offset: u64,
+    len: u64,
+) -> Option<(u64, &'a [u8])> {
+    let (bs, hs) = sink.signing_at_block()?;
+    let shape = check_signature(sig, base_len).ok()?;
+    if (shape.block_size, shape.hash_size) != (bs, hs) || !offset.is_multiple_of(u64::from(bs)) {
+        return None;
+    }
+    let per = 4 + u64::from(hs);
+    let (first, n) = (offset / u64::from(bs), len / u64::from(bs));
+    if n == 0 || first.checked_add(n)? > shape.blocks {
+        return None;
+    }
+    // The copy ends inside the base (checked before), so these blocks are
+    // whole ones there too.
+    let at = usize::try_from(12 + first * per).ok()?;
+    let end = usize::try_from(12 + (first + n) * per).ok()?;
+    Some((n * u64::from(bs), sig.get(at..end)?))
 }
 
 #[cfg(test)]

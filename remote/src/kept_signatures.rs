@@ -1,0 +1,179 @@
+//! Signatures kept beside the newest snapshot, so that a large file's next
+//! delta does not begin by reading its whole base again.
+//!
+//! A file of at least [`KEEP_FROM`] bytes is signed as it is written
+//! ([`offsnap_fs::tree::FileSink::sign_as_written`]: the bytes pass through
+//! memory anyway, for its BLAKE3), and the signature goes to
+//! `.offsnap/signatures/<BLAKE3 of the path, hex>`, with the identity of
+//! the stored inode (number, size, mtime). When the next run asks for the
+//! signature of that path's base, a kept one whose identity is the base
+//! file's is served instead of reading the file; an unchanged file keeps
+//! its inode (a hard link), so its signature stays good for as long as
+//! the file does not change.
+//!
+//! Nothing read here is trusted: a signature is checked for its shape
+//! against the base's size like a peer's, and one that is stale or
+//! damaged can at worst make a delta that does not rebuild the client's
+//! file, which the BLAKE3 check catches (the file is then sent whole). It
+//! is a cache: failing to write, read or sweep it only costs the read it
+//! saves. After a committed run, signatures of paths the new snapshot
+//! neither wrote nor linked unchanged are deleted.
+
+use std::collections::HashSet;
+use std::fs::File;
+use std::io::{Read, Write};
+use std::os::fd::{AsFd, OwnedFd};
+
+use offsnap_fs::fsx;
+use offsnap_protocol::{Meta, RelPath, delta::check_signature, diff::acceptable_shape};
+
+use crate::set::SetDir;
+
+/// Files at least this large are signed as they are written.
+pub const KEEP_FROM: u64 = 16 << 20;
+
+const MAGIC: &[u8; 8] = b"ofsig\x01\0\0";
+const HEAD: usize = 40;
+
+/// Which stored inode a signature is of.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Identity {
+    /// Inode number.
+    pub ino: u64,
+    /// Size in bytes.
+    pub size: u64,
+    /// Modification time, seconds and nanoseconds.
+    pub mtime: (i64, u32),
+}
+
+impl Identity {
+    /// The identity of the open stored file `file`.
+    pub fn of_file(file: &File) -> std::io::Result<Identity> {
+        let st = rustix::fs::fstat(file)?;
+        Ok(Identity {
+            ino: st.st_ino,
+            size: st.st_size as u64,
+            mtime: (st.st_mtime, st.st_mtime_nsec as u32),
+        })
+    }
+
+    /// The identity of a file written as inode `ino`, `size` bytes, with
+    /// `meta`'s mtime.
+    pub fn written(ino: u64, size: u64, meta: &Meta) -> Identity {
+        Identity {
+            ino,
+            size,
+            mtime: (meta.mtime_sec, meta.mtime_nsec),
+        }
+    }
+
+    fn encode(&self) -> [u8; HEAD] {
+        let mut h = [0u8; HEAD];
+        h[..8].copy_from_slice(MAGIC);
+        h[8..16].copy_from_slice(&self.ino.to_le_bytes());
+        h[16..24].copy_from_slice(&self.size.to_le_bytes());
+        h[24..32].copy_from_slice(&self.mtime.0.to_le_bytes());
+        h[32..36].copy_from_slice(&self.mtime.1.to_le_bytes());
+        h
+    }
+}
+
+/// The set's kept signatures, and the names this run keeps.
+pub struct KeptSignatures {
+    dir: OwnedFd,
+    live: HashSet<[u8; 32]>,
+}
+
+fn key(path: &RelPath) -> [u8; 32] {
+    *blake3::hash(path.as_bytes()).as_bytes()
+}
+
+fn name(key: &[u8; 32]) -> Vec<u8> {
+    blake3::Hash::from_bytes(*key).to_hex().as_bytes().to_vec()
+}
+
+/// The longest signature kept for a file of `size` bytes (4 KiB blocks,
+/// 16-byte strong hashes).
+fn longest(size: u64) -> Option<u64> {
+    size.div_ceil(4096).checked_mul(20)?.checked_add(12)
+}
+
+/// Whether `sig` is a signature of a `size`-byte file, shaped as safely as
+/// a fresh one (see [`acceptable_shape`]).
+fn fits(sig: &[u8], size: u64) -> bool {
+    check_signature(sig, size).is_ok_and(|shape| acceptable_shape(&shape))
+}
+
+impl KeptSignatures {
+    /// Opens (or makes) the set's `signatures` directory; `None` where it
+    /// cannot be had (runs then sign as before).
+    pub fn open(set: &SetDir) -> Option<KeptSignatures> {
+        let dir = set.meta_dir_or_new("signatures").ok()?;
+        Some(KeptSignatures {
+            dir,
+            live: HashSet::new(),
+        })
+    }
+
+    /// The kept signature of `path` if it is of the file `id` describes.
+    pub fn get(&self, path: &RelPath, id: Identity) -> Option<Vec<u8>> {
+        let mut file = fsx::open_file(self.dir.as_fd(), &name(&key(path))).ok()?;
+        let len = file.metadata().ok()?.len();
+        let want = len.checked_sub(HEAD as u64)?;
+        if want > longest(id.size)? {
+            return None;
+        }
+        let mut head = [0u8; HEAD];
+        file.read_exact(&mut head).ok()?;
+        if head != id.encode() {
+            return None;
+        }
+        let mut sig = vec![0u8; usize::try_from(want).ok()?];
+        file.read_exact(&mut sig).ok()?;
+        fits(&sig, id.size).then_some(sig)
+    }
+
+    /// Keeps `sig` as the signature of `path`, stored as `id`.
+    pub fn put(&mut self, path: &RelPath, id: Identity, sig: &[u8]) {
+        let key = key(path);
+        let name = name(&key);
+        if !fits(sig, id.size) {
+            return;
+        }
+        let Ok((tmp, mut file)) = fsx::create_temp(self.dir.as_fd()) else {
+            return;
+        };
+        let written = file
+            .write_all(&id.encode())
+            .and_then(|()| file.write_all(sig))
+            .and_then(|()| fsx::rename(self.dir.as_fd(), &tmp, &name, true));
+        match written {
+            Ok(()) => {
+                self.live.insert(key);
+            }
+            Err(_) => {
+                let _ = fsx::unlink(self.dir.as_fd(), &tmp);
+            }
+        }
+    }
+
+    /// Notes that `path` is in the new snapshot as the same inode as in
+    /// the base: its kept signature, if any, stays.
+    pub fn keep(&mut self, path: &RelPath) {
+        self.live.insert(key(path));
+    }
+
+    /// Deletes every kept signature but those of this run's paths (after
+    /// the run is committed).
+    pub fn sweep(&self) {
+        let Ok(names) = fsx::read_dir(self.dir.as_fd()) else {
+            return;
+        };
+        let live: HashSet<Vec<u8>> = self.live.iter().map(name).collect();
+        for (n, _) in names {
+            if !live.contains(&n) {
+                let _ = fsx::unlink(self.dir.as_fd(), &n);
+            }
+        }
+    }
+}
