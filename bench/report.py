@@ -15,6 +15,7 @@ WHAT = {
     "S4": "initial, big file",
     "S5": "big: 1 MiB overwritten + 1 MiB appended",
     "S6": "delete the oldest snapshot",
+    "S7": "big, the next day: the same change again",
 }
 ALL_TOOLS = ("offsnap", "rsync", "restic", "borg")
 

@@ -23,6 +23,7 @@
 #   S1 initial backup of the many-small tree     S4 initial backup of the big file
 #   S2 no-change backup                          S5 big file: 1 MiB overwritten + 1 MiB appended
 #   S3 after mutate-small (1% + dir rename)      S6 delete the oldest many-small snapshot
+#   S7 big file, the next day: the same kind of change again
 #   F  floors: stat all + link all of the S2 tree; ssh `cat >/dev/null` of the big file
 #   M8 N clients back up N different sets into one destination at once, against the
 #      same N backups one after another (offsnap only)
@@ -270,6 +271,11 @@ for run in $(seq "$RUNS"); do
     "$PY" "$HERE/corpus.py" mutate-big "$C/big/big.bin" --seed 2 >&2
     define_backup S5 big 2; each_tool S5
     check_all S5 big
+    # The next day, the same kind of change again: a tool that keeps what it
+    # learnt of the file (offsnap's kept signature) no longer reads its base.
+    "$PY" "$HERE/corpus.py" mutate-big "$C/big/big.bin" --seed 3 >&2
+    define_backup S7 big 3; each_tool S7
+    check_all S7 big
     rm -rf "$DO/big" "$DR/big" "$DRE/big" "$DB/big"
   fi
   rm -rf "$C"

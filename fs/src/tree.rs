@@ -145,6 +145,14 @@ impl FileSink {
     /// ends (the base's extents are then shared, not copied), read and
     /// written elsewhere. Everything appended is hashed, cloned or not.
     pub fn append_from(&mut self, src: &File, offset: u64, len: u64) -> io::Result<()> {
+        // Copies run forward through their source: have the kernel read
+        // ahead of this one, so the next copies do not wait on the disk.
+        let _ = rustix::fs::fadvise(
+            src,
+            offset.saturating_add(len),
+            std::num::NonZeroU64::new(READ_AHEAD),
+            rustix::fs::Advice::WillNeed,
+        );
         let (head, middle, _) = match self.sharing {
             Sharing::Clones { align } => clone::split(offset, self.written, len, align),
             Sharing::No => (len, 0, 0),
@@ -349,6 +357,9 @@ impl FileSink {
         &self.path
     }
 }
+
+/// How far past a copy its source is read ahead.
+const READ_AHEAD: u64 = 32 << 20;
 
 /// Largest read of a copy out of another file.
 const COPY_CHUNK: u64 = 1 << 20;
