@@ -133,28 +133,37 @@ impl KeptSignatures {
         fits(&sig, id.size).then_some(sig)
     }
 
-    /// Keeps `sig` as the signature of `path`, stored as `id`.
+    /// Keeps `sig` as the signature of `path` in the new snapshot, stored
+    /// as `id`.
     pub fn put(&mut self, path: &RelPath, id: Identity, sig: &[u8]) {
-        let key = key(path);
-        let name = name(&key);
+        if self.write(path, id, sig) {
+            self.live.insert(key(path));
+        }
+    }
+
+    /// Keeps `sig` as the signature of the base's file at `path`, for a
+    /// later run should this one not commit (a committed one replaces the
+    /// file, or links it unchanged and keeps the signature, or sweeps it).
+    pub fn put_base(&mut self, path: &RelPath, id: Identity, sig: &[u8]) {
+        self.write(path, id, sig);
+    }
+
+    fn write(&self, path: &RelPath, id: Identity, sig: &[u8]) -> bool {
+        let name = name(&key(path));
         if !fits(sig, id.size) {
-            return;
+            return false;
         }
         let Ok((tmp, mut file)) = fsx::create_temp(self.dir.as_fd()) else {
-            return;
+            return false;
         };
         let written = file
             .write_all(&id.encode())
             .and_then(|()| file.write_all(sig))
             .and_then(|()| fsx::rename(self.dir.as_fd(), &tmp, &name, true));
-        match written {
-            Ok(()) => {
-                self.live.insert(key);
-            }
-            Err(_) => {
-                let _ = fsx::unlink(self.dir.as_fd(), &tmp);
-            }
+        if written.is_err() {
+            let _ = fsx::unlink(self.dir.as_fd(), &tmp);
         }
+        written.is_ok()
     }
 
     /// Notes that `path` is in the new snapshot as the same inode as in

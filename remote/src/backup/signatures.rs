@@ -33,7 +33,7 @@ impl BackupRun {
         }
         let sig = offsnap_protocol::diff::sign(&file, len).ctx(format!("base of {path}"))?;
         if let (Some(sigs), Some(id)) = (&mut self.sigs, id) {
-            sigs.put(path, id, &sig);
+            sigs.put_base(path, id, &sig);
         }
         Ok(Some(sig))
     }
