@@ -71,10 +71,17 @@ impl LoopFs {
     }
 
     /// Bytes in use, as `statvfs` counts them after the filesystem is
-    /// flushed.
+    /// flushed and its deferred work done: XFS frees an unlinked inode's
+    /// blocks in the background (inodegc), so a file replaced just before
+    /// would still count for a moment; freezing the filesystem waits for
+    /// that, as it does for btrfs's transaction.
     pub fn used(&self) -> u64 {
         let dir = std::fs::File::open(&self.mnt).expect("open the mount point");
         rustix::fs::syncfs(&dir).expect("syncfs");
+        for how in ["--freeze", "--unfreeze"] {
+            run(Command::new("fsfreeze").arg(how).arg(&self.mnt), "fsfreeze")
+                .expect("freeze the filesystem to settle its counts");
+        }
         let st = rustix::fs::fstatvfs(&dir).expect("statvfs");
         (st.f_blocks - st.f_bfree) * st.f_frsize
     }
