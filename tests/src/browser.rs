@@ -8,11 +8,6 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-/// Whether `OFFSNAP_REQUIRE_BROWSER=1` asks that browser tests run.
-pub fn required() -> bool {
-    std::env::var_os("OFFSNAP_REQUIRE_BROWSER").is_some_and(|v| v == "1")
-}
-
 /// The Chromium executable, or `None` after saying why the test is
 /// skipped; panics instead under `OFFSNAP_REQUIRE_BROWSER=1`.
 pub fn chromium() -> Option<PathBuf> {
@@ -27,8 +22,7 @@ pub fn chromium() -> Option<PathBuf> {
         });
     if found.is_none() {
         let why = "headless Chromium is not installed (Debian package `chromium`)";
-        assert!(!required(), "OFFSNAP_REQUIRE_BROWSER=1, but {why}");
-        eprintln!("SKIPPED: {why}");
+        crate::skip::skip(Some(crate::skip::BROWSER), why);
     }
     found
 }

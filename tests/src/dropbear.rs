@@ -35,13 +35,11 @@ pub struct Dropbear {
 impl Dropbear {
     /// Starts a server, or says why it cannot (and returns `None`).
     pub fn start() -> Option<Dropbear> {
-        let required = std::env::var_os("OFFSNAP_REQUIRE_SSHD").is_some_and(|v| v == "1");
         let (Some(dropbear), Some(dropbearkey)) = (find("dropbear"), find("dropbearkey")) else {
-            assert!(
-                !required,
-                "OFFSNAP_REQUIRE_SSHD=1 but dropbear (Debian: dropbear-bin) is not installed"
+            crate::skip::skip(
+                Some(crate::skip::SSHD),
+                "dropbear (Debian: dropbear-bin) is not installed",
             );
-            eprintln!("SKIPPED: dropbear (dropbear-bin) not installed");
             return None;
         };
         if !privileged::is_root() || find("unshare").is_none() {

@@ -29,6 +29,7 @@ pub mod measure;
 pub mod privileged;
 pub mod random;
 pub mod raw;
+pub mod skip;
 pub mod sshd;
 pub mod terminal;
 

@@ -2,7 +2,7 @@
 //! command as an unprivileged user.
 //!
 //! Where a test cannot run (not root, no `setpriv`, mounting refused) it
-//! prints `SKIPPED: <reason>` and passes; with
+//! prints `SKIPPED <test>: <reason>` and passes; with
 //! `OFFSNAP_REQUIRE_ROOT_TESTS=1` (set by CI, which runs as root) that is a
 //! failure instead, so a broken setup cannot silently skip them.
 
@@ -19,17 +19,13 @@ pub fn is_root() -> bool {
 
 /// Whether `OFFSNAP_REQUIRE_ROOT_TESTS=1` asks that tests needing root run.
 pub fn required() -> bool {
-    std::env::var_os("OFFSNAP_REQUIRE_ROOT_TESTS").is_some_and(|v| v == "1")
+    crate::skip::required(crate::skip::ROOT)
 }
 
-/// Reports a test that cannot run here: `SKIPPED: reason` on stderr, or a
+/// Reports a test that cannot run here ([`crate::skip`]), or a
 /// panic under `OFFSNAP_REQUIRE_ROOT_TESTS=1`. The caller returns after.
 pub fn skip(reason: &str) {
-    assert!(
-        !required(),
-        "OFFSNAP_REQUIRE_ROOT_TESTS=1, but this test cannot run: {reason}"
-    );
-    eprintln!("SKIPPED: {reason}");
+    crate::skip::skip(Some(crate::skip::ROOT), reason);
 }
 
 /// Whether `setpriv` (util-linux) is installed.

@@ -17,11 +17,7 @@ impl Tmux {
         if Command::new("tmux").arg("-V").output().is_ok() {
             return true;
         }
-        assert!(
-            std::env::var_os("OFFSNAP_REQUIRE_SSHD").is_none_or(|v| v != "1"),
-            "OFFSNAP_REQUIRE_SSHD=1 but tmux is not installed"
-        );
-        eprintln!("SKIPPED: tmux is not installed");
+        crate::skip::skip(Some(crate::skip::SSHD), "tmux is not installed");
         false
     }
 

@@ -118,7 +118,7 @@ fn user_extended_attributes_are_recorded_and_restored() {
     fs::create_dir(src.join("dir")).unwrap();
     write_file(&src.join("dir/f"), b"content", 0o644, (1_700_000_000, 0));
     if !set_xattr(&src.join("dir/f"), "user.comment", b"first") {
-        println!("SKIPPED: this filesystem has no user extended attributes");
+        offsnap_tests::skip::skip(None, "this filesystem has no user extended attributes");
         return;
     }
     set_xattr(&src.join("dir/f"), "user.bin", &[0, 1, 2, 255]);
@@ -223,7 +223,7 @@ fn sparse_files_stay_sparse() {
     set_mtime(&path, (1_700_000_000, 0));
     let used = |p: &Path| fs::metadata(p).unwrap().blocks() * 512;
     if used(&path) > 1 << 20 {
-        println!("SKIPPED: this filesystem does not keep holes");
+        offsnap_tests::skip::skip(None, "this filesystem does not keep holes");
         return;
     }
     let first = s.backup(&day(0, 0));
@@ -245,7 +245,10 @@ fn set_id_bits_are_restored_but_never_stored_on_the_host() {
     fs::set_permissions(s.src().join("shared"), fs::Permissions::from_mode(0o2775)).unwrap();
     let mode = fs::metadata(&f).unwrap().mode() & 0o7777;
     if mode != 0o6755 {
-        println!("SKIPPED: this filesystem drops set-id bits ({mode:o})");
+        offsnap_tests::skip::skip(
+            None,
+            &format!("this filesystem drops set-id bits ({mode:o})"),
+        );
         return;
     }
     let first = s.backup(&day(0, 0));
@@ -304,7 +307,10 @@ fn a_stored_inode_at_the_link_limit_is_copied_with_a_warning() {
     let stored = s.set_dir().join(&first).join("src/f");
     // Other names for the stored inode, on the same filesystem.
     if !fill_links(&stored, &s.dest().join("links"), 70_000) {
-        println!("SKIPPED: no hard-link limit reached within 70,000 links on this filesystem");
+        offsnap_tests::skip::skip(
+            None,
+            "no hard-link limit reached within 70,000 links on this filesystem",
+        );
         return;
     }
     let out = s.offsnap(

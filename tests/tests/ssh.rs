@@ -601,7 +601,10 @@ fn a_passphrase_gets_three_tries_on_the_terminal() {
             std::env::var_os("OFFSNAP_REQUIRE_SSHD").is_none_or(|v| v != "1"),
             "OFFSNAP_REQUIRE_SSHD=1 but tmux is not installed"
         );
-        eprintln!("SKIPPED: tmux is not installed; passphrase prompts were not checked");
+        offsnap_tests::skip::skip(
+            None,
+            "tmux is not installed; passphrase prompts were not checked",
+        );
         return;
     }
     e.trust_host();
