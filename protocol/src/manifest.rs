@@ -23,6 +23,10 @@ const MANIFEST_VERSION_1: u32 = 1;
 const MAX_RECORD: usize = 1 << 20;
 /// The manifest stream's zstd window: 128 KiB (see [`ManifestWriter::new`]).
 const WINDOW_LOG: u32 = 17;
+/// The largest window a reader accepts: 2 MiB, what manifests written
+/// before [`WINDOW_LOG`] used (zstd's level 3). A manifest comes from the
+/// peer: without this cap its frame could ask for a 128 MiB buffer.
+const WINDOW_LOG_MAX: u32 = 21;
 const HEADER_LEN: usize = MANIFEST_MAGIC.len() + 4;
 
 /// Why a manifest could not be read or written.
@@ -79,6 +83,10 @@ pub struct ManifestWriter<W: Write> {
 impl<W: Write> ManifestWriter<W> {
     /// Starts a manifest on `out`.
     pub fn new(out: W) -> Result<Self, ManifestError> {
+        Self::with_window(out, WINDOW_LOG)
+    }
+
+    fn with_window(out: W, window_log: u32) -> Result<Self, ManifestError> {
         let mut hw = HashingWriter {
             inner: out,
             hasher: blake3::Hasher::new(),
@@ -91,7 +99,7 @@ impl<W: Write> ManifestWriter<W> {
         // workspace drops from 3.7 MB to 1.7 MB on both sides (massif)
         // (and a reader's window buffer with it), while records, sorted by
         // path, find their repeats in the last few thousand entries.
-        zstd.window_log(WINDOW_LOG)?;
+        zstd.window_log(window_log)?;
         Ok(ManifestWriter {
             zstd,
             count: 0,
@@ -217,6 +225,7 @@ impl<R: Read> ManifestReader<R> {
             return Err(ManifestError::Version(version));
         }
         let mut zstd = zstd::stream::read::Decoder::with_buffer(input)?;
+        zstd.window_log_max(WINDOW_LOG_MAX)?;
         zstd = zstd.single_frame();
         Ok(ManifestReader {
             zstd,
@@ -311,6 +320,33 @@ pub fn open_file(mut file: File) -> Result<ManifestReader<File>, ManifestError> 
 mod tests {
     use super::*;
     use crate::entry::{EntryKind, Meta};
+
+    /// A manifest of `n` files written with a `window_log` window.
+    fn with_window(window_log: u32, n: u32) -> Vec<u8> {
+        let mut w = ManifestWriter::with_window(Vec::new(), window_log).expect("writer");
+        for i in 0..n {
+            let kind = EntryKind::File {
+                size: u64::from(i),
+                hash: Hash::of(&i.to_le_bytes()),
+            };
+            w.push(&entry(format!("f{i:08}").as_bytes(), kind))
+                .expect("push");
+        }
+        w.finish().expect("finish").0
+    }
+
+    #[test]
+    fn a_manifest_asking_for_a_larger_window_than_ever_written_is_refused() {
+        // Older manifests (a 2 MiB window) still read.
+        let old = with_window(21, 50_000);
+        let read = ManifestReader::new(&old[..]).expect("header");
+        let entries: Result<Vec<_>, _> = read.collect();
+        assert_eq!(entries.expect("entries").len(), 50_000);
+        // A peer's manifest asking for 8 MiB is refused, not buffered.
+        let big = with_window(23, 50_000);
+        let mut read = ManifestReader::new(&big[..]).expect("header");
+        assert!(read.next_entry().is_err(), "an 8 MiB window was accepted");
+    }
 
     fn entry(path: &[u8], kind: EntryKind) -> Entry {
         Entry {
