@@ -150,6 +150,20 @@ pub fn keep(tmp: tempfile::NamedTempFile, hash: &offsnap_protocol::Hash) {
     }
 }
 
+/// Where the client's scratch files go: the cache directory's parent
+/// (`~/.cache/offsnap`, on a disk), else the system's temporary directory.
+pub fn scratch_dir() -> std::path::PathBuf {
+    cache_dir()
+        .and_then(|d| d.parent().map(std::path::Path::to_path_buf))
+        .unwrap_or_else(std::env::temp_dir)
+}
+
+/// An anonymous scratch file (gone when closed) in [`scratch_dir`]: where
+/// per-file state too large for memory at a million files is kept.
+pub fn scratch_file() -> io::Result<File> {
+    tempfile::tempfile_in(scratch_dir())
+}
+
 /// A temporary file in the cache directory (so it can be kept by a
 /// rename), else in the system's temporary directory.
 pub fn cache_temp() -> Result<tempfile::NamedTempFile> {

@@ -8,6 +8,8 @@
 //! - [`cursor`]: the chain of open directory handles along a walk;
 //! - [`remove`]: deleting trees of any depth or width with bounded stack,
 //!   open files and memory;
+//! - [`table`]: hash tables of hash-prefix keys kept in files, so indexes
+//!   of a million contents cost no memory;
 //! - [`tree`]: writing a tree of entries under a directory handle (a
 //!   snapshot on the host, a restore target on the client).
 
@@ -15,4 +17,5 @@ pub mod clone;
 pub mod cursor;
 pub mod fsx;
 pub mod remove;
+pub mod table;
 pub mod tree;

@@ -7,8 +7,9 @@
 //!   It is an open-addressing hash table on disk, read with positioned
 //!   reads: its memory does not grow with the number of files or the
 //!   length of their paths.
-//! - [`RunIndex`]: files written by this run, 24 bytes of memory each (a
-//!   hash prefix and where its path is), the paths on disk.
+//! - [`RunIndex`]: files written by this run: a growing table of hash
+//!   prefix to where the path is, and the paths, both in unlinked files of
+//!   the run's work directory.
 //!
 //! Paths are kept in a [`PathStore`]: records `hash, length, path` packed
 //! into blocks of about 64 KiB, each zstd-compressed (long paths compress
@@ -17,13 +18,12 @@
 //!
 //! Layout of `byhash`: a 64-byte header (`offsnap-byhash\0\0`, format
 //! `u32`, 4 zero bytes, the manifest's hash, the table's slot count as
-//! `u64`), the table (16-byte slots: a nonzero tag from the hash's first 8
-//! bytes, then the record's location; a power of two of at least twice as
-//! many slots as files), then the path blocks. All integers little-endian.
+//! `u64`), the table ([`offsnap_fs::table`]: 24-byte slots of the hash's
+//! first 16 bytes, then the record's location; a power of two of at least
+//! twice as many slots as files), then the path blocks. All integers little-endian.
 //! Nothing found here is trusted: the content is hashed before it is
 //! linked (see [`crate::stored`]).
 
-use std::collections::HashMap;
 use std::fs::File;
 use std::io;
 use std::os::fd::AsFd;
@@ -32,11 +32,11 @@ use std::os::unix::fs::FileExt;
 use offsnap_protocol::{EntryKind, Hash, RelPath};
 
 use offsnap_fs::fsx;
+use offsnap_fs::table::{GrowingTable, SLOT, Table};
 
 const MAGIC: &[u8; 16] = b"offsnap-byhash\0\0";
-const FORMAT: u32 = 1;
+const FORMAT: u32 = 2;
 const HEADER: u64 = 64;
-const SLOT: u64 = 16;
 /// A block is compressed once it holds this much.
 const BLOCK: usize = 64 * 1024;
 /// The largest block accepted back: a full block plus one record.
@@ -147,23 +147,17 @@ fn create_rw(dir: &impl AsFd, name: &[u8]) -> io::Result<File> {
     Ok(File::from(fd))
 }
 
-fn tag(hash: &Hash) -> u64 {
-    u64::from_le_bytes([
-        hash.0[0], hash.0[1], hash.0[2], hash.0[3], hash.0[4], hash.0[5], hash.0[6], hash.0[7],
-    ]) | 1
-}
-
-fn home(hash: &Hash, slots: u64) -> u64 {
-    u64::from_le_bytes([
-        hash.0[8], hash.0[9], hash.0[10], hash.0[11], hash.0[12], hash.0[13], hash.0[14],
-        hash.0[15],
-    ]) & (slots - 1)
+/// The key a content is found by in a table: its hash's first 128 bits.
+/// A match is only a candidate: its record's whole hash is compared.
+fn key(hash: &Hash) -> u128 {
+    let mut k = [0u8; 16];
+    k.copy_from_slice(&hash.0[..16]);
+    u128::from_le_bytes(k)
 }
 
 /// The base snapshot's files by content hash (see the module documentation).
 pub struct BaseIndex {
-    file: File,
-    slots: u64,
+    table: Table,
     paths: PathStore,
 }
 
@@ -199,14 +193,13 @@ impl BaseIndex {
             return Ok(None);
         }
         let slots = u64::from_le_bytes(h[56..64].try_into().map_err(io::Error::other)?);
-        if !slots.is_power_of_two() {
+        let Some(start) = slots.checked_mul(SLOT).and_then(|t| t.checked_add(HEADER)) else {
             return Ok(None);
-        }
-        let start = HEADER + slots * SLOT;
+        };
         let mut paths = PathStore::new(file.try_clone()?, start);
         // Read only: no block is the one being filled.
         paths.end = u64::MAX >> 16;
-        Ok(Some(BaseIndex { file, slots, paths }))
+        Ok(Table::open(file, HEADER, slots).map(|table| BaseIndex { table, paths }))
     }
 
     /// Builds `byhash` under a temporary name, then renames it into place.
@@ -215,19 +208,18 @@ impl BaseIndex {
         let slots = (files.saturating_mul(2)).max(16).next_power_of_two();
         let _ = fsx::unlink(dir.as_fd(), b"byhash.new");
         let file = create_rw(dir, b"byhash.new")?;
-        let table = HEADER + slots * SLOT;
-        file.set_len(table)?;
-        let mut paths = PathStore::new(file.try_clone()?, table);
+        let table = Table::create(file.try_clone()?, HEADER, slots)?;
+        let mut paths = PathStore::new(file.try_clone()?, HEADER + slots * SLOT);
         let mut batch = Vec::with_capacity(BATCH.min(files as usize));
         each_file(manifest, |hash, path| {
             let loc = paths.push(hash, path)?;
-            batch.push((home(hash, slots), tag(hash), loc));
+            batch.push((key(hash), loc));
             if batch.len() == BATCH {
-                place(&file, slots, &mut batch)?;
+                table.place(&mut batch)?;
             }
             Ok(())
         })?;
-        place(&file, slots, &mut batch)?;
+        table.place(&mut batch)?;
         paths.flush()?;
         let mut h = [0u8; HEADER as usize];
         h[..16].copy_from_slice(MAGIC);
@@ -241,108 +233,20 @@ impl BaseIndex {
 
     /// The path of the first file (in walk order) with content `hash`.
     pub fn get(&mut self, hash: &Hash) -> io::Result<Option<RelPath>> {
-        let t = tag(hash);
-        let mut i = home(hash, self.slots);
-        for _ in 0..self.slots {
-            let mut slot = [0u8; SLOT as usize];
-            self.file.read_exact_at(&mut slot, HEADER + i * SLOT)?;
-            let have = u64::from_le_bytes(slot[..8].try_into().map_err(io::Error::other)?);
-            if have == 0 {
-                return Ok(None);
-            }
-            if have == t {
-                let loc = u64::from_le_bytes(slot[8..].try_into().map_err(io::Error::other)?);
-                if let Some((h, path)) = self.paths.get(loc)?
-                    && h == *hash
-                {
-                    return Ok(Some(path));
-                }
-            }
-            i = (i + 1) & (self.slots - 1);
-        }
-        Ok(None)
+        let mut found = None;
+        let paths = &mut self.paths;
+        self.table.find(key(hash), |loc| {
+            found = paths.get(loc)?.filter(|(h, _)| h == hash).map(|(_, p)| p);
+            Ok(found.is_some())
+        })?;
+        Ok(found)
     }
 }
 
-/// Slots placed in one batch: 24 bytes each in memory.
-const BATCH: usize = 1 << 16;
-/// Slots read and written at once while placing a batch (64 KiB).
-const WINDOW: u64 = 4096;
-
-/// Places a batch of `(home, tag, location)` in the table of `file`, in
-/// the order they came for equal homes (the first file in walk order of a
-/// content is found first), and empties it. Sorted by home, the batch goes
-/// through the table in windows, each read and written once; a slot whose
-/// probe runs past its window's end moves on to the next window, and one
-/// past the table's end (wrapping around) is placed on its own.
-fn place(file: &File, slots: u64, batch: &mut Vec<(u64, u64, u64)>) -> io::Result<()> {
-    batch.sort_by_key(|b| b.0);
-    let Some(first) = batch.first() else {
-        return Ok(());
-    };
-    let mut start = first.0 / WINDOW * WINDOW;
-    let mut window = vec![0u8; (WINDOW.min(slots) * SLOT) as usize];
-    let mut carry: Vec<(u64, u64)> = Vec::new();
-    let mut rest = &batch[..];
-    loop {
-        let len = WINDOW.min(slots - start);
-        let buf = &mut window[..(len * SLOT) as usize];
-        file.read_exact_at(buf, HEADER + start * SLOT)?;
-        let n = rest.iter().take_while(|b| b.0 < start + len).count();
-        let mut next = Vec::new();
-        let from_carry = carry.drain(..).map(|(t, l)| (start, t, l));
-        for (h, t, l) in from_carry.chain(rest[..n].iter().copied()) {
-            match (h - start..len).find(|&i| slot_tag(buf, i) == 0) {
-                Some(i) => {
-                    let at = (i * SLOT) as usize;
-                    buf[at..at + 8].copy_from_slice(&t.to_le_bytes());
-                    buf[at + 8..at + 16].copy_from_slice(&l.to_le_bytes());
-                }
-                None => next.push((t, l)),
-            }
-        }
-        file.write_all_at(buf, HEADER + start * SLOT)?;
-        rest = &rest[n..];
-        carry = next;
-        if start + len == slots {
-            break;
-        }
-        start = match (carry.is_empty(), rest.first()) {
-            (false, _) => start + len,
-            (true, Some(b)) => b.0 / WINDOW * WINDOW,
-            (true, None) => break,
-        };
-    }
-    // Probes that ran past the table's end go on from its start.
-    for (t, l) in carry {
-        place_one(file, slots, 0, t, l)?;
-    }
-    batch.clear();
-    Ok(())
-}
-
-/// The tag of slot `i` of a window.
-fn slot_tag(buf: &[u8], i: u64) -> u64 {
-    let at = (i * SLOT) as usize;
-    let mut t = [0u8; 8];
-    t.copy_from_slice(&buf[at..at + 8]);
-    u64::from_le_bytes(t)
-}
-
-/// Places one slot by probing from `i`, a slot at a time.
-fn place_one(file: &File, slots: u64, mut i: u64, t: u64, loc: u64) -> io::Result<()> {
-    for _ in 0..slots {
-        let mut slot = [0u8; SLOT as usize];
-        file.read_exact_at(&mut slot, HEADER + i * SLOT)?;
-        if slot_tag(&slot, 0) == 0 {
-            slot[..8].copy_from_slice(&t.to_le_bytes());
-            slot[8..].copy_from_slice(&loc.to_le_bytes());
-            return file.write_all_at(&slot, HEADER + i * SLOT);
-        }
-        i = (i + 1) & (slots - 1);
-    }
-    Err(io::Error::other("the content index's table is full"))
-}
+/// Slots placed in one batch while building (56 bytes each in memory
+/// while placed): each batch reads and writes the table once, in windows.
+/// Reached already at 32,768 files, so memory is flat beyond.
+const BATCH: usize = 1 << 15;
 
 /// Calls `f` with the hash and path of each file of a manifest; returns
 /// how many there were.
@@ -382,19 +286,21 @@ impl io::Read for PosRead<'_> {
 
 /// Files written by this run, by content (see the module documentation).
 pub struct RunIndex {
-    by_prefix: HashMap<u128, u64>,
+    /// Content key to the location of its record in `paths`.
+    table: GrowingTable,
     paths: PathStore,
 }
 
 impl RunIndex {
-    /// An empty index keeping its paths in a new file `name` of `dir`.
+    /// An empty index keeping its table and paths in new files named
+    /// `name` and `name.table` in `dir`, unlinked once open.
     pub fn create(dir: &impl AsFd, name: &[u8]) -> io::Result<RunIndex> {
-        let _ = fsx::unlink(dir.as_fd(), name);
-        let file = create_rw(dir, name)?;
-        // Kept open, unlinked: nothing to clear up after the run.
-        fsx::unlink(dir.as_fd(), name)?;
+        let file = temp_in(dir, name)?;
+        let table_dir = dir.as_fd().try_clone_to_owned()?;
+        let table_name = [name, b".table"].concat();
+        let table = GrowingTable::new(move || temp_in(&table_dir, &table_name))?;
         Ok(RunIndex {
-            by_prefix: HashMap::new(),
+            table,
             paths: PathStore::new(file, 0),
         })
     }
@@ -402,18 +308,17 @@ impl RunIndex {
     /// Notes that `path`, written in this run, holds `hash` (the first
     /// such file is kept).
     pub fn insert(&mut self, hash: &Hash, path: &RelPath) -> io::Result<()> {
-        let key = prefix(hash);
-        if self.by_prefix.contains_key(&key) {
+        if self.get(hash)?.is_some() {
             return Ok(());
         }
         let loc = self.paths.push(hash, path)?;
-        self.by_prefix.insert(key, loc);
+        self.table.insert(key(hash), loc)?;
         Ok(())
     }
 
     /// The file of this run holding `hash`, if any.
     pub fn get(&mut self, hash: &Hash) -> io::Result<Option<RelPath>> {
-        let Some(&loc) = self.by_prefix.get(&prefix(hash)) else {
+        let Some(loc) = self.table.get(key(hash))? else {
             return Ok(None);
         };
         Ok(self
@@ -423,8 +328,13 @@ impl RunIndex {
     }
 }
 
-fn prefix(hash: &Hash) -> u128 {
-    u128::from_le_bytes(hash.0[..16].try_into().unwrap_or([0; 16]))
+/// A new file `name` in `dir`, for reading and writing, already unlinked:
+/// nothing to clear up after the run.
+fn temp_in(dir: &impl AsFd, name: &[u8]) -> io::Result<File> {
+    let _ = fsx::unlink(dir.as_fd(), name);
+    let file = create_rw(dir, name)?;
+    fsx::unlink(dir.as_fd(), name)?;
+    Ok(file)
 }
 
 #[cfg(test)]
@@ -482,42 +392,6 @@ mod tests {
             assert_eq!(run.get(&Hash::of(&i.to_le_bytes()))?.as_ref(), Some(p));
         }
         assert_eq!(run.get(&Hash::of(b"absent"))?, None);
-        Ok(())
-    }
-
-    #[test]
-    fn a_batch_placed_by_windows_is_found_as_placed_one_by_one() -> io::Result<()> {
-        let file = tempfile::tempfile()?;
-        let slots = 4 * WINDOW;
-        file.set_len(HEADER + slots * SLOT)?;
-        // Runs of one home at a window's end (they spill into the next
-        // window) and at the table's end (they wrap around), a tag twice.
-        let mut batch = Vec::new();
-        for (home, n) in [(WINDOW - 2, 5), (3 * WINDOW + 1, 3), (slots - 1, 4), (7, 2)] {
-            for k in 0..n {
-                batch.push((home, (home << 8) | (k << 1) | 1, batch.len() as u64));
-            }
-        }
-        batch.push((WINDOW - 2, ((WINDOW - 2) << 8) | 1, 999));
-        let placed = batch.clone();
-        place(&file, slots, &mut batch.clone())?;
-        assert!(batch.len() == placed.len());
-        for &(home, t, loc) in &placed {
-            let mut i = home;
-            let found = loop {
-                let mut slot = [0u8; SLOT as usize];
-                file.read_exact_at(&mut slot, HEADER + i * SLOT)?;
-                let have = slot_tag(&slot, 0);
-                assert_ne!(have, 0, "slot of {loc} not found");
-                if have == t {
-                    break u64::from_le_bytes(slot[8..].try_into().map_err(io::Error::other)?);
-                }
-                i = (i + 1) & (slots - 1);
-            };
-            // The first of a tag in the batch's order is found first.
-            let first = placed.iter().find(|b| b.1 == t).map(|b| b.2);
-            assert_eq!(Some(found), first);
-        }
         Ok(())
     }
 }

@@ -1,4 +1,4 @@
-//! Memory of the helper, measured: its peak RSS (from `wait4`'s rusage,
+//! Memory of both sides, measured: their peak RSS (from `wait4`'s rusage,
 //! through GNU time) must not grow with the length of the stored paths or
 //! with the number of files.
 
@@ -219,4 +219,83 @@ fn verify_memory_does_not_grow_with_entries() {
     assert!(big < 16 * 1024, "verify peak RSS {big} KiB");
     // Flat: ten times the entries cost no more than 1.2 times the memory.
     assert!(big * 10 <= small * 12, "{small} -> {big} KiB");
+}
+
+/// Peak RSS in KiB of the client (GNU time: the larger of the client and
+/// the helper it waits for) and of the helper alone, for one backup of set
+/// `t` through a separate helper process; and the snapshot's name.
+fn both_peaks(s: &Scratch, now: &str) -> ((u64, u64), String) {
+    let (client_rss, helper_rss) = (s.path("client-rss"), s.path("helper-rss"));
+    let mut cmd = measure::timed(&client_rss);
+    cmd.arg(offsnap_bin());
+    s.setup(&mut cmd, Some(now));
+    let helper = measure::timed_helper(&helper_rss);
+    let out = cmd
+        .args([
+            "backup",
+            "--set",
+            "t",
+            "--no-prune",
+            "--remote-cmd",
+            &helper,
+        ])
+        .arg(s.src())
+        .arg(s.dest())
+        .output()
+        .unwrap();
+    assert_ok(&out);
+    let peaks = (
+        measure::peak_kib(&client_rss),
+        measure::peak_kib(&helper_rss),
+    );
+    (peaks, stdout(&out).trim().to_string())
+}
+
+/// Backs up `n` small files (a thousand per directory, each content once)
+/// twice, the second time with nothing changed, checks the restore if
+/// `restore`, and returns the peaks `(client, helper)` of each run.
+fn many_files(n: usize, restore: bool) -> [(u64, u64); 2] {
+    let s = Scratch::in_memory();
+    for d in 0..n.div_ceil(1000) {
+        let dir = s.src().join(format!("d{d:03}"));
+        fs::create_dir_all(&dir).unwrap();
+        for i in d * 1000..((d + 1) * 1000).min(n) {
+            fs::write(dir.join(format!("f{i:06}")), format!("content {i}")).unwrap();
+        }
+    }
+    let (first, _) = both_peaks(&s, "2026-11-01T00:00:00Z");
+    let (later, snap) = both_peaks(&s, "2026-11-02T00:00:00Z");
+    if restore {
+        assert_same_tree(&s.src(), &s.restore(&snap).join("src"));
+    }
+    [first, later]
+}
+
+#[test]
+fn neither_side_grows_with_the_number_of_files() {
+    if !measure::have_gnu_time() {
+        return;
+    }
+    // Past every in-memory batch (32,768 keys), so what is left to grow
+    // is what holds one thing per file: the content indexes of both sides
+    // (about 40 bytes a file in a hash table: 1.6 MiB more at twice the
+    // files) and the client's record of files it may send again.
+    let small = many_files(40_000, false);
+    let big = many_files(80_000, true);
+    eprintln!(
+        "peak RSS KiB (client, helper), first run / no-change run: 40,000 files {small:?}, 80,000 files {big:?}"
+    );
+    for ((c, h), (c2, h2)) in small.iter().zip(&big) {
+        for kib in [c, h, c2, h2] {
+            assert!(*kib < 48 * 1024, "peak RSS {kib} KiB");
+        }
+        assert!(
+            c2 <= &(c + 1024),
+            "client: {c} -> {c2} KiB at twice the files"
+        );
+        assert!(
+            h2 <= &(h + 1024),
+            "helper: {h} -> {h2} KiB at twice the files"
+        );
+    }
 }

@@ -71,7 +71,7 @@ fn plan_all(
 ) -> Result<Tally> {
     let mut dry = Dry {
         deltas,
-        index: ContentIndex::default(),
+        index: ContentIndex::new()?,
         links: HashMap::new(),
         progress,
         tally: Tally::default(),
@@ -80,7 +80,7 @@ fn plan_all(
         for e in manifests::entries(f)? {
             let e = e.map_err(|e| Error::Corrupt(format!("base manifest: {e}")))?;
             if let EntryKind::File { hash, size } = e.kind {
-                dry.index.insert(&hash, size);
+                dry.index.insert(&hash, size)?;
             }
         }
     }
@@ -95,7 +95,10 @@ fn plan_all(
                 .push(format!("{}: {}", p.local.display(), p.message)),
         }
     }
-    cursor.rest(&mut |e| dry.item(Change::Deleted, &e))?;
+    cursor.rest(&mut |e| {
+        dry.item(Change::Deleted, &e);
+        Ok(())
+    })?;
     Ok(dry.tally)
 }
 
@@ -134,7 +137,10 @@ impl Dry<'_> {
             return Ok(());
         }
         self.tally.scanned += 1;
-        let old = cursor.find(&item.path, &mut |e| self.item(Change::Deleted, &e))?;
+        let old = cursor.find(&item.path, &mut |e| {
+            self.item(Change::Deleted, &e);
+            Ok(())
+        })?;
         let first_name = item.inode.and_then(|id| self.links.get(&id)).cloned();
         let is_file = matches!(item.kind, ScanKind::File(_));
         if is_file {
@@ -189,14 +195,14 @@ impl Dry<'_> {
             xattrs: item.xattrs.clone(),
         };
         let delta = self.deltas && plan::delta_base(old, None, size).is_some();
-        let by_content = !delta && self.index.may_match(size) && self.index.contains(&hash);
+        let by_content = !delta && self.index.may_match(size) && self.index.contains(&hash)?;
         if by_content {
             self.tally.linked_by_hash += 1;
         } else if delta {
             self.tally.delta_files += 1;
             self.tally.delta_bytes += size;
         } else {
-            self.index.insert(&hash, size);
+            self.index.insert(&hash, size)?;
             self.tally.files_sent += 1;
             self.tally.whole_bytes += size;
         }
@@ -305,7 +311,7 @@ mod tests {
         let progress = hidden();
         let mut dry = Dry {
             deltas: true,
-            index: ContentIndex::default(),
+            index: ContentIndex::new().expect("content index"),
             links: HashMap::new(),
             progress: &progress,
             tally: Tally::default(),

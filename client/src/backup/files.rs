@@ -141,7 +141,7 @@ impl Run<'_> {
             Ok(v) => v,
             Err(r) => return Ok(r),
         };
-        if self.index.contains(&hash) {
+        if self.index.contains(&hash)? {
             return self.link_by_content(&open, old, hash);
         }
         // Then the content itself.
@@ -181,7 +181,7 @@ impl Run<'_> {
         self.wire.op(Op::LinkFrom(entry.clone()))?;
         self.progress.read(open.size);
         // Its stored copy may be found altered on the host.
-        self.resend.keep(open.item, open.meta, open.size, hash);
+        self.resend.keep(open.item, open.meta, open.size, hash)?;
         self.item(plan::file_change(old, &hash, true), &entry);
         Ok(Read1::Done)
     }
@@ -226,7 +226,7 @@ impl Run<'_> {
         };
         let done = self.finish(open, old, sent, (hash, way))?;
         if let (Some((_, _, resumed)), Read1::Done) = (delta, &done) {
-            self.resend.keep(open.item, meta, size, hash);
+            self.resend.keep(open.item, meta, size, hash)?;
             if resumed {
                 self.tally.resumed_files += 1;
                 self.tally.resumed_bytes += self.wire.sent.matched_bytes - matched;
@@ -264,7 +264,7 @@ impl Run<'_> {
         // then nothing links to it.
         match way {
             Way::Whole => {
-                self.index.insert(&hash, size);
+                self.index.insert(&hash, size)?;
                 self.tally.files_sent += 1;
                 self.tally.whole_bytes += size;
                 self.wire.sent.literal_bytes += size;
@@ -327,7 +327,7 @@ mod tests {
             let stored = run.file(&item, None).expect("file");
             (
                 stored,
-                run.index.contains(&hash(b"some content")),
+                run.index.contains(&hash(b"some content")).expect("index"),
                 run.tally.clone(),
             )
         });
@@ -363,7 +363,9 @@ mod tests {
         let old = super::super::testing::other(tree.entry("s/copy"), 3, 9);
         let item = tree.item("s/copy");
         let (tally, out) = with_run(&[], Vec::new(), |run| {
-            run.index.insert(&hash(b"stored elsewhere"), 16);
+            run.index
+                .insert(&hash(b"stored elsewhere"), 16)
+                .expect("index");
             assert!(run.file(&item, Some(&old)).expect("file"));
             assert!(!run.resend.is_empty(), "kept in case its copy is altered");
             run.tally.clone()

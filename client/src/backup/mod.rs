@@ -307,11 +307,11 @@ fn send_all(
     answers: mpsc::Receiver<Answer>,
 ) -> Result<(Tally, send::Sent, Option<send::Mirror>)> {
     let base = begun.base.as_ref();
-    let mut index = ContentIndex::default();
+    let mut index = ContentIndex::new()?;
     // What an interrupted run finished counts as stored; what it began
     // is a delta base.
     for (hash, size) in &begun.resume.finished {
-        index.insert(hash, *size);
+        index.insert(hash, *size)?;
     }
     let resumed: HashSet<_> = begun.resume.finished.iter().map(|(h, _)| *h).collect();
     let partials = begun.resume.partial.iter().cloned().collect();

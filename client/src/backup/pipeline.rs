@@ -74,7 +74,10 @@ impl Run<'_> {
                     .push(format!("{}: {}", p.local.display(), p.message)),
             }
         }
-        cursor.rest(&mut |e| self.item(Change::Deleted, &e))?;
+        cursor.rest(&mut |e| {
+            self.item(Change::Deleted, &e);
+            Ok(())
+        })?;
         self.wire.flush_base()?;
         self.repair(base, sources)
     }
@@ -96,6 +99,7 @@ impl Run<'_> {
         let old = cursor.find(&item.path, &mut |e| {
             skipped += 1;
             self.item(Change::Deleted, &e);
+            Ok(())
         })?;
         self.wire.base(Op::Skip(skipped))?;
         let is_file = matches!(item.kind, ScanKind::File(_));

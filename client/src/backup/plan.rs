@@ -219,12 +219,16 @@ impl<R: Read> Base<R> {
 
     /// The base entry at `path`, if any; the entries before it, which the
     /// walk passed by (gone from the sources), are handed to `gone`.
-    pub fn find(&mut self, path: &RelPath, gone: &mut dyn FnMut(Entry)) -> Result<Option<Entry>> {
+    pub fn find(
+        &mut self,
+        path: &RelPath,
+        gone: &mut dyn FnMut(Entry) -> Result<()>,
+    ) -> Result<Option<Entry>> {
         while let Some(e) = &self.next {
             match e.path.walk_cmp(path) {
                 std::cmp::Ordering::Less => {
                     if let Some(e) = self.next.take() {
-                        gone(e);
+                        gone(e)?;
                     }
                     self.advance()?
                 }
@@ -241,9 +245,9 @@ impl<R: Read> Base<R> {
 
     /// Hands the entries not reached yet to `gone`: after the walk, all of
     /// them are gone from the sources.
-    pub fn rest(&mut self, gone: &mut dyn FnMut(Entry)) -> Result<()> {
+    pub fn rest(&mut self, gone: &mut dyn FnMut(Entry) -> Result<()>) -> Result<()> {
         while let Some(e) = self.next.take() {
-            gone(e);
+            gone(e)?;
             self.advance()?;
         }
         Ok(())
@@ -405,13 +409,22 @@ mod tests {
             file("s/e", 1, 1, 1),
         ]);
         let mut gone = Vec::new();
-        let found = b.find(&path("s/c"), &mut |e| gone.push(e.path.to_string()));
+        let found = b.find(&path("s/c"), &mut |e| {
+            gone.push(e.path.to_string());
+            Ok(())
+        });
         assert_eq!(found.expect("read"), None);
         assert_eq!(gone, ["s/a", "s/b"]);
-        let found = b.find(&path("s/d"), &mut |e| gone.push(e.path.to_string()));
+        let found = b.find(&path("s/d"), &mut |e| {
+            gone.push(e.path.to_string());
+            Ok(())
+        });
         assert_eq!(found.expect("read").map(|e| e.path), Some(path("s/d")));
-        b.rest(&mut |e| gone.push(e.path.to_string()))
-            .expect("read");
+        b.rest(&mut |e| {
+            gone.push(e.path.to_string());
+            Ok(())
+        })
+        .expect("read");
         assert_eq!(gone, ["s/a", "s/b", "s/e"]);
     }
 }

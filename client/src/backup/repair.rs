@@ -6,9 +6,14 @@
 //! and left out.
 
 use std::collections::{HashMap, HashSet};
+use std::ffi::OsString;
 use std::fs::File;
+use std::io::{BufReader, BufWriter, Read, Seek, Write};
+use std::os::unix::ffi::OsStringExt;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
 
 use offsnap_fs::fsx;
 use offsnap_protocol::{Hash, Meta, Op, RelPath, Request, Xattr};
@@ -27,38 +32,98 @@ pub struct Resendable {
     hash: Hash,
 }
 
+/// A kept file as written to the scratch file.
+#[derive(Serialize, Deserialize)]
+struct Record {
+    path: RelPath,
+    #[serde(with = "serde_bytes")]
+    local: Vec<u8>,
+    meta: Meta,
+    xattrs: Vec<Xattr>,
+    size: u64,
+    hash: Hash,
+}
+
 /// The files sent as deltas or linked by content this run, as they were
-/// read, in case the helper asks for one again.
+/// read, in case the helper asks for one again. A run may link millions of
+/// files by content, so they go to a scratch file
+/// ([`crate::manifests::scratch_file`]), length-prefixed postcard records,
+/// read back once, after the walk, for the few the helper asks for.
 #[derive(Debug, Default)]
 pub struct Kept {
-    files: HashMap<RelPath, Resendable>,
+    file: Option<BufWriter<File>>,
+    count: u64,
+}
+
+/// A failure of the scratch file.
+fn scratch_error(e: std::io::Error) -> Error {
+    Error::io(crate::manifests::scratch_dir(), e)
 }
 
 impl Kept {
     /// Remembers a file as it was read.
-    pub fn keep(&mut self, item: &ScanItem, meta: Meta, size: u64, hash: Hash) {
-        let sent = Resendable {
-            local: item.local.clone(),
+    pub fn keep(&mut self, item: &ScanItem, meta: Meta, size: u64, hash: Hash) -> Result<()> {
+        let record = Record {
+            path: item.path.clone(),
+            local: item.local.clone().into_os_string().into_vec(),
             meta,
             xattrs: item.xattrs.clone(),
             size,
             hash,
         };
-        self.files.insert(item.path.clone(), sent);
+        let bytes = postcard::to_stdvec(&record)
+            .map_err(|e| Error::Local(format!("recording a file kept for resending: {e}")))?;
+        let file = match &mut self.file {
+            Some(f) => f,
+            None => self.file.insert(BufWriter::new(
+                crate::manifests::scratch_file().map_err(scratch_error)?,
+            )),
+        };
+        file.write_all(&(bytes.len() as u32).to_le_bytes())
+            .and_then(|()| file.write_all(&bytes))
+            .map_err(scratch_error)?;
+        self.count += 1;
+        Ok(())
     }
 
     /// Whether nothing was kept.
     pub fn is_empty(&self) -> bool {
-        self.files.is_empty()
+        self.count == 0
     }
 
-    /// Of `asked`, the paths not kept here (files reported unchanged).
-    fn unkept(&self, asked: &[RelPath]) -> HashSet<RelPath> {
-        asked
-            .iter()
-            .filter(|p| !self.files.contains_key(*p))
-            .cloned()
-            .collect()
+    /// Those of `asked` that were kept, as they were read (the last record
+    /// of a path wins).
+    fn take(&mut self, asked: &HashSet<&RelPath>) -> Result<HashMap<RelPath, Resendable>> {
+        let mut found = HashMap::new();
+        let Some(file) = self.file.take() else {
+            return Ok(found);
+        };
+        let mut file = file
+            .into_inner()
+            .map_err(|e| scratch_error(e.into_error()))?;
+        file.rewind().map_err(scratch_error)?;
+        let mut read = BufReader::new(file);
+        let mut buf = Vec::new();
+        for _ in 0..self.count {
+            let mut len = [0u8; 4];
+            read.read_exact(&mut len).map_err(scratch_error)?;
+            buf.resize(u32::from_le_bytes(len) as usize, 0);
+            read.read_exact(&mut buf).map_err(scratch_error)?;
+            let r: Record = postcard::from_bytes(&buf)
+                .map_err(|e| Error::Corrupt(format!("the scratch file of kept files: {e}")))?;
+            if asked.contains(&r.path) {
+                let sent = Resendable {
+                    local: PathBuf::from(OsString::from_vec(r.local)),
+                    meta: r.meta,
+                    xattrs: r.xattrs,
+                    size: r.size,
+                    hash: r.hash,
+                };
+                found.insert(r.path, sent);
+            }
+        }
+        self.count = 0;
+        Ok(found)
     }
 }
 
@@ -73,8 +138,14 @@ impl Run<'_> {
         self.wire.send(&Request::Sync)?;
         self.wire.flush()?;
         self.sigs.synced()?;
+        let asked: HashSet<&RelPath> = self.sigs.resends.iter().collect();
+        let mut kept = self.resend.take(&asked)?;
         // Files reported unchanged: as the base manifest recorded them.
-        let unkept = self.resend.unkept(&self.sigs.resends);
+        let unkept: HashSet<RelPath> = asked
+            .into_iter()
+            .filter(|p| !kept.contains_key(*p))
+            .cloned()
+            .collect();
         if let Some(base) = base {
             for (path, r) in crate::unchanged::find(base, sources, &unkept)? {
                 let sent = Resendable {
@@ -84,11 +155,11 @@ impl Run<'_> {
                     size: r.size,
                     hash: r.hash,
                 };
-                self.resend.files.insert(path, sent);
+                kept.insert(path, sent);
             }
         }
         for path in std::mem::take(&mut self.sigs.resends) {
-            let Some(sent) = self.resend.files.remove(&path) else {
+            let Some(sent) = kept.remove(&path) else {
                 return Err(Error::Corrupt(format!(
                     "the helper asked to resend {path}, which this run did not send or keep"
                 )));
@@ -167,15 +238,31 @@ mod tests {
     }
 
     #[test]
-    fn files_asked_for_and_not_kept_are_looked_up_in_the_base() {
+    fn kept_files_are_found_again_as_they_were_read() -> Result<()> {
         let mut kept = Kept::default();
         assert!(kept.is_empty());
-        let a = item("s/a");
-        kept.keep(&a, META, 3, Hash([1; 32]));
+        let mut a = item("s/a");
+        a.xattrs = vec![Xattr {
+            name: b"user.k".to_vec(),
+            value: vec![0xff; 300],
+        }];
+        a.local = PathBuf::from(OsString::from_vec(b"/src/\xff-not-utf8".to_vec()));
+        for i in 0..1000u32 {
+            kept.keep(&item(&format!("s/x{i}")), META, 3, Hash([2; 32]))?;
+        }
+        kept.keep(&a, META, 3, Hash([1; 32]))?;
         assert!(!kept.is_empty());
-        let asked = [a.path.clone(), item("s/b").path];
-        let unkept = kept.unkept(&asked);
-        assert_eq!(unkept.len(), 1);
-        assert!(unkept.contains(&item("s/b").path));
+        let (pa, pb) = (a.path.clone(), item("s/b").path);
+        let found = kept.take(&[&pa, &pb].into_iter().collect())?;
+        assert_eq!(found.len(), 1, "only what was asked for and kept");
+        let want = Resendable {
+            local: a.local.clone(),
+            meta: META,
+            xattrs: a.xattrs.clone(),
+            size: 3,
+            hash: Hash([1; 32]),
+        };
+        assert_eq!(found.get(&pa), Some(&want));
+        Ok(())
     }
 }

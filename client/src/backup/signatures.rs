@@ -78,7 +78,7 @@ pub fn first_pass(
         }
         let o = old.find(&item.path, &mut |e| list(index, &e))?;
         if let Some(o) = &o {
-            list(index, o);
+            list(index, o)?;
         }
         match &o {
             Some(o) if plan::looks_unchanged(o, &item) => continue,
@@ -104,10 +104,11 @@ pub fn first_pass(
 }
 
 /// Lists a base entry's content in the index.
-fn list(index: &mut ContentIndex, e: &Entry) {
+fn list(index: &mut ContentIndex, e: &Entry) -> Result<()> {
     if let EntryKind::File { hash, size } = e.kind {
-        index.insert(&hash, size);
+        index.insert(&hash, size)?;
     }
+    Ok(())
 }
 
 /// The signatures on their way, in the order they were asked for.

@@ -2,10 +2,16 @@
 //! knows them (the base snapshot's files, what an interrupted run
 //! finished, and what this run sent whole). A new or changed file whose
 //! content is listed travels as a link by content instead of its bytes.
+//! The hashes are kept in a scratch file ([`offsnap_fs::table`]), not in
+//! memory: the base snapshot may hold millions of files.
 
 use std::collections::HashSet;
 
+use offsnap_fs::table::GrowingTable;
 use offsnap_protocol::Hash;
+
+use crate::error::{Error, Result};
+use crate::manifests;
 
 /// Files up to this size are read once into memory, hashed, then sent from
 /// there; larger ones are hashed in one pass and sent in a second.
@@ -22,26 +28,43 @@ fn content_key(hash: &Hash) -> u128 {
 }
 
 /// The contents on the host, and the sizes of the large ones.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct ContentIndex {
-    hashes: HashSet<u128>,
+    hashes: GrowingTable,
     /// Sizes of the large stored files: a large file can only match stored
     /// content of its own size, so others skip the hashing pass.
     sizes: HashSet<u64>,
 }
 
+/// A failure of the index's scratch file.
+fn scratch_error(e: std::io::Error) -> Error {
+    Error::io(manifests::scratch_dir(), e)
+}
+
 impl ContentIndex {
+    /// An empty index, in scratch files (see [`manifests::scratch_file`]).
+    pub fn new() -> Result<ContentIndex> {
+        Ok(ContentIndex {
+            hashes: GrowingTable::new(manifests::scratch_file).map_err(scratch_error)?,
+            sizes: HashSet::new(),
+        })
+    }
+
     /// Lists a content of `size` bytes as stored.
-    pub fn insert(&mut self, hash: &Hash, size: u64) {
-        self.hashes.insert(content_key(hash));
+    pub fn insert(&mut self, hash: &Hash, size: u64) -> Result<()> {
+        self.hashes
+            .add(content_key(hash), 0)
+            .map_err(scratch_error)?;
         if size > IN_MEMORY {
             self.sizes.insert(size);
         }
+        Ok(())
     }
 
     /// Whether the content is stored.
-    pub fn contains(&self, hash: &Hash) -> bool {
-        self.hashes.contains(&content_key(hash))
+    pub fn contains(&self, hash: &Hash) -> Result<bool> {
+        let found = self.hashes.get(content_key(hash)).map_err(scratch_error)?;
+        Ok(found.is_some())
     }
 
     /// Whether a file of `size` bytes may match a stored content: small
@@ -57,23 +80,25 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_listed_content_is_found_by_its_hash() {
-        let mut index = ContentIndex::default();
+    fn a_listed_content_is_found_by_its_hash() -> Result<()> {
+        let mut index = ContentIndex::new()?;
         let a = Hash(*blake3::hash(b"a").as_bytes());
         let b = Hash(*blake3::hash(b"b").as_bytes());
-        index.insert(&a, 1);
-        assert!(index.contains(&a));
-        assert!(!index.contains(&b));
+        index.insert(&a, 1)?;
+        assert!(index.contains(&a)?);
+        assert!(!index.contains(&b)?);
+        Ok(())
     }
 
     #[test]
-    fn only_large_sizes_are_remembered() {
-        let mut index = ContentIndex::default();
+    fn only_large_sizes_are_remembered() -> Result<()> {
+        let mut index = ContentIndex::new()?;
         let h = Hash([7; 32]);
-        index.insert(&h, IN_MEMORY + 10);
-        index.insert(&h, 100);
+        index.insert(&h, IN_MEMORY + 10)?;
+        index.insert(&h, 100)?;
         assert!(index.may_match(100), "small files are always hashed");
         assert!(index.may_match(IN_MEMORY + 10));
         assert!(!index.may_match(IN_MEMORY + 11));
+        Ok(())
     }
 }

@@ -15,6 +15,7 @@ use offsnap_protocol::{Entry, EntryKind, FrameReader, Hash, Op, RelPath, Request
 use super::pipeline::Run;
 use super::send::Wire;
 use super::signatures::{Answer, Signatures};
+use super::stored::ContentIndex;
 use crate::progress::{Itemize, Progress, Show};
 use crate::scan::{self, ScanItem, Source};
 use crate::session::Sender;
@@ -179,7 +180,7 @@ pub fn with_run<T>(
     let made = {
         let mut run = Run {
             wire: Wire::new(&mut tx, None).expect("wire"),
-            index: Default::default(),
+            index: ContentIndex::new().expect("content index"),
             resumed: Default::default(),
             partials: Default::default(),
             sigs: Signatures::new(pending, answer_rx),
