@@ -193,7 +193,12 @@ impl BaseIndex {
             return Ok(None);
         }
         let slots = u64::from_le_bytes(h[56..64].try_into().map_err(io::Error::other)?);
-        let Some(start) = slots.checked_mul(SLOT).and_then(|t| t.checked_add(HEADER)) else {
+        // A table longer than the file (damaged, cut short) is rebuilt.
+        let Some(start) = slots
+            .checked_mul(SLOT)
+            .and_then(|t| t.checked_add(HEADER))
+            .filter(|&end| file.metadata().is_ok_and(|m| m.len() >= end))
+        else {
             return Ok(None);
         };
         let mut paths = PathStore::new(file.try_clone()?, start);
@@ -383,6 +388,17 @@ mod tests {
         // Opened again, not rebuilt; another manifest's hash rebuilds it.
         assert!(BaseIndex::open(&fd, &mhash)?.is_some());
         assert!(BaseIndex::open(&fd, &Hash::of(b"other"))?.is_none());
+        // Cut short, it is rebuilt, not read past its end.
+        let f = std::fs::OpenOptions::new()
+            .write(true)
+            .open(dir.path().join("byhash"))?;
+        f.set_len(HEADER + 100)?;
+        assert!(BaseIndex::open(&fd, &mhash)?.is_none());
+        let mut idx = BaseIndex::open_or_build(&fd, &mf, &mhash)?;
+        assert_eq!(
+            idx.get(&Hash::of(&0usize.to_le_bytes()))?.as_ref(),
+            Some(&paths[0])
+        );
 
         let mut run = RunIndex::create(&fd, b"run")?;
         for (i, p) in paths.iter().enumerate() {

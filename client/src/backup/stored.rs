@@ -2,10 +2,15 @@
 //! knows them (the base snapshot's files, what an interrupted run
 //! finished, and what this run sent whole). A new or changed file whose
 //! content is listed travels as a link by content instead of its bytes.
-//! The hashes are kept in a scratch file ([`offsnap_fs::table`]), not in
-//! memory: the base snapshot may hold millions of files.
+//! The hashes are kept in scratch files, not in memory: the base snapshot
+//! may hold millions of files. Listed contents are appended to a file
+//! first; the first lookup places them in a table ([`offsnap_fs::table`]),
+//! so a run with no new or changed file (nothing to look up) pays 16
+//! bytes of sequential write per file, not the table's passes.
 
 use std::collections::HashSet;
+use std::fs::File;
+use std::io::{BufReader, BufWriter, Read, Seek, Write};
 
 use offsnap_fs::table::GrowingTable;
 use offsnap_protocol::Hash;
@@ -30,7 +35,10 @@ fn content_key(hash: &Hash) -> u128 {
 /// The contents on the host, and the sizes of the large ones.
 #[derive(Debug)]
 pub struct ContentIndex {
-    hashes: GrowingTable,
+    /// Keys listed before any lookup, in a scratch file.
+    listed: Option<BufWriter<File>>,
+    /// The table, from the first lookup on.
+    hashes: Option<GrowingTable>,
     /// Sizes of the large stored files: a large file can only match stored
     /// content of its own size, so others skip the hashing pass.
     sizes: HashSet<u64>,
@@ -45,16 +53,25 @@ impl ContentIndex {
     /// An empty index, in scratch files (see [`manifests::scratch_file`]).
     pub fn new() -> Result<ContentIndex> {
         Ok(ContentIndex {
-            hashes: GrowingTable::new(manifests::scratch_file).map_err(scratch_error)?,
+            listed: None,
+            hashes: None,
             sizes: HashSet::new(),
         })
     }
 
     /// Lists a content of `size` bytes as stored.
     pub fn insert(&mut self, hash: &Hash, size: u64) -> Result<()> {
-        self.hashes
-            .add(content_key(hash), 0)
-            .map_err(scratch_error)?;
+        let key = content_key(hash);
+        match (&mut self.hashes, &mut self.listed) {
+            (Some(table), _) => table.add(key, 0),
+            (None, Some(file)) => file.write_all(&key.to_le_bytes()),
+            (None, None) => manifests::scratch_file().and_then(|f| {
+                self.listed
+                    .insert(BufWriter::new(f))
+                    .write_all(&key.to_le_bytes())
+            }),
+        }
+        .map_err(scratch_error)?;
         if size > IN_MEMORY {
             self.sizes.insert(size);
         }
@@ -62,8 +79,15 @@ impl ContentIndex {
     }
 
     /// Whether the content is stored.
-    pub fn contains(&self, hash: &Hash) -> Result<bool> {
-        let found = self.hashes.get(content_key(hash)).map_err(scratch_error)?;
+    pub fn contains(&mut self, hash: &Hash) -> Result<bool> {
+        let table = match &mut self.hashes {
+            Some(t) => t,
+            None => {
+                let t = table_of(self.listed.take()).map_err(scratch_error)?;
+                self.hashes.insert(t)
+            }
+        };
+        let found = table.get(content_key(hash)).map_err(scratch_error)?;
         Ok(found.is_some())
     }
 
@@ -75,6 +99,25 @@ impl ContentIndex {
     }
 }
 
+/// A table of the keys listed in `listed`, whose file is then dropped.
+fn table_of(listed: Option<BufWriter<File>>) -> std::io::Result<GrowingTable> {
+    let mut table = GrowingTable::new(manifests::scratch_file)?;
+    let Some(listed) = listed else {
+        return Ok(table);
+    };
+    let mut file = listed.into_inner().map_err(|e| e.into_error())?;
+    file.rewind()?;
+    let mut read = BufReader::with_capacity(64 << 10, file);
+    let mut key = [0u8; 16];
+    loop {
+        match read.read_exact(&mut key) {
+            Ok(()) => table.add(u128::from_le_bytes(key), 0)?,
+            Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(table),
+            Err(e) => return Err(e),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -82,11 +125,20 @@ mod tests {
     #[test]
     fn a_listed_content_is_found_by_its_hash() -> Result<()> {
         let mut index = ContentIndex::new()?;
-        let a = Hash(*blake3::hash(b"a").as_bytes());
-        let b = Hash(*blake3::hash(b"b").as_bytes());
-        index.insert(&a, 1)?;
-        assert!(index.contains(&a)?);
-        assert!(!index.contains(&b)?);
+        let h = |i: u32| Hash(*blake3::hash(&i.to_le_bytes()).as_bytes());
+        // Listed before the first lookup, then after it.
+        for i in 0..50_000 {
+            index.insert(&h(i), 1)?;
+        }
+        assert!(index.contains(&h(7))?);
+        assert!(!index.contains(&h(100_000))?);
+        for i in 50_000..60_000 {
+            index.insert(&h(i), 1)?;
+        }
+        for i in (0..60_000).step_by(97) {
+            assert!(index.contains(&h(i))?, "{i}");
+        }
+        assert!(!index.contains(&h(60_000))?);
         Ok(())
     }
 
