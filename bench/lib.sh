@@ -153,7 +153,7 @@ measure() {
   t2=$(now_ns)
   if [ "$rc" != 0 ] && ! { [ "$rc" = 1 ] && [ "${ALLOW_RC1:-0}" = 1 ]; }; then
     echo "FAILED (exit $rc): $prefix: $*" >&2
-    tail -20 "$T/out.log" "$T/err.log" >&2
+    tail -n 20 "$T/out.log" "$T/err.log" >&2
     exit 1
   fi
   local wall u s crss ccpu up down hcpu hrss disk_b

@@ -3,10 +3,11 @@
 # the same loopback sshd, the tools run alternately, bytes counted the same way outside
 # every tool. Everything it needs is in this directory; it installs nothing.
 #
-# Usage: bench/run.sh [--files N] [--big-size SIZE] [--runs R] [--tools LIST]
+# Usage: bench/run.sh [--files N] [--max-size S] [--big-size SIZE] [--runs R] [--tools LIST]
 #                     [--clients N] [--client-files N] [--work DIR] [--keep]
 #                     [--raw FILE] [--no-build] [--timeout SECS]
 #   --files N         files in the many-small corpus (default 20000)
+#   --max-size S      largest small file (default 16K; sizes are max * u^2)
 #   --big-size S      size of the big file (default 1G; K/M/G suffixes; 0 skips S4/S5)
 #   --runs R          repetitions of every scenario; tables show medians (default 3)
 #   --tools LIST      comma-separated, from offsnap,rsync,restic,borg (default: all four)
@@ -33,11 +34,12 @@ set -euo pipefail
 HERE=$(cd "$(dirname "$0")" && pwd)
 REPO=$(cd "$HERE/.." && pwd)
 
-FILES=20000 BIG=1G RUNS=3 WORK="" KEEP=0 RAW="" BUILD=1 STEP_TIMEOUT=1800
+FILES=20000 MAX_SIZE=16K BIG=1G RUNS=3 WORK="" KEEP=0 RAW="" BUILD=1 STEP_TIMEOUT=1800
 TOOLS_ARG=offsnap,rsync,restic,borg CLIENTS=8 CLIENT_FILES=""
 while [ $# -gt 0 ]; do
   case "$1" in
     --files) FILES=$2; shift ;;
+    --max-size) MAX_SIZE=$2; shift ;;
     --big-size) BIG=$2; shift ;;
     --runs) RUNS=$2; shift ;;
     --tools) TOOLS_ARG=$2; shift ;;
@@ -242,7 +244,7 @@ for run in $(seq "$RUNS"); do
   FLIP=$run
   rm -rf "$C" "$DO" "$DR" "$DRE" "$DB" "$OHOME/.cache"; mkdir -p "$C/big"
   log "run $run: generating $FILES small files"
-  "$PY" "$HERE/corpus.py" small "$C/small" --files "$FILES" --seed 1 >&2
+  "$PY" "$HERE/corpus.py" small "$C/small" --files "$FILES" --max-size "$MAX_SIZE" --seed 1 >&2
   init_repos small
 
   define_backup S1 small 1; each_tool S1
