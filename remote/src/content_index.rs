@@ -313,12 +313,13 @@ impl RunIndex {
     /// Notes that `path`, written in this run, holds `hash` (the first
     /// such file is kept).
     pub fn insert(&mut self, hash: &Hash, path: &RelPath) -> io::Result<()> {
-        if self.get(hash)?.is_some() {
+        // One lookup of the table, not of the path record: a prefix of
+        // 128 bits held by another content is as likely as a forgery.
+        if self.table.get(key(hash))?.is_some() {
             return Ok(());
         }
         let loc = self.paths.push(hash, path)?;
-        self.table.insert(key(hash), loc)?;
-        Ok(())
+        self.table.add(key(hash), loc)
     }
 
     /// The file of this run holding `hash`, if any.

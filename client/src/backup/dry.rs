@@ -71,7 +71,7 @@ fn plan_all(
 ) -> Result<Tally> {
     let mut dry = Dry {
         deltas,
-        index: ContentIndex::new()?,
+        index: ContentIndex::default(),
         links: HashMap::new(),
         progress,
         tally: Tally::default(),
@@ -311,7 +311,7 @@ mod tests {
         let progress = hidden();
         let mut dry = Dry {
             deltas: true,
-            index: ContentIndex::new().expect("content index"),
+            index: ContentIndex::default(),
             links: HashMap::new(),
             progress: &progress,
             tally: Tally::default(),

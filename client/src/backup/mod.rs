@@ -307,7 +307,7 @@ fn send_all(
     answers: mpsc::Receiver<Answer>,
 ) -> Result<(Tally, send::Sent, Option<send::Mirror>)> {
     let base = begun.base.as_ref();
-    let mut index = ContentIndex::new()?;
+    let mut index = ContentIndex::default();
     // What an interrupted run finished counts as stored; what it began
     // is a delta base.
     for (hash, size) in &begun.resume.finished {

@@ -33,7 +33,7 @@ fn content_key(hash: &Hash) -> u128 {
 }
 
 /// The contents on the host, and the sizes of the large ones.
-#[derive(Debug)]
+#[derive(Debug, Default)]
 pub struct ContentIndex {
     /// Keys listed before any lookup, in a scratch file.
     listed: Option<BufWriter<File>>,
@@ -50,15 +50,6 @@ fn scratch_error(e: std::io::Error) -> Error {
 }
 
 impl ContentIndex {
-    /// An empty index, in scratch files (see [`manifests::scratch_file`]).
-    pub fn new() -> Result<ContentIndex> {
-        Ok(ContentIndex {
-            listed: None,
-            hashes: None,
-            sizes: HashSet::new(),
-        })
-    }
-
     /// Lists a content of `size` bytes as stored.
     pub fn insert(&mut self, hash: &Hash, size: u64) -> Result<()> {
         let key = content_key(hash);
@@ -124,7 +115,7 @@ mod tests {
 
     #[test]
     fn a_listed_content_is_found_by_its_hash() -> Result<()> {
-        let mut index = ContentIndex::new()?;
+        let mut index = ContentIndex::default();
         let h = |i: u32| Hash(*blake3::hash(&i.to_le_bytes()).as_bytes());
         // Listed before the first lookup, then after it.
         for i in 0..50_000 {
@@ -144,7 +135,7 @@ mod tests {
 
     #[test]
     fn only_large_sizes_are_remembered() -> Result<()> {
-        let mut index = ContentIndex::new()?;
+        let mut index = ContentIndex::default();
         let h = Hash([7; 32]);
         index.insert(&h, IN_MEMORY + 10)?;
         index.insert(&h, 100)?;

@@ -180,7 +180,7 @@ pub fn with_run<T>(
     let made = {
         let mut run = Run {
             wire: Wire::new(&mut tx, None).expect("wire"),
-            index: ContentIndex::new().expect("content index"),
+            index: ContentIndex::default(),
             resumed: Default::default(),
             partials: Default::default(),
             sigs: Signatures::new(pending, answer_rx),
