@@ -6,15 +6,17 @@
 # ext4, XFS and btrfs loop images. Every round changes the file once and backs it up
 # with each tool (the order alternating); wall time per round with the load average
 # beside it, medians, and the store's growth per round (statvfs used blocks after sync).
+# With --cold the page cache is dropped before every timed run, as for a backup disk
+# whose previous snapshot was written a day ago: both tools then read from disk.
 #
 # Usage: bench/local.sh [--size 1G] [--rounds 5] [--fs ext4,xfs,btrfs] [--work DIR]
-#                       [--no-build]
+#                       [--cold] [--no-build]
 # Needs root (loop mounts), rsync, python3, e2fsprogs, xfsprogs, btrfs-progs.
 set -euo pipefail
 HERE=$(cd "$(dirname "$0")" && pwd)
 REPO=$(cd "$HERE/.." && pwd)
 
-SIZE=1G ROUNDS=5 FSES=ext4,xfs,btrfs WORK="" BUILD=1
+SIZE=1G ROUNDS=5 FSES=ext4,xfs,btrfs WORK="" BUILD=1 COLD=0
 while [ $# -gt 0 ]; do
   case "$1" in
     --size) SIZE=$2; shift ;;
@@ -22,6 +24,7 @@ while [ $# -gt 0 ]; do
     --fs) FSES=$2; shift ;;
     --work) WORK=$2; shift ;;
     --no-build) BUILD=0 ;;
+    --cold) COLD=1 ;;
     -h|--help) awk 'NR>1 && /^#/ {sub(/^# ?/, ""); print; next} NR>1 {exit}' "$0"; exit 0 ;;
     *) echo "unknown argument: $1 (see --help)" >&2; exit 2 ;;
   esac
@@ -74,6 +77,7 @@ for fs in $(echo "$FSES" | tr ',' ' '); do
     order="offsnap rsync"; [ $((r % 2)) = 0 ] && order="rsync offsnap"
     for tool in $order; do
       sync
+      [ "$COLD" = 1 ] && echo 3 > /proc/sys/vm/drop_caches
       before=$(used_bytes "$m"); load=$(load1); t0=$(now_ns)
       case "$tool" in
         offsnap) HOME="$T/home" "$BIN/offsnap" backup -q --set s "$SRC/s" "$m/offsnap" > /dev/null ;;
@@ -90,10 +94,11 @@ for fs in $(echo "$FSES" | tr ',' ' '); do
   done
   umount "$m"; MOUNTED=(); rm -f "$img"
 done
-"$PY" - "$OUT" "$SIZE" "$ROUNDS" <<'PY'
+"$PY" - "$OUT" "$SIZE" "$ROUNDS" "$COLD" <<'PY'
 import csv, statistics, sys
 rows = list(csv.DictReader(open(sys.argv[1]), delimiter="\t"))
-print(f"Local destination, big file {sys.argv[2]}, S5 change, {sys.argv[3]} rounds; wall includes sync; medians\n")
+cache = "page cache dropped before each run" if sys.argv[4] == "1" else "page cache warm"
+print(f"Local destination, big file {sys.argv[2]}, S5 change, {sys.argv[3]} rounds, {cache}; wall includes sync; medians\n")
 print("| filesystem | offsnap wall s @load | rsync wall s @load | offsnap / rsync | offsnap growth MiB/round | rsync growth MiB/round |")
 print("|---|---|---|---|---|---|")
 for fs in dict.fromkeys(r["fs"] for r in rows):
