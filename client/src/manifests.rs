@@ -164,6 +164,12 @@ pub fn scratch_file() -> io::Result<File> {
     tempfile::tempfile_in(scratch_dir())
 }
 
+/// The error of a failed scratch-file operation: it names [`scratch_dir`],
+/// so a full or unwritable cache directory is recognised as such.
+pub fn scratch_error(e: io::Error) -> Error {
+    Error::io(scratch_dir(), e)
+}
+
 /// A temporary file in the cache directory (so it can be kept by a
 /// rename), else in the system's temporary directory.
 pub fn cache_temp() -> Result<tempfile::NamedTempFile> {

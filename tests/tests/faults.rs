@@ -1273,3 +1273,59 @@ fn walk_all(root: &Path) -> Vec<PathBuf> {
     }
     out
 }
+
+#[test]
+#[cfg_attr(offsnap_not_root, ignore = "needs root to mount a small tmpfs")]
+fn a_full_cache_disk_on_the_client_fails_the_run_cleanly() {
+    // The client keeps per-file state of a big run (the contents it has
+    // listed, files it may have to send again) in scratch files in its
+    // cache directory: a full one must stop the run with an error naming
+    // it, leave the backups as they were, and cost nothing once it has room.
+    let s = Scratch::in_memory();
+    let mnt = s.path("small-cache");
+    fs::create_dir(&mnt).unwrap();
+    let disk = match Tmpfs::mount(&mnt, "64k") {
+        Ok(d) => d,
+        Err(why) => return privileged::skip(&format!("the full-cache test needs a tmpfs: {why}")),
+    };
+    // 10,000 files: 160 KB of listed contents alone, in a cache of 64 KiB.
+    let mut rng = Rng::new(31);
+    for d in 0..10 {
+        let dir = s.src().join(format!("d{d}"));
+        fs::create_dir(&dir).unwrap();
+        for f in 0..1000 {
+            let data = rng.bytes(40);
+            write_file(&dir.join(format!("f{f}")), &data, 0o644, rng.mtime());
+        }
+    }
+    let dest = s.dest();
+    let set = dest.join("t");
+    let helper = remote_bin();
+    for (i, helper) in [None, Some(helper.as_path())].into_iter().enumerate() {
+        let mut cmd = s.command(Some(&day(0, i as u32)));
+        cmd.env("XDG_CACHE_HOME", disk.path());
+        cmd.args(["backup", "--set", "t"]);
+        if let Some(h) = helper {
+            cmd.arg("--remote-cmd").arg(h);
+        }
+        let out = cmd.arg(s.src()).arg(&dest).output().unwrap();
+        let err = stderr(&out);
+        eprintln!(
+            "cache full (helper {helper:?}): {} {}",
+            out.status,
+            err.trim()
+        );
+        assert_eq!(out.status.code(), Some(1), "{err}");
+        assert!(err.contains(&*disk.path().to_string_lossy()), "{err}");
+        assert!(err.contains("No space left on device"), "{err}");
+        assert!(
+            stdout(&out).trim().is_empty(),
+            "a snapshot name was printed"
+        );
+        assert!(dated_snapshots(&set).is_empty());
+        assert!(lock_is_free(&set), "a failed run left its lock");
+    }
+    // With room in the cache the same backup goes through and restores.
+    let name = s.backup(&day(1, 0));
+    assert_same_tree(&s.src(), &s.restore(&name).join("src"));
+}

@@ -56,9 +56,7 @@ pub struct Kept {
 }
 
 /// A failure of the scratch file.
-fn scratch_error(e: std::io::Error) -> Error {
-    Error::io(crate::manifests::scratch_dir(), e)
-}
+use crate::manifests::scratch_error;
 
 impl Kept {
     /// Remembers a file as it was read.

@@ -15,7 +15,7 @@ use std::io::{BufReader, BufWriter, Read, Seek, Write};
 use offsnap_fs::table::GrowingTable;
 use offsnap_protocol::Hash;
 
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::manifests;
 
 /// Files up to this size are read once into memory, hashed, then sent from
@@ -45,9 +45,7 @@ pub struct ContentIndex {
 }
 
 /// A failure of the index's scratch file.
-fn scratch_error(e: std::io::Error) -> Error {
-    Error::io(manifests::scratch_dir(), e)
-}
+use crate::manifests::scratch_error;
 
 impl ContentIndex {
     /// Lists a content of `size` bytes as stored.
