@@ -20,6 +20,7 @@ use offsnap_protocol::{Hash, Meta, Op, RelPath, Request, Xattr};
 
 use super::pipeline::Run;
 use crate::error::{Error, Result};
+use crate::manifests::scratch_error;
 use crate::scan::{ScanItem, Source};
 
 /// A file the helper may ask for again, as it was read.
@@ -54,9 +55,6 @@ pub struct Kept {
     file: Option<BufWriter<File>>,
     count: u64,
 }
-
-/// A failure of the scratch file.
-use crate::manifests::scratch_error;
 
 impl Kept {
     /// Remembers a file as it was read.

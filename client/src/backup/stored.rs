@@ -16,7 +16,7 @@ use offsnap_fs::table::GrowingTable;
 use offsnap_protocol::Hash;
 
 use crate::error::Result;
-use crate::manifests;
+use crate::manifests::{self, scratch_error};
 
 /// Files up to this size are read once into memory, hashed, then sent from
 /// there; larger ones are hashed in one pass and sent in a second.
@@ -43,9 +43,6 @@ pub struct ContentIndex {
     /// content of its own size, so others skip the hashing pass.
     sizes: HashSet<u64>,
 }
-
-/// A failure of the index's scratch file.
-use crate::manifests::scratch_error;
 
 impl ContentIndex {
     /// Lists a content of `size` bytes as stored.
