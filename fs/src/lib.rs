@@ -13,9 +13,11 @@
 //! - [`tree`]: writing a tree of entries under a directory handle (a
 //!   snapshot on the host, a restore target on the client).
 
+pub mod blocks;
 pub mod clone;
 pub mod cursor;
 pub mod fsx;
 pub mod remove;
+pub mod sink;
 pub mod table;
 pub mod tree;

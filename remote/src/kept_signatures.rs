@@ -1,5 +1,7 @@
-//! Signatures kept beside the newest snapshot, so that a large file's next
-//! delta does not begin by reading its whole base again.
+//! Signatures and block hashes kept beside the newest snapshot, so that a
+//! large file's next delta does not begin by reading its whole base again,
+//! and its next version sent whole over a clone of it (a local destination
+//! on a filesystem that clones) is compared with it without reading it.
 //!
 //! A file of at least [`KEEP_FROM`] bytes is signed as it is written
 //! ([`offsnap_fs::tree::FileSink::sign_as_written`]: the bytes pass through
@@ -18,13 +20,22 @@
 //! is a cache: failing to write, read or sweep it only costs the read it
 //! saves. After a committed run, signatures of paths the new snapshot
 //! neither wrote nor linked unchanged are deleted.
+//!
+//! Block hashes ([`offsnap_fs::blocks`]) of a large file written on a
+//! filesystem that clones go to `.offsnap/blocks/<same name>`, with the
+//! same identity. They are trusted the way a hard link trusts the inode it
+//! shares: a block of the next version whose hash is the kept one is left
+//! as the clone has it, unread. A stored file changed in place keeps its
+//! identity only if its mtime was put back too, and then a hard link to
+//! it would carry the change as well; `verify` hashes what is stored.
 
 use std::collections::HashSet;
 use std::fs::File;
 use std::io::{Read, Write};
-use std::os::fd::{AsFd, OwnedFd};
+use std::ops::RangeInclusive;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 
-use offsnap_fs::fsx;
+use offsnap_fs::{blocks, fsx};
 use offsnap_protocol::{Meta, RelPath, delta::check_signature, diff::acceptable_shape};
 
 use crate::set::SetDir;
@@ -33,6 +44,7 @@ use crate::set::SetDir;
 pub const KEEP_FROM: u64 = 16 << 20;
 
 const MAGIC: &[u8; 8] = b"ofsig\x01\0\0";
+const BLOCKS_MAGIC: &[u8; 8] = b"ofblk\x01\0\0";
 const HEAD: usize = 40;
 
 /// Which stored inode a signature is of.
@@ -67,9 +79,9 @@ impl Identity {
         }
     }
 
-    fn encode(&self) -> [u8; HEAD] {
+    fn encode(&self, magic: &[u8; 8]) -> [u8; HEAD] {
         let mut h = [0u8; HEAD];
-        h[..8].copy_from_slice(MAGIC);
+        h[..8].copy_from_slice(magic);
         h[8..16].copy_from_slice(&self.ino.to_le_bytes());
         h[16..24].copy_from_slice(&self.size.to_le_bytes());
         h[24..32].copy_from_slice(&self.mtime.0.to_le_bytes());
@@ -78,9 +90,11 @@ impl Identity {
     }
 }
 
-/// The set's kept signatures, and the names this run keeps.
+/// The set's kept signatures and block hashes, and the names this run
+/// keeps.
 pub struct KeptSignatures {
     dir: OwnedFd,
+    blocks: Option<OwnedFd>,
     live: HashSet<[u8; 32]>,
 }
 
@@ -111,26 +125,40 @@ impl KeptSignatures {
         let dir = set.meta_dir_or_new("signatures").ok()?;
         Some(KeptSignatures {
             dir,
+            blocks: set.meta_dir_or_new("blocks").ok(),
             live: HashSet::new(),
         })
     }
 
     /// The kept signature of `path` if it is of the file `id` describes.
     pub fn get(&self, path: &RelPath, id: Identity) -> Option<Vec<u8>> {
-        let mut file = fsx::open_file(self.dir.as_fd(), &name(&key(path))).ok()?;
-        let len = file.metadata().ok()?.len();
-        let want = len.checked_sub(HEAD as u64)?;
-        if want > longest(id.size)? {
-            return None;
-        }
-        let mut head = [0u8; HEAD];
-        file.read_exact(&mut head).ok()?;
-        if head != id.encode() {
-            return None;
-        }
-        let mut sig = vec![0u8; usize::try_from(want).ok()?];
-        file.read_exact(&mut sig).ok()?;
+        let sig = read(self.dir.as_fd(), path, (id, MAGIC), 0..=longest(id.size)?)?;
         fits(&sig, id.size).then_some(sig)
+    }
+
+    /// The kept block hashes of `path` if they are of the file `id`
+    /// describes.
+    pub fn get_blocks(&self, path: &RelPath, id: Identity) -> Option<Vec<u8>> {
+        let want = blocks_len(id.size)?;
+        read(
+            self.blocks.as_ref()?.as_fd(),
+            path,
+            (id, BLOCKS_MAGIC),
+            want..=want,
+        )
+    }
+
+    /// Keeps `hashes` as the block hashes of `path` in the new snapshot,
+    /// stored as `id`.
+    pub fn put_blocks(&mut self, path: &RelPath, id: Identity, hashes: &[u8]) {
+        let Some(dir) = &self.blocks else {
+            return;
+        };
+        if Some(hashes.len() as u64) == blocks_len(id.size)
+            && write(dir.as_fd(), path, (id, BLOCKS_MAGIC), hashes)
+        {
+            self.live.insert(key(path));
+        }
     }
 
     /// Keeps `sig` as the signature of `path` in the new snapshot, stored
@@ -149,21 +177,7 @@ impl KeptSignatures {
     }
 
     fn write(&self, path: &RelPath, id: Identity, sig: &[u8]) -> bool {
-        let name = name(&key(path));
-        if !fits(sig, id.size) {
-            return false;
-        }
-        let Ok((tmp, mut file)) = fsx::create_temp(self.dir.as_fd()) else {
-            return false;
-        };
-        let written = file
-            .write_all(&id.encode())
-            .and_then(|()| file.write_all(sig))
-            .and_then(|()| fsx::rename(self.dir.as_fd(), &tmp, &name, true));
-        if written.is_err() {
-            let _ = fsx::unlink(self.dir.as_fd(), &tmp);
-        }
-        written.is_ok()
+        fits(sig, id.size) && write(self.dir.as_fd(), path, (id, MAGIC), sig)
     }
 
     /// Notes that `path` is in the new snapshot as the same inode as in
@@ -175,14 +189,66 @@ impl KeptSignatures {
     /// Deletes every kept signature but those of this run's paths (after
     /// the run is committed).
     pub fn sweep(&self) {
-        let Ok(names) = fsx::read_dir(self.dir.as_fd()) else {
-            return;
-        };
         let live: HashSet<Vec<u8>> = self.live.iter().map(name).collect();
-        for (n, _) in names {
-            if !live.contains(&n) {
-                let _ = fsx::unlink(self.dir.as_fd(), &n);
+        for dir in std::iter::once(&self.dir).chain(&self.blocks) {
+            let Ok(names) = fsx::read_dir(dir.as_fd()) else {
+                continue;
+            };
+            for (n, _) in names {
+                if !live.contains(&n) {
+                    let _ = fsx::unlink(dir.as_fd(), &n);
+                }
             }
         }
     }
+}
+
+/// The length of the block hashes of a file of `size` bytes.
+fn blocks_len(size: u64) -> Option<u64> {
+    blocks::count(size).checked_mul(blocks::HASH_LEN as u64)
+}
+
+/// What is kept in `dir` for `path`, if it is of the file `id` describes
+/// (and of the kind `magic` marks) and its length is in `lens`.
+fn read(
+    dir: BorrowedFd<'_>,
+    path: &RelPath,
+    (id, magic): (Identity, &[u8; 8]),
+    lens: RangeInclusive<u64>,
+) -> Option<Vec<u8>> {
+    let mut file = fsx::open_file(dir, &name(&key(path))).ok()?;
+    let len = file.metadata().ok()?.len();
+    let want = len.checked_sub(HEAD as u64)?;
+    if !lens.contains(&want) {
+        return None;
+    }
+    let mut head = [0u8; HEAD];
+    file.read_exact(&mut head).ok()?;
+    if head != id.encode(magic) {
+        return None;
+    }
+    let mut body = vec![0u8; usize::try_from(want).ok()?];
+    file.read_exact(&mut body).ok()?;
+    Some(body)
+}
+
+/// Keeps `body` in `dir` for `path`, as of the file `id` describes;
+/// whether it was.
+fn write(
+    dir: BorrowedFd<'_>,
+    path: &RelPath,
+    (id, magic): (Identity, &[u8; 8]),
+    body: &[u8],
+) -> bool {
+    let Ok((tmp, mut file)) = fsx::create_temp(dir) else {
+        return false;
+    };
+    let written = file
+        .write_all(&id.encode(magic))
+        .and_then(|()| file.write_all(body))
+        .and_then(|()| fsx::rename(dir, &tmp, &name(&key(path)), true));
+    if written.is_err() {
+        let _ = fsx::unlink(dir, &tmp);
+    }
+    written.is_ok()
 }

@@ -39,8 +39,32 @@ pub fn timed_helper(rss: &Path) -> String {
 
 /// The peak RSS in KiB GNU time wrote into `rss`.
 pub fn peak_kib(rss: &Path) -> u64 {
-    let text = std::fs::read_to_string(rss).unwrap_or_else(|e| panic!("{}: {e}", rss.display()));
+    gnu_time_figure(rss)
+}
+
+/// `cmd` run under GNU time, which writes into `out` what `format` asks
+/// of it (`%M` peak RSS in KiB, `%I` blocks read from disk in 512-byte
+/// units: reads the page cache answered are not counted).
+pub fn under_gnu_time(cmd: &Command, format: &str, out: &Path) -> Command {
+    let mut c = Command::new(GNU_TIME);
+    c.arg("-f").arg(format).arg("-o").arg(out);
+    c.arg(cmd.get_program()).args(cmd.get_args());
+    for (k, v) in cmd.get_envs() {
+        match v {
+            Some(v) => c.env(k, v),
+            None => c.env_remove(k),
+        };
+    }
+    if let Some(dir) = cmd.get_current_dir() {
+        c.current_dir(dir);
+    }
+    c
+}
+
+/// The number GNU time wrote into `out`.
+pub fn gnu_time_figure(out: &Path) -> u64 {
+    let text = std::fs::read_to_string(out).unwrap_or_else(|e| panic!("{}: {e}", out.display()));
     text.trim()
         .parse()
-        .unwrap_or_else(|e| panic!("{}: {text:?}: {e}", rss.display()))
+        .unwrap_or_else(|e| panic!("{}: {text:?}: {e}", out.display()))
 }

@@ -16,8 +16,8 @@ use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use offsnap_tests::loopfs::{Kind, LoopFs};
-use offsnap_tests::privileged;
 use offsnap_tests::{Scratch, assert_ok, assert_same_tree, day, remote_bin, stdout};
+use offsnap_tests::{measure, privileged};
 
 const MIB: u64 = 1 << 20;
 
@@ -86,24 +86,36 @@ impl World {
     /// Changed files travel as deltas through a helper process, whole to
     /// the in-process local destination (no rolling checksum).
     fn backup(&self, now: &str) -> (String, u64) {
+        let (snap, cost, _) = self.backup_reading(now);
+        (snap, cost)
+    }
+
+    /// [`World::backup`], and the bytes the run read from disk (the
+    /// source is in the page cache, just written).
+    fn backup_reading(&self, now: &str) -> (String, u64, u64) {
         let before = self.disk.used();
         let mut cmd = self.s.command(Some(now));
         cmd.args(["backup", "--json", "--set", "t"]);
         if self.helper {
             cmd.arg("--remote-cmd").arg(remote_bin());
         }
-        let out = cmd.arg(self.s.src()).arg(self.dest()).output().unwrap();
+        cmd.arg(self.s.src()).arg(self.dest());
+        let reads = self.s.path(&format!("reads-{now}"));
+        let out = measure::under_gnu_time(&cmd, "%I", &reads)
+            .output()
+            .unwrap();
         assert_ok(&out);
+        let read = measure::gnu_time_figure(&reads) * 512;
         let after = self.disk.used();
         let cost = after.saturating_sub(before);
-        eprintln!("backup at {now}: {cost} bytes more in use");
+        eprintln!("backup at {now}: {cost} bytes more in use, {read} bytes read from disk");
         let report: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
         let deltas = report["sent_delta"].as_u64().unwrap();
         if !self.helper {
             assert_eq!(deltas, 0, "a local run sent a delta: {report}");
         }
         self.deltas.set(self.deltas.get() + deltas);
-        (report["snapshot"].as_str().unwrap().to_string(), cost)
+        (report["snapshot"].as_str().unwrap().to_string(), cost, read)
     }
 
     /// Restores `snap` and checks it against the source as it is now.
@@ -146,6 +158,9 @@ impl World {
 /// `clones`, each costs at most 2 MiB, 2 MiB, 64 KiB; without, the changed
 /// files cost whole copies and the unchanged ones hard links.
 fn history(kind: Kind, helper: bool, clones: bool) {
+    if !measure::have_gnu_time() {
+        return;
+    }
     let Some(w) = World::new(kind, helper) else {
         return;
     };
@@ -165,8 +180,17 @@ fn history(kind: Kind, helper: bool, clones: bool) {
     f.seek(SeekFrom::Start(100 * MIB + 64 * 1024)).unwrap();
     f.write_all(&noise(MIB)).unwrap();
     drop(f);
-    let (edited, cost) = w.backup(&day(1, 0));
+    let (edited, cost, read) = w.backup_reading(&day(1, 0));
     w.check_restore(&edited);
+    // Sent whole over a clone of the base, the image is compared with it
+    // by the block hashes kept at the last run: only the changed blocks
+    // of the clone (whose page cache is cold, its own) are read.
+    if clones && !helper {
+        assert!(
+            read <= 8 * MIB,
+            "{kind:?}: a 1 MiB edit of a 256 MiB file read {read} bytes from disk"
+        );
+    }
     // Through a helper process the image travelled as a delta; to the
     // in-process destination whole (checked in `backup`).
     assert_eq!(w.deltas.get(), u64::from(helper), "files sent as deltas");
@@ -203,8 +227,14 @@ fn history(kind: Kind, helper: bool, clones: bool) {
         .unwrap()
         .write_all(&noise(MIB))
         .unwrap();
-    let (appended, cost) = w.backup(&day(2, 0));
+    let (appended, cost, read) = w.backup_reading(&day(2, 0));
     w.check_restore(&appended);
+    if clones && !helper {
+        assert!(
+            read <= 8 * MIB,
+            "{kind:?}: 1 MiB appended to a 64 MiB file read {read} bytes from disk"
+        );
+    }
     if clones {
         assert!(
             cost <= 2 * MIB,
@@ -242,6 +272,71 @@ fn history(kind: Kind, helper: bool, clones: bool) {
     // The earlier snapshots are as they were.
     assert_eq!(hash(&w.stored(&first, "disk.img")), img0);
     assert_eq!(hash(&w.stored(&first, "mail.log")), log0);
+    let out =
+        w.s.offsnap(None, &[&"verify", &"--set", &"t", &"--all", &w.dest()]);
+    assert_ok(&out);
+}
+
+/// The block hashes a local run keeps for a large file are a cache: ones
+/// damaged on the host (other bytes, another length) make the next run
+/// compare with the clone by reading it, and the snapshot is still what
+/// the source holds.
+#[test]
+fn xfs_damaged_block_hashes_cost_only_a_read() {
+    if !measure::have_gnu_time() {
+        return;
+    }
+    let Some(w) = World::new(Kind::Xfs, false) else {
+        return;
+    };
+    let img = w.s.src().join("disk.img");
+    write_noise(&img, 32 * MIB);
+    w.backup(&day(0, 0));
+    let dir = w.dest().join("t/.offsnap/blocks");
+    let kept: Vec<_> = fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert_eq!(
+        kept.len(),
+        1,
+        "one large file, one list of block hashes: {kept:?}"
+    );
+    let kept = &kept[0];
+    let len = fs::metadata(kept).unwrap().len();
+    assert_eq!(
+        len,
+        40 + 32 * MIB / (64 * 1024) * 16,
+        "header and 16 bytes a block"
+    );
+
+    let edit = |at: u64, n: usize, k: u32| {
+        let mut f = fs::OpenOptions::new().write(true).open(&img).unwrap();
+        f.seek(SeekFrom::Start(at)).unwrap();
+        f.write_all(&noise(n as u64)).unwrap();
+        drop(f);
+        let (snap, _, read) = w.backup_reading(&day(k, 0));
+        w.check_restore(&snap);
+        read
+    };
+    // Other bytes, the same length: no block is taken as there unread.
+    let mut body = fs::read(kept).unwrap();
+    for b in &mut body[40..] {
+        *b = !*b;
+    }
+    fs::write(kept, &body).unwrap();
+    let read = edit(5 * MIB + 100, 10_000, 1);
+    assert!(
+        read >= 24 * MIB,
+        "damaged hashes, yet only {read} bytes were read"
+    );
+    // The run kept good ones again: the next edit reads little.
+    let read = edit(9 * MIB, 4096, 2);
+    assert!(read <= 4 * MIB, "{read} bytes read with good hashes kept");
+    // Another length: not taken at all.
+    let body = fs::read(kept).unwrap();
+    fs::write(kept, &body[..body.len() - 16]).unwrap();
+    edit(20 * MIB, 1, 3);
     let out =
         w.s.offsnap(None, &[&"verify", &"--set", &"t", &"--all", &w.dest()]);
     assert_ok(&out);

@@ -141,6 +141,12 @@ impl BackupRun {
             };
             sink.sign_as_written(size, opts);
         }
+        // A large file on a filesystem that clones has its blocks hashed,
+        // so that its next version sent whole is compared with it without
+        // reading it.
+        if size >= KEEP_FROM && sink.clones() {
+            sink.hash_blocks(size);
+        }
         if !delta && size >= CLONE_BASE_MIN && sink.clones() {
             self.begin_as_base(&mut sink)?;
         }
@@ -177,7 +183,13 @@ impl BackupRun {
         if len < CLONE_BASE_MIN || !file.metadata().is_ok_and(|m| m.is_file()) {
             return Ok(());
         }
-        sink.begin_as_clone(&file).ctx(&path)?;
+        let kept = match &self.sigs {
+            Some(sigs) => Identity::of_file(&file)
+                .ok()
+                .and_then(|id| sigs.get_blocks(&path, id)),
+            None => None,
+        };
+        sink.begin_as_clone(&file, kept).ctx(&path)?;
         Ok(())
     }
 
@@ -241,12 +253,19 @@ impl BackupRun {
                 _ => self.await_whole(entry, size, hash),
             };
         }
-        let kept = sink.take_signature().zip(sink.inode().ok());
+        let (sig, blocks) = (sink.take_signature(), sink.take_block_hashes());
+        let ino = sink.inode().ok();
         self.tree
             .finish_file(sink, &entry.meta, &[])
             .ctx(self.snapshot_ctx())?;
-        if let (Some((sig, ino)), Some(sigs)) = (kept, &mut self.sigs) {
-            sigs.put(&path, Identity::written(ino, size, &entry.meta), &sig);
+        if let (Some(ino), Some(sigs)) = (ino, &mut self.sigs) {
+            let id = Identity::written(ino, size, &entry.meta);
+            if let Some(sig) = sig {
+                sigs.put(&path, id, &sig);
+            }
+            if let Some(hashes) = blocks {
+                sigs.put_blocks(&path, id, &hashes);
+            }
         }
         self.record.stats.written += 1;
         self.record.stats.bytes_written += size;
